@@ -1,0 +1,68 @@
+"""The scoring interface every backend sits behind.
+
+The rerank path and the direct API only ever see a :class:`Scorer`: an async object that
+scores documents against a query. Local backends (Qwen3 causal-LM reranker, sequence
+classification cross-encoders, the bundled bi-encoder) run inside a batching worker thread;
+the remote backend talks HTTP to a shared rerank server.
+
+Errors: ``score`` raises only :class:`~sidecar.errors.RerankUnavailable` subclasses
+(``Overloaded``, ``RerankTimeout``, ``ModelFailure``) so that callers can fall back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+BackendKindName = Literal["causal-lm reranker", "cross-encoder", "bi-encoder", "remote"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    #: What was configured (HF id, path or URL).
+    name: str
+    #: What the backend really is. A bi-encoder says so plainly, in logs and /ready.
+    kind: BackendKindName
+    #: Where it resolved to (local directory, bundled package path, URL).
+    source: str
+    device: str
+    dtype: str
+    max_length: int
+    #: ISO 639-1 codes the model serves; empty = any.
+    languages: tuple[str, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    scores: list[float]
+    #: Tokens the model actually processed for this request (after truncation/chunking).
+    tokens: int = 0
+    #: Seconds the request waited in the queue and in the model.
+    queue_s: float = 0.0
+    model_s: float = 0.0
+
+
+class Scorer(Protocol):
+    info: ModelInfo
+
+    async def start(self) -> None:
+        """Load, warm up (one real forward pass) and start the worker."""
+
+    async def close(self) -> None:
+        """Stop the worker; pending work fails with RerankUnavailable."""
+
+    @property
+    def ready(self) -> bool:
+        """True once started and warmed."""
+
+    async def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ScoreResult:
+        """Scores in the order of ``documents``; higher is more relevant."""
