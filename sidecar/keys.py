@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from aiohttp import ClientSession, web
+from aiohttp import web
 
 from sidecar.config import SidecarConfig
 from sidecar.models.base import Scorer
+from sidecar.upstream import Upstream
 
 CONFIG = web.AppKey("config", SidecarConfig)
-ES_SESSION = web.AppKey("es_session", ClientSession)
+UPSTREAM = web.AppKey("upstream", Upstream)
 SCORER = web.AppKey("scorer", Scorer)

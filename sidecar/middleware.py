@@ -28,8 +28,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except SidecarError as exc:
         return error_response(exc)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(RequestTooLarge(f"request body is larger than {exc.max_size} bytes"))
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.client_max_size
+        return error_response(RequestTooLarge(f"request body is larger than {limit} bytes"))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

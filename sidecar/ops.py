@@ -1,0 +1,27 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from sidecar.errors import UpstreamError
+from sidecar.jsonutil import json_response
+from sidecar.keys import UPSTREAM
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness: the process serves HTTP. Never depends on ES or the model."""
+    return json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: ES answers (any HTTP answer counts: a secured cluster says 401 to us)."""
+    upstream = request.app[UPSTREAM]
+    try:
+        await upstream.fetch("GET", upstream.base.with_path("/"), CIMultiDict(), None)
+        es_ok = True
+    except UpstreamError:
+        es_ok = False
+    body = {"ready": es_ok, "es": {"url": str(upstream.base), "reachable": es_ok}}
+    return json_response(body, status=200 if es_ok else 503)

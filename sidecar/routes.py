@@ -1,0 +1,25 @@
+"""The route table: the architecture in one screen.
+
+``/_sidecar/*`` belongs to the sidecar (ES never uses a leading ``_sidecar`` path segment);
+``_search`` and ``_msearch`` are intercepted; everything else is passed through.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from sidecar import ops, proxy, search
+
+SEARCH_METHODS = ("GET", "POST")
+
+
+def setup_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/_sidecar/health", ops.health)
+    r.add_get("/_sidecar/ready", ops.ready)
+    for method in SEARCH_METHODS:
+        r.add_route(method, "/_search", search.search_handler)
+        r.add_route(method, "/{index}/_search", search.search_handler)
+        r.add_route(method, "/_msearch", search.msearch_handler)
+        r.add_route(method, "/{index}/_msearch", search.msearch_handler)
+    r.add_route("*", "/{tail:.*}", proxy.proxy_handler)

@@ -1,0 +1,116 @@
+"""Shared fixtures: a real ES-compatible server and a real sidecar process.
+
+``es`` is session-scoped and parametrized over where Elasticsearch comes from:
+
+* ``local``: ``$ES_URL`` when set (any real cluster), else a ``noida-db`` process that
+  ``es_integration.local_es`` starts on a free loopback port;
+* ``container``: a real Elasticsearch 8.x through testcontainers. It needs a Docker engine;
+  without one it is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from es_integration.local_es import LocalES
+from es_integration.sidecar_proc import SidecarProcess
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ES_IMAGE = os.environ.get("ES_IMAGE", "docker.elastic.co/elasticsearch/elasticsearch:8.15.3")
+BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class ESTarget:
+    url: str
+    kind: str
+    #: The LocalES process when this session started it (tests may stop/restart only those).
+    local: LocalES | None = None
+
+
+def _docker_engine_reason() -> str | None:
+    host = os.environ.get("DOCKER_HOST", "")
+    if not host and not Path("/var/run/docker.sock").exists():
+        # Checked before touching the docker client, which leaks its socket when it fails.
+        return "no Docker engine here (no DOCKER_HOST, no /var/run/docker.sock)"
+    try:
+        import docker
+    except ImportError:
+        return "the docker package is not installed"
+    client = None
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:
+        return f"no Docker engine reachable ({type(exc).__name__})"
+    finally:
+        if client is not None:
+            client.close()
+    return None
+
+
+@contextlib.contextmanager
+def _container_es() -> Iterator[ESTarget]:
+    reason = _docker_engine_reason()
+    if reason is not None:
+        pytest.skip(f"testcontainers Elasticsearch path needs Docker: {reason}")
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    container = (
+        DockerContainer(ES_IMAGE)
+        .with_env("discovery.type", "single-node")
+        .with_env("xpack.security.enabled", "false")
+        .with_env("ES_JAVA_OPTS", "-Xms512m -Xmx512m")
+        .with_exposed_ports(9200)
+    )
+    with container:
+        wait_for_logs(container, "started", timeout=180)
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(9200)
+        yield ESTarget(url=f"http://{host}:{port}", kind="container")
+
+
+@pytest.fixture(scope="session", params=["local", "container"])
+def es(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ESTarget]:
+    if request.param == "container":
+        with _container_es() as target:
+            yield target
+        return
+    if os.environ.get("ES_URL"):
+        yield ESTarget(url=os.environ["ES_URL"].rstrip("/"), kind="es_url")
+        return
+    with LocalES.start(data_dir=tmp_path_factory.mktemp("es-data")) as local:
+        yield ESTarget(url=local.url, kind="noida-db", local=local)
+
+
+@pytest.fixture(scope="session")
+def local_es(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalES]:
+    """A noida-db process of the session's own, for tests that are about ES in general
+    (not about a particular cluster) and must not depend on Docker."""
+    if os.environ.get("ES_URL"):
+        pytest.skip("ES_URL is set: tests that start their own local server are skipped")
+    with LocalES.start(data_dir=tmp_path_factory.mktemp("local-es")) as local:
+        yield local
+
+
+@pytest.fixture(scope="session")
+def sidecar(es: ESTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
+    """A real ``rerank-sidecar serve`` process in front of ``es``."""
+    logs = tmp_path_factory.mktemp("sidecar-logs")
+    with SidecarProcess.start(
+        es.url, log_path=logs / "sidecar.log", model=BUNDLED_MODEL
+    ) as proc:
+        yield proc
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
