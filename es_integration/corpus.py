@@ -86,7 +86,9 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
             except ValueError:
                 if lineno == 1:  # the optional header row
                     continue
-                raise ValueError(f"{path}:{lineno}: score {parts[-1]!r} is not an integer") from None
+                raise ValueError(
+                    f"{path}:{lineno}: score {parts[-1]!r} is not an integer"
+                ) from None
             qrels.setdefault(parts[0], {})[parts[1]] = score
     return qrels
 
@@ -98,7 +100,10 @@ def read_beir(path: Path) -> BeirDataset:
             raise FileNotFoundError(f"{path} is not a BEIR folder: {name} is missing")
     ds = BeirDataset(path)
     for doc in read_jsonl(path / "corpus.jsonl"):
-        ds.corpus[str(doc["_id"])] = {"title": doc.get("title") or "", "text": doc.get("text") or ""}
+        ds.corpus[str(doc["_id"])] = {
+            "title": doc.get("title") or "",
+            "text": doc.get("text") or "",
+        }
     for q in read_jsonl(path / "queries.jsonl"):
         ds.queries[str(q["_id"])] = str(q["text"])
     ds.qrels = read_qrels(path / "qrels.tsv")

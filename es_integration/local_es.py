@@ -55,7 +55,9 @@ def noida_binary() -> Path:
     return path
 
 
-def wait_ready(url: str, timeout: float = READY_TIMEOUT_S, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_ready(
+    url: str, timeout: float = READY_TIMEOUT_S, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Poll ``GET /`` until ES answers 200 (or the process dies, or time runs out)."""
     deadline = time.monotonic() + timeout
     last = "no answer"

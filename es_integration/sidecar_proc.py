@@ -82,7 +82,9 @@ class SidecarProcess:
                 pass
             time.sleep(0.05)
         self.stop()
-        raise SidecarStartError(f"sidecar not answering {path} after {timeout}s:\n{self.log_tail()}")
+        raise SidecarStartError(
+            f"sidecar not answering {path} after {timeout}s:\n{self.log_tail()}"
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         try:

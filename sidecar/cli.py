@@ -32,9 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (server.host)")
     serve.add_argument("--port", type=int, help="port to listen on (server.port)")
     serve.add_argument("--model", help="HF model id, local path or rerank URL (model.name)")
-    serve.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     check = sub.add_parser("check-config", help="validate the config and print it")
     for p in (check,):
         p.add_argument("--config", type=Path)
@@ -80,7 +78,9 @@ async def serve(config: SidecarConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down: draining in-flight requests (up to %ss)", config.server.shutdown_timeout_s)
+    log.info(
+        "shutting down: draining in-flight requests (up to %ss)", config.server.shutdown_timeout_s
+    )
     await runner.cleanup()
     log.info("stopped")
 

@@ -79,7 +79,9 @@ def _container_es() -> Iterator[ESTarget]:
 
 
 @pytest.fixture(scope="session", params=["local", "container"])
-def es(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ESTarget]:
+def es(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ESTarget]:
     if request.param == "container":
         with _container_es() as target:
             yield target
@@ -105,9 +107,7 @@ def local_es(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalES]:
 def sidecar(es: ESTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
     """A real ``rerank-sidecar serve`` process in front of ``es``."""
     logs = tmp_path_factory.mktemp("sidecar-logs")
-    with SidecarProcess.start(
-        es.url, log_path=logs / "sidecar.log", model=BUNDLED_MODEL
-    ) as proc:
+    with SidecarProcess.start(es.url, log_path=logs / "sidecar.log", model=BUNDLED_MODEL) as proc:
         yield proc
 
 

@@ -25,6 +25,7 @@ MAPPING = {
     }
 }
 GENRES = ["history", "science", "poetry", "cooking", "travel"]
+PLACES = ["sea", "city", "stars"]
 
 
 def _docs() -> list[dict[str, Any]]:
@@ -33,7 +34,7 @@ def _docs() -> list[dict[str, Any]]:
             "_index": INDEX,
             "_id": str(i),
             "_source": {
-                "title": f"book {i} about {GENRES[i % 5]} and the {['sea', 'city', 'stars'][i % 3]}",
+                "title": f"book {i} about {GENRES[i % 5]} and the {PLACES[i % 3]}",
                 "genre": GENRES[i % 5],
                 "year": 1950 + i % 70,
             },
@@ -76,7 +77,10 @@ def _script(es: Elasticsearch) -> list[tuple[str, int, Any]]:
             lambda: es.search(
                 index=INDEX,
                 query={"match": {"title": "stars"}},
-                aggs={"by_genre": {"terms": {"field": "genre"}}, "max_year": {"max": {"field": "year"}}},
+                aggs={
+                    "by_genre": {"terms": {"field": "genre"}},
+                    "max_year": {"max": {"field": "year"}},
+                },
                 size=5,
             ),
         ),
@@ -118,7 +122,9 @@ def test_client_sees_same_answers(es: ESTarget, sidecar: SidecarProcess) -> None
     assert by_name["delete"][0] == 200
 
 
-@pytest.mark.parametrize("path", ["/", "/_cluster/health", "/_cat/indices?format=json&h=index,docs.count&s=index"])
+@pytest.mark.parametrize(
+    "path", ["/", "/_cluster/health", "/_cat/indices?format=json&h=index,docs.count&s=index"]
+)
 def test_raw_bodies_match(es: ESTarget, sidecar: SidecarProcess, path: str) -> None:
     d = Elasticsearch(es.url).perform_request("GET", path)
     p = Elasticsearch(sidecar.url).perform_request("GET", path)

