@@ -75,7 +75,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             timeout=300,
         ) as sc:
             query = {
-                "query": {"multi_match": {"query": example, "fields": ["title^2", "body", "text"]}},
+                "query": {
+                    "multi_match": {
+                        "query": example,
+                        "fields": ["title^2", "body", "subjects", "text"],
+                    }
+                },
                 "size": 5,
                 "_source": ["title"],
             }

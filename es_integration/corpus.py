@@ -25,11 +25,11 @@ SAMPLE_MAPPING: dict[str, Any] = {
         "title": {"type": "text"},
         "body": {"type": "text"},
         "category": {"type": "keyword"},
-        "subjects": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+        "subjects": {"type": "keyword"},
         "author": {"type": "text"},
         "lang": {"type": "keyword"},
         "year": {"type": "integer"},
-        "updated": {"type": "date"},
+        "updated": {"type": "date", "format": "yyyy-MM-dd"},
         "popularity": {"type": "integer"},
     }
 }
