@@ -63,6 +63,8 @@ class Scorer(Protocol):
         documents: Sequence[str],
         instruction: str | None = None,
         *,
-        timeout: float | None = None,
+        # The worker needs the deadline itself (to drop work nobody waits for), which an
+        # asyncio.timeout() around the call could not tell it.
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> ScoreResult:
         """Scores in the order of ``documents``; higher is more relevant."""

@@ -1,0 +1,120 @@
+"""Which backend serves a configured model, decided from the model's own files.
+
+* an http(s) URL -> ``remote``;
+* ``config.json`` whose architectures include a ``*ForCausalLM`` -> ``qwen3`` (the Qwen3
+  reranker family scores with the LM head's "yes"/"no" logits);
+* ``*ForSequenceClassification`` -> ``seqcls`` (cross-encoders);
+* a sentence-transformers layout (``modules.json``) -> ``biencoder``.
+
+The files come from a local directory, the bundled package, or the Hugging Face hub/cache
+(config files only: weights are fetched by ``start()``, not here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sidecar.config import ModelConfig
+from sidecar.errors import ModelLoadError
+from sidecar.models.bundled import bundled_path
+from sidecar.models.hf import read_json
+from sidecar.models.hub import hub_file_or_none, hub_offline
+
+BackendName = Literal["qwen3", "seqcls", "biencoder", "remote"]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    #: As configured.
+    name: str
+    backend: BackendName
+    #: Where the files are; None for a hub model whose files are fetched at start().
+    directory: Path | None
+    bundled: bool = False
+
+
+def is_url(name: str) -> bool:
+    return name.startswith(("http://", "https://"))
+
+
+def resolve_model(config: ModelConfig) -> ResolvedModel:
+    name = config.name
+    if is_url(name):
+        if config.backend not in ("auto", "remote"):
+            raise ModelLoadError(
+                f"model {name!r} is a URL, which only the remote backend serves "
+                f"(model.backend is {config.backend!r})"
+            )
+        return ResolvedModel(name, "remote", None)
+    if config.backend == "remote":
+        raise ModelLoadError(f"model.backend is 'remote' but model {name!r} is not an http(s) URL")
+    packaged = bundled_path(name)
+    directory = packaged or _local_directory(name)
+    if config.backend != "auto":
+        backend: BackendName = config.backend
+    elif directory is not None:
+        backend = _detect_directory(name, directory)
+    else:
+        backend = _detect_hub(name)
+    return ResolvedModel(name, backend, directory, bundled=packaged is not None)
+
+
+def _local_directory(name: str) -> Path | None:
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        # Not an HF id (those are "name" or "owner/name"), so it was meant as a path.
+        raise ModelLoadError(f"model directory {name!r} does not exist")
+    return None
+
+
+def backend_from_architectures(architectures: list[str]) -> BackendName | None:
+    if any(arch.endswith("ForCausalLM") for arch in architectures):
+        return "qwen3"
+    if any(arch.endswith("ForSequenceClassification") for arch in architectures):
+        return "seqcls"
+    return None
+
+
+def _architectures(config: Any) -> list[str]:
+    found = config.get("architectures") if isinstance(config, dict) else None
+    return [a for a in found if isinstance(a, str)] if isinstance(found, list) else []
+
+
+def _detect_directory(name: str, directory: Path) -> BackendName:
+    architectures: list[str] = []
+    if (directory / "config.json").is_file():
+        architectures = _architectures(read_json(directory / "config.json", model=name))
+        found = backend_from_architectures(architectures)
+        if found is not None:
+            return found
+    if (directory / "modules.json").is_file():
+        return "biencoder"
+    raise ModelLoadError(
+        f"model {name!r}: cannot tell its backend from {directory} (architectures "
+        f"{architectures or 'unknown'}, no modules.json); set model.backend"
+    )
+
+
+def _detect_hub(name: str) -> BackendName:
+    architectures: list[str] = []
+    config_path = hub_file_or_none(name, "config.json")
+    if config_path is not None:
+        architectures = _architectures(read_json(config_path, model=name))
+        found = backend_from_architectures(architectures)
+        if found is not None:
+            return found
+    if hub_file_or_none(name, "modules.json") is not None:
+        return "biencoder"
+    if config_path is None:
+        where = (
+            "the local Hugging Face cache (HF_HUB_OFFLINE is set)" if hub_offline() else "the hub"
+        )
+        raise ModelLoadError(f"model {name!r}: no config.json or modules.json in {where}")
+    raise ModelLoadError(
+        f"model {name!r}: cannot tell its backend (architectures {architectures or 'unknown'}, "
+        f"no modules.json); set model.backend"
+    )

@@ -1,0 +1,35 @@
+"""Building the configured :class:`~sidecar.models.base.Scorer`.
+
+``create_scorer`` is quick: it detects the backend from the model's small files (config.json,
+modules.json, or the URL) and builds an unstarted scorer. Weights are loaded by
+``await scorer.start()``, in a thread, followed by a warm-up pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sidecar.config import ModelConfig, WorkerConfig
+from sidecar.models.backend import LocalBackend
+from sidecar.models.base import Scorer
+from sidecar.models.biencoder import BiEncoderBackend
+from sidecar.models.detect import ResolvedModel, resolve_model
+from sidecar.models.local import LocalScorer
+from sidecar.models.qwen3 import Qwen3Backend
+from sidecar.models.remote import RemoteScorer
+from sidecar.models.seqcls import SeqClsBackend
+
+_LOCAL: dict[str, Callable[[ModelConfig, ResolvedModel], LocalBackend]] = {
+    "qwen3": Qwen3Backend,
+    "seqcls": SeqClsBackend,
+    "biencoder": BiEncoderBackend,
+}
+
+
+def create_scorer(model: ModelConfig, worker: WorkerConfig) -> Scorer:
+    """Raises ModelLoadError (naming the model) when it cannot be found or recognised."""
+    resolved = resolve_model(model)
+    if resolved.backend == "remote":
+        return RemoteScorer(model)
+    backend = _LOCAL[resolved.backend](model, resolved)
+    return LocalScorer(backend, model, worker)

@@ -1,0 +1,126 @@
+"""A :class:`~sidecar.models.base.Scorer` over a local model and its batching worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from sidecar.config import ModelConfig, WorkerConfig
+from sidecar.errors import ModelFailure, ModelLoadError, RerankTimeout, RerankUnavailable
+from sidecar.models.backend import Encoded, LocalBackend
+from sidecar.models.base import ModelInfo, ScoreResult
+from sidecar.worker import BatchWorker
+
+log = logging.getLogger("sidecar.models")
+
+_WARMUP_QUERY = "warm-up query"
+_WARMUP_DOCUMENTS = ("a warm-up document", "another, somewhat longer warm-up document")
+
+
+def describe(info: ModelInfo) -> str:
+    """The start-up log line; a bi-encoder says plainly that it is not a cross-encoder."""
+    details = [info.dtype, f"max_length {info.max_length}"]
+    details.append(f"languages {', '.join(info.languages) or 'any'}")
+    details.extend(f"{key} {value}" for key, value in info.extra.items())
+    line = (
+        f"model {info.name} ready: {info.kind} from {info.source} on {info.device} "
+        f"({', '.join(details)})"
+    )
+    if info.kind == "bi-encoder":
+        line += (
+            "; this is a bi-encoder (query and documents embedded separately, cosine "
+            "similarity), NOT a cross-encoder: expect weaker reranking"
+        )
+    return line
+
+
+class LocalScorer:
+    def __init__(self, backend: LocalBackend, model: ModelConfig, worker: WorkerConfig) -> None:
+        self._backend = backend
+        self._model = model
+        self._worker_config = worker
+        self._worker = BatchWorker(backend, worker)
+        self._ready = False
+        self.info: ModelInfo = backend.info
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self._worker.alive
+
+    async def start(self) -> None:
+        started = time.monotonic()
+        await asyncio.to_thread(self._backend.load)
+        self.info = self._backend.info
+        if not self._worker_config.warmup:
+            self._worker.start()
+        else:
+            try:
+                sample = await asyncio.to_thread(
+                    self._encode, _WARMUP_QUERY, _WARMUP_DOCUMENTS, self._model.instruction
+                )
+                self._worker.start(calibrate=min(sample.items, key=lambda item: len(item.ids)))
+                await self._score(_WARMUP_QUERY, _WARMUP_DOCUMENTS, None, None)
+            except RerankUnavailable as exc:
+                await self.close()
+                raise ModelLoadError(
+                    f"model {self.info.name!r} loaded but its warm-up forward pass failed"
+                ) from exc
+        overhead = f"{self._worker.pass_overhead_tokens:.0f}"
+        self.info = replace(self.info, extra={**self.info.extra, "pass_overhead_tokens": overhead})
+        self._ready = True
+        log.info("%s, started in %.1fs", describe(self.info), time.monotonic() - started)
+
+    async def close(self) -> None:
+        self._ready = False
+        await asyncio.to_thread(self._worker.close)
+
+    async def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        *,
+        # The worker needs the deadline itself (to drop work nobody waits for), which an
+        # asyncio.timeout() around the call could not tell it.
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> ScoreResult:
+        if not self._ready:
+            raise RerankUnavailable("the model is not ready")
+        return await self._score(query, documents, instruction, timeout)
+
+    async def _score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None,
+        timeout_s: float | None,
+    ) -> ScoreResult:
+        if not documents:
+            return ScoreResult(scores=[])
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        # Refuse before tokenizing: an overloaded worker should cost the caller nothing.
+        self._worker.check_capacity(len(documents))
+        try:
+            async with asyncio.timeout(timeout_s):
+                encoded = await asyncio.to_thread(
+                    self._encode, query, documents, instruction or self._model.instruction
+                )
+                done = await self._worker.run(encoded, deadline=deadline)
+        except TimeoutError as exc:
+            raise RerankTimeout(f"no scores within {timeout_s}s") from exc
+        return ScoreResult(
+            scores=done.scores, tokens=encoded.tokens, queue_s=done.queue_s, model_s=done.model_s
+        )
+
+    def _encode(self, query: str, documents: Sequence[str], instruction: str) -> Encoded:
+        try:
+            return self._backend.encode(query, documents, instruction)
+        except RerankUnavailable:
+            raise
+        except Exception as exc:
+            # The Rust tokenizer raises bare Exceptions (e.g. on impossible truncation).
+            log.exception("tokenizing a request of %d documents failed", len(documents))
+            raise ModelFailure("the request could not be tokenized") from exc

@@ -1,0 +1,367 @@
+"""The batching worker: the one thread that runs a local model.
+
+Concurrent requests are coalesced: the worker takes up to ``max_batch_pairs`` queued items
+(oldest request first; a big request may span several batches), sorts them by length and
+cuts them into forward passes of at most ``max_batch_tokens`` padded tokens, where a cut
+saves more padding than a pass costs (:mod:`sidecar.models.passes`). Each request's outputs
+are put back in its own item order and folded into scores by the backend; the result goes
+back to the caller's event loop with ``call_soon_threadsafe``.
+
+Requests arrive already tokenized (see :mod:`sidecar.models.local`): the worker needs the
+lengths to sort and bound batches, and tokenizing outside this thread overlaps it with the
+forward pass of the previous batch instead of adding to it.
+
+The queue is bounded in items (``max_queue_pairs``): past it, callers get ``Overloaded`` at
+once. Work whose caller gave up (cancelled, or past its deadline) is dropped before it
+reaches the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from sidecar.config import WorkerConfig
+from sidecar.errors import ModelFailure, Overloaded, RerankTimeout, RerankUnavailable
+from sidecar.models.backend import Encoded, Item, LocalBackend
+from sidecar.models.passes import measure_overhead, plan_passes
+
+log = logging.getLogger("sidecar.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    scores: list[float]
+    #: From submit to the first forward pass that included this request.
+    queue_s: float
+    #: Forward passes this request took part in (shared with the other requests in them).
+    model_s: float
+
+
+Outcome = Completed | BaseException
+
+
+class _Job:
+    """One request inside the worker. Flags are hints to skip work; the future decides."""
+
+    __slots__ = (
+        "abandoned",
+        "cursor",
+        "deadline",
+        "done",
+        "encoded",
+        "failed",
+        "first_pass",
+        "future",
+        "loop",
+        "model_s",
+        "outputs",
+        "queued",
+        "submitted",
+    )
+
+    def __init__(
+        self,
+        encoded: Encoded,
+        loop: asyncio.AbstractEventLoop,
+        deadline: float | None,
+    ) -> None:
+        self.encoded = encoded
+        self.loop = loop
+        self.future: asyncio.Future[Completed] = loop.create_future()
+        self.deadline = deadline
+        self.submitted = time.monotonic()
+        #: Items before this index have been taken by the worker.
+        self.cursor = 0
+        #: Items whose outputs are in.
+        self.done = 0
+        self.outputs: torch.Tensor | None = None
+        self.first_pass: float | None = None
+        self.model_s = 0.0
+        self.queued = False
+        self.abandoned = False
+        self.failed = False
+
+    @property
+    def size(self) -> int:
+        return len(self.encoded.items)
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+    def length(self, index: int) -> int:
+        return len(self.encoded.items[index].ids)
+
+
+#: One item of one job: (job, index into job.encoded.items).
+_Slot = tuple[_Job, int]
+
+
+def _settle(future: asyncio.Future[Completed], outcome: Outcome) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+class BatchWorker:
+    def __init__(self, backend: LocalBackend, config: WorkerConfig) -> None:
+        self._backend = backend
+        self._config = config
+        self._cond = threading.Condition()
+        self._pending: deque[_Job] = deque()
+        self._queued = 0
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        #: Jobs with items taken but not all outputs in; touched by the worker thread only.
+        self._in_flight: set[_Job] = set()
+        configured = config.pass_overhead_tokens
+        self._pass_overhead = math.inf if configured is None else float(configured)
+
+    # --- caller side (event loop) ----------------------------------------------------------
+
+    def start(self, calibrate: Item | None = None) -> None:
+        """Start the thread; with ``calibrate``, it first times passes of that item to learn
+        the pass overhead (unless configured)."""
+        if self._thread is not None:
+            raise RuntimeError("the worker is already started")
+        if self._config.pass_overhead_tokens is not None:
+            calibrate = None
+        self._thread = threading.Thread(
+            target=self._main, args=(calibrate,), name="rerank-model", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def pass_overhead_tokens(self) -> float:
+        return self._pass_overhead
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._closing
+
+    @property
+    def queued_pairs(self) -> int:
+        return self._queued
+
+    def check_capacity(self, pairs: int) -> None:
+        """Raise at once if ``pairs`` more items would not be accepted right now."""
+        with self._cond:
+            self._check_capacity(pairs)
+
+    def _check_capacity(self, pairs: int) -> None:
+        if self._closing or self._thread is None:
+            raise RerankUnavailable("the model worker is not running")
+        if self._queued + pairs > self._config.max_queue_pairs:
+            raise Overloaded(
+                f"model queue full ({self._queued} pairs waiting, "
+                f"{pairs} more would exceed {self._config.max_queue_pairs})"
+            )
+
+    async def run(self, encoded: Encoded, *, deadline: float | None = None) -> Completed:
+        """Score one tokenized request; ``deadline`` is on the ``time.monotonic()`` clock."""
+        job = _Job(encoded, asyncio.get_running_loop(), deadline)
+        with self._cond:
+            self._check_capacity(job.size)
+            self._pending.append(job)
+            job.queued = True
+            self._queued += job.size
+            self._cond.notify()
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            self._abandon(job)
+            raise
+
+    def _abandon(self, job: _Job) -> None:
+        job.abandoned = True
+        with self._cond:
+            if job.queued:
+                self._pending.remove(job)
+                job.queued = False
+                self._queued -= job.size - job.cursor
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop taking work, fail what waits, let the current pass finish, join the thread."""
+        with self._cond:
+            self._closing = True
+            waiting = list(self._pending)
+            self._pending.clear()
+            self._queued = 0
+            for job in waiting:
+                job.queued = False
+            self._cond.notify_all()
+        for job in waiting:
+            self._fail(job, RerankUnavailable("the reranker is shutting down"))
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # --- worker thread -----------------------------------------------------------------------
+
+    def _main(self, calibrate: Item | None) -> None:
+        try:
+            with torch.inference_mode():
+                if calibrate is not None:
+                    self._pass_overhead = measure_overhead(self._backend.forward, calibrate)
+                while (slots := self._next_slots()) is not None:
+                    self._run_slots(slots)
+        except Exception:
+            # A bug here must not leave callers waiting for futures nobody will settle.
+            log.exception("the model worker crashed")
+        finally:
+            with self._cond:
+                self._closing = True
+                waiting = list(self._pending)
+                self._pending.clear()
+                self._queued = 0
+            for job in [*waiting, *self._in_flight]:
+                self._fail(job, RerankUnavailable("the model worker stopped"))
+            self._in_flight.clear()
+
+    def _next_slots(self) -> list[_Slot] | None:
+        with self._cond:
+            while not self._closing and not self._pending:
+                self._cond.wait()
+            if self._closing:
+                return None
+            self._wait_for_more()
+            return self._take()
+
+    def _wait_for_more(self) -> None:
+        wait_s = self._config.batch_wait_ms / 1000
+        if wait_s <= 0:
+            return
+        until = time.monotonic() + wait_s
+        while not self._closing and self._queued < self._config.max_batch_pairs:
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            self._cond.wait(left)
+
+    def _take(self) -> list[_Slot]:
+        now = time.monotonic()
+        limit = self._config.max_batch_pairs
+        slots: list[_Slot] = []
+        while self._pending and len(slots) < limit:
+            job = self._pending[0]
+            if job.abandoned or job.expired(now):
+                self._pending.popleft()
+                job.queued = False
+                self._queued -= job.size - job.cursor
+                # An abandoned job's caller is gone; _fail tells only the expired ones.
+                self._drop(job, RerankTimeout("deadline passed while queued"))
+                continue
+            take = min(job.size - job.cursor, limit - len(slots))
+            slots.extend((job, index) for index in range(job.cursor, job.cursor + take))
+            job.cursor += take
+            self._queued -= take
+            self._in_flight.add(job)
+            if job.cursor == job.size:
+                self._pending.popleft()
+                job.queued = False
+        return slots
+
+    def _run_slots(self, slots: list[_Slot]) -> None:
+        slots.sort(key=lambda slot: slot[0].length(slot[1]), reverse=True)
+        for group in self._passes(slots):
+            if self._closing:
+                # Shutting down: the rest of this batch is failed with everything in flight.
+                return
+            self._run_pass(group)
+
+    def _passes(self, slots: list[_Slot]) -> Iterator[list[_Slot]]:
+        """Cut length-sorted slots (longest first) into passes, see sidecar.models.passes."""
+        lengths = [job.length(index) for job, index in slots]
+        plan = plan_passes(
+            lengths, budget=self._config.max_batch_tokens, overhead=self._pass_overhead
+        )
+        for positions in plan:
+            yield slots[positions.start : positions.stop]
+
+    def _run_pass(self, group: list[_Slot]) -> None:
+        now = time.monotonic()
+        for job in {job for job, _ in group}:
+            if job.failed or job.abandoned:
+                self._in_flight.discard(job)
+            elif job.expired(now):
+                self._drop(job, RerankTimeout("deadline passed while being scored"))
+        live = [slot for slot in group if not (slot[0].failed or slot[0].abandoned)]
+        if not live:
+            return
+        started = time.monotonic()
+        try:
+            out = self._backend.forward([job.encoded.items[index] for job, index in live])
+        except Exception:
+            # Whatever the model raised (OOM, a bad input), its callers fall back and the
+            # worker carries on with the next batch.
+            log.exception("forward pass over %d pairs failed", len(live))
+            for job in {job for job, _ in live}:
+                self._drop(job, ModelFailure("the model failed on this batch"))
+            return
+        elapsed = time.monotonic() - started
+        if out.shape[0] != len(live):
+            log.error("forward pass over %d pairs returned %d outputs", len(live), out.shape[0])
+            for job in {job for job, _ in live}:
+                self._drop(job, ModelFailure("the model returned a wrong number of scores"))
+            return
+        placed: dict[_Job, tuple[list[int], list[int]]] = {}
+        for row, (job, index) in enumerate(live):
+            rows, positions = placed.setdefault(job, ([], []))
+            rows.append(row)
+            positions.append(index)
+        for job, (rows, positions) in placed.items():
+            if job.outputs is None:
+                job.outputs = out.new_empty((job.size, *out.shape[1:]))
+                job.first_pass = started
+            job.outputs[torch.tensor(positions)] = out[torch.tensor(rows)]
+            job.done += len(rows)
+            job.model_s += elapsed
+            if job.done == job.size:
+                self._finish(job, job.outputs)
+
+    def _finish(self, job: _Job, outputs: torch.Tensor) -> None:
+        self._in_flight.discard(job)
+        if not bool(torch.isfinite(outputs).all()):
+            self._fail(job, ModelFailure("the model returned a non-finite score"))
+            return
+        try:
+            scores = self._backend.combine(job.encoded, outputs)
+        except RerankUnavailable as exc:
+            self._fail(job, exc)
+            return
+        except Exception:
+            log.exception("combining the model's outputs failed")
+            self._fail(job, ModelFailure("the model's outputs could not be combined"))
+            return
+        if len(scores) != job.encoded.n_docs or not all(math.isfinite(s) for s in scores):
+            self._fail(job, ModelFailure("the model returned unusable scores"))
+            return
+        queue_s = (job.first_pass or job.submitted) - job.submitted
+        self._deliver(job, Completed(scores, queue_s, job.model_s))
+
+    def _drop(self, job: _Job, exc: RerankUnavailable) -> None:
+        """Fail a job from the worker thread, forgetting it."""
+        self._in_flight.discard(job)
+        self._fail(job, exc)
+
+    def _fail(self, job: _Job, exc: RerankUnavailable) -> None:
+        job.failed = True
+        if not job.abandoned:
+            self._deliver(job, exc)
+
+    @staticmethod
+    def _deliver(job: _Job, outcome: Outcome) -> None:
+        # RuntimeError: the caller's event loop is closed, so nobody waits for this any more.
+        with contextlib.suppress(RuntimeError):
+            job.loop.call_soon_threadsafe(_settle, job.future, outcome)
