@@ -30,6 +30,7 @@ from es_integration.loadgen import LoadResult, fmt_ms, run_load
 from es_integration.local_es import LocalES
 from es_integration.sidecar_proc import SidecarProcess
 
+BENCH_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 QUERIES = [
     "renew a borrowed book online",
     "reset my account password",
@@ -118,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         env = {"RERANK_SIDECAR__SERVER__ACCESS_LOG": "false"}
         if args.no_uvloop:
             env["RERANK_SIDECAR__SERVER__UVLOOP"] = "false"
-        with SidecarProcess.start(es_url, log_path=work / "sidecar.log", env=env) as sc:
+        with SidecarProcess.start(
+            es_url, log_path=work / "sidecar.log", env=env, model=BENCH_MODEL, wait_ready=True
+        ) as sc:
             direct, sidecar = asyncio.run(
                 _rounds(es_url, sc.url, index, args.concurrency, args.requests, args.rounds)
             )

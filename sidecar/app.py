@@ -1,20 +1,36 @@
 """Application factory: ``create_app(config) -> web.Application``.
 
 Shared resources are created and closed in ``cleanup_ctx`` and stored under typed
-``web.AppKey``s (:mod:`sidecar.keys`).
+``web.AppKey``s (:mod:`sidecar.keys`):
+
+* the pooled ES ``ClientSession`` (:class:`~sidecar.upstream.Upstream`);
+* the scorer (model + batching worker). The backend is detected before the server binds
+  (a model that cannot be found stops start-up); weights load and warm up in the background
+  so pass-through traffic is served at once, and ``/_sidecar/ready`` turns green after;
+* the rerank engine (caches, breaker, language gate), the rollout rules and the shadow runner.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from sidecar.config import SidecarConfig
-from sidecar.keys import CONFIG, UPSTREAM
+from sidecar.errors import ModelLoadError
+from sidecar.keys import CONFIG, ENGINE, LIFECYCLE, ROLLOUT, SCORER, SHADOW, UPSTREAM
+from sidecar.lifecycle import Lifecycle
 from sidecar.middleware import error_middleware
+from sidecar.models.loader import create_scorer
+from sidecar.rerank.engine import RerankEngine
+from sidecar.rerank.rollout import Rollout
+from sidecar.rerank.shadow import ShadowRunner
 from sidecar.routes import setup_routes
 from sidecar.upstream import Upstream
+
+log = logging.getLogger("sidecar")
 
 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -25,13 +41,43 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     await session.close()
 
 
-def create_app(config: SidecarConfig) -> web.Application:
+async def _load_model(app: web.Application) -> None:
+    scorer, engine = app[SCORER], app[ENGINE]
+    try:
+        await scorer.start()
+        await asyncio.to_thread(engine.start_language_gate)
+    except ModelLoadError as exc:
+        app[LIFECYCLE].fail(str(exc))
+    except Exception:
+        log.exception("model start-up failed")
+        app[LIFECYCLE].fail("model start-up failed (see the log above)")
+
+
+async def _rerank_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    scorer = await asyncio.to_thread(create_scorer, config.model, config.worker)
+    app[SCORER] = scorer
+    app[ENGINE] = RerankEngine(config, scorer)
+    app[SHADOW] = ShadowRunner(config.rerank.max_shadow_tasks)
+    loading = asyncio.create_task(_load_model(app))
+    yield
+    loading.cancel()
+    await asyncio.gather(loading, return_exceptions=True)
+    await app[SHADOW].close()
+    await scorer.close()
+
+
+def create_app(config: SidecarConfig, lifecycle: Lifecycle | None = None) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware],
         client_max_size=config.server.max_body_bytes,
+        # Pass-through bodies keep their Content-Encoding; the search handlers decode.
         handler_args={"auto_decompress": False},
     )
     app[CONFIG] = config
+    app[LIFECYCLE] = lifecycle or Lifecycle()
+    app[ROLLOUT] = Rollout(config.rollout)
     app.cleanup_ctx.append(_upstream_ctx)
+    app.cleanup_ctx.append(_rerank_ctx)
     setup_routes(app)
     return app

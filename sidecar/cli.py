@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ from aiohttp import web
 
 from sidecar.app import create_app
 from sidecar.config import SidecarConfig, load_config
-from sidecar.errors import ConfigError
+from sidecar.errors import ConfigError, ModelLoadError
+from sidecar.keys import ROLLOUT
+from sidecar.lifecycle import Lifecycle
 
 log = logging.getLogger("sidecar")
 
@@ -52,9 +55,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-async def serve(config: SidecarConfig) -> None:
-    """Run until SIGTERM/SIGINT, then stop accepting and drain in-flight requests."""
-    app = create_app(config)
+async def serve(config: SidecarConfig) -> int:
+    """Run until SIGTERM/SIGINT, then stop accepting and drain in-flight requests.
+
+    Returns the process exit code: 0 after a requested stop, 3 when start-up failed.
+    """
+    lifecycle = Lifecycle()
+    app = create_app(config, lifecycle)
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -69,32 +76,47 @@ async def serve(config: SidecarConfig) -> None:
         shutdown_timeout=config.server.shutdown_timeout_s,
         backlog=1024,
     )
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise StartupError(
+            f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}"
+        ) from exc
     for sock_name in runner.addresses:
         log.info("listening on %s, forwarding to %s", sock_name, config.es.url)
 
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+        loop.add_signal_handler(sig, lifecycle.stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload_rules, app)
+    await lifecycle.stop.wait()
     log.info(
         "shutting down: draining in-flight requests (up to %ss)", config.server.shutdown_timeout_s
     )
     await runner.cleanup()
     log.info("stopped")
+    return 3 if lifecycle.fatal else 0
 
 
-def _run(coro_factory: Any, use_uvloop: bool) -> None:
+def _reload_rules(app: web.Application) -> None:
+    # A bad file is logged by reload() and the rules in force stay.
+    with contextlib.suppress(ConfigError):
+        app[ROLLOUT].reload()
+
+
+class StartupError(Exception):
+    pass
+
+
+def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]], use_uvloop: bool) -> int:
     if use_uvloop:
         try:
             import uvloop
         except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-            asyncio.run(coro_factory())
-            return
-        uvloop.run(coro_factory())
-    else:
-        asyncio.run(coro_factory())
+            return asyncio.run(coro_factory())
+        return uvloop.run(coro_factory())
+    return asyncio.run(coro_factory())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,8 +138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(yaml.safe_dump(redacted(config), sort_keys=False), end="")
         return 0
-    _run(lambda: serve(config), config.server.uvloop)
-    return 0
+    try:
+        return _run(lambda: serve(config), config.server.uvloop)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except (ModelLoadError, StartupError) as exc:
+        print(f"start-up failed: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

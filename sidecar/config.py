@@ -22,7 +22,15 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sidecar.errors import ConfigError
 
@@ -95,6 +103,11 @@ class RemoteConfig(_Section):
     api_key: str | None = None
     #: Model name sent in the request body, if the server wants one.
     model: str | None = None
+    #: Request body shape: ``cohere`` ({query, documents}: vLLM, Jina, Cohere, Infinity) or
+    #: ``tei`` ({query, texts}). ``auto`` picks tei for a URL path ending in a bare
+    #: ``/rerank`` and cohere otherwise (``/v1/rerank``, ``/v2/rerank``...). Both answer
+    #: shapes are understood either way.
+    protocol: Literal["auto", "cohere", "tei"] = "auto"
 
 
 BackendKind = Literal["auto", "qwen3", "seqcls", "biencoder", "remote"]
@@ -161,6 +174,11 @@ class WorkerConfig(_Section):
     batch_wait_ms: Annotated[float, Field(ge=0)] = 1.0
     #: Run one forward pass at start so /ready turns green only once the model is warm.
     warmup: bool = True
+    #: Fixed cost of one more forward pass, in padded tokens: a length-sorted batch is cut
+    #: into shorter passes where that saves more padding than it costs. Unset, it is measured
+    #: during warm-up (large on GPUs, so batches stay whole; small on CPUs); with warm-up off,
+    #: batches are cut only by max_batch_tokens.
+    pass_overhead_tokens: Annotated[int, Field(ge=0)] | None = None
 
 
 class ApiConfig(_Section):
@@ -171,12 +189,177 @@ class ApiConfig(_Section):
     timeout_s: PositiveFloat = 30.0
 
 
+def _yaml_mode(value: Any) -> Any:
+    # YAML 1.1 reads unquoted on/off as booleans; a rollout mode means the word.
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return value
+
+
+ModeName = Annotated[Literal["on", "off", "shadow"], BeforeValidator(_yaml_mode)]
+
+
+class IndexRerankConfig(_Section):
+    """How documents of the matching indices are turned into text for the model."""
+
+    #: Index name or fnmatch pattern (``catalogue-*``); the first matching entry applies.
+    pattern: str
+    #: Dotted paths into ``_source``; arrays are joined. Ignored when ``template`` is set.
+    fields: tuple[str, ...] = ("title", "body")
+    #: e.g. ``"{title}\n{body}"``; placeholders are dotted paths into ``_source``.
+    template: str | None = None
+    #: Each field's text is cut to this many characters before it reaches the model.
+    max_chars_per_field: PositiveInt = 4000
+    window: PositiveInt | None = None
+    budget_ms: PositiveFloat | None = None
+    instruction: str | None = None
+    score_mode: Literal["replace", "fusion"] | None = None
+    #: Numeric ``_source`` fields blended in fusion mode, e.g. ``{popularity: 0.1}``.
+    boost_fields: dict[str, float] = {}
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None and not re.search(r"{[^{}]+}", value):
+            raise ValueError("must contain at least one {field} placeholder")
+        return value
+
+
+class BreakerConfig(_Section):
+    #: Consecutive model failures or timeouts that open the breaker.
+    fail_max: PositiveInt = 5
+    #: Seconds the breaker stays open before one trial request is let through (half-open).
+    reset_timeout_s: PositiveFloat = 30.0
+
+
+class ScoreCacheConfig(_Section):
+    """Scores per (model, instruction, query, document id, document text hash)."""
+
+    enabled: bool = True
+    max_entries: PositiveInt = 200_000
+    ttl_s: PositiveFloat = 3600.0
+
+
+class ResponseCacheConfig(_Section):
+    """Whole reranked responses; keyed by a hash of Authorization and the full request."""
+
+    enabled: bool = False
+    max_entries: PositiveInt = 2000
+    ttl_s: PositiveFloat = 30.0
+
+
+class FusionConfig(_Section):
+    #: score = rerank_weight * rerank + bm25_weight * (bm25 / max bm25) + boosts
+    rerank_weight: Annotated[float, Field(ge=0)] = 0.7
+    bm25_weight: Annotated[float, Field(ge=0)] = 0.3
+
+
+class RerankConfig(_Section):
+    #: Hits per search that get reranked (the first ``window`` of the ES order).
+    window: PositiveInt = 50
+    #: The largest window a request may ask for with ``"rerank": {"window": N}``.
+    max_window: PositiveInt = 500
+    #: Time the model stage may take per request; past it the ES order is returned.
+    budget_ms: PositiveFloat = 1500.0
+    score_mode: Literal["replace", "fusion"] = "replace"
+    fusion: FusionConfig = FusionConfig()
+    #: Drop reranked hits whose rerank score is below this (null: keep all).
+    min_score: float | None = None
+    #: Per-hit object with the original score and rank; null turns it off.
+    annotate_field: str | None = "_rerank"
+    #: Text fields tried, in order, for indices no ``indices`` entry matches.
+    default_fields: tuple[str, ...] = ("title", "body", "text", "content", "abstract")
+    max_chars_per_field: PositiveInt = 4000
+    indices: tuple[IndexRerankConfig, ...] = ()
+    breaker: BreakerConfig = BreakerConfig()
+    cache: ScoreCacheConfig = ScoreCacheConfig()
+    response_cache: ResponseCacheConfig = ResponseCacheConfig()
+    #: Bounds background (shadow-mode) reranks in flight; beyond it shadow work is dropped.
+    max_shadow_tasks: PositiveInt = 64
+
+    @model_validator(mode="after")
+    def _window(self) -> RerankConfig:
+        if self.window > self.max_window:
+            raise ValueError(
+                f"window ({self.window}) must not exceed max_window ({self.max_window})"
+            )
+        return self
+
+
+class RolloutRule(_Section):
+    name: str = ""
+    #: Client networks (IPv4/IPv6 CIDR or single addresses); empty matches every client.
+    clients: tuple[str, ...] = ()
+    #: Index names or fnmatch patterns; empty matches every index.
+    indices: tuple[str, ...] = ()
+    #: Share of clients (stable hash of the client IP) the rule applies to, 0-100.
+    percent: Annotated[float, Field(ge=0, le=100)] = 100.0
+    mode: ModeName = "on"
+
+    @field_validator("clients")
+    @classmethod
+    def _clients(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            _check_network(item)
+        return value
+
+
+def _check_network(value: str) -> str:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IP network") from exc
+    return value
+
+
+class RolloutConfig(_Section):
+    """Who gets reranking: first matching rule wins, else ``default``."""
+
+    default: ModeName = "on"
+    rules: tuple[RolloutRule, ...] = ()
+    #: YAML file with ``default`` and ``rules``; read at start, on SIGHUP and on the admin
+    #: reload call. A bad file keeps the rules in force and reports the error.
+    rules_file: Path | None = None
+    #: Peers whose X-Forwarded-For is believed (CIDRs). Others' is ignored.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Clients allowed to choose the mode per request with ``override_header``.
+    trusted_clients: tuple[str, ...] = ()
+    override_header: str = "X-Rerank-Mode"
+
+    @field_validator("trusted_proxies", "trusted_clients")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            _check_network(item)
+        return value
+
+
 class SidecarConfig(_Section):
     server: ServerConfig = ServerConfig()
     es: ESConfig = ESConfig()
     model: ModelConfig = ModelConfig()
     worker: WorkerConfig = WorkerConfig()
     api: ApiConfig = ApiConfig()
+    rerank: RerankConfig = RerankConfig()
+    rollout: RolloutConfig = RolloutConfig()
+
+    @model_validator(mode="after")
+    def _timeouts_differ(self) -> SidecarConfig:
+        # Equal budgets make it impossible to tell from the outcome which stage gave up.
+        budgets = [self.rerank.budget_ms] + [
+            i.budget_ms for i in self.rerank.indices if i.budget_ms is not None
+        ]
+        for budget in budgets:
+            if abs(budget / 1000 - self.es.timeouts.read_s) < 1e-9:
+                raise ValueError(
+                    "rerank.budget_ms must differ from es.timeouts.read_s "
+                    f"(both {self.es.timeouts.read_s}s)"
+                )
+        return self
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -222,6 +405,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             value = yaml.safe_load(text) if text.strip() else text
         except yaml.YAMLError:
             value = text
+        if isinstance(value, bool) and text.strip().lower() not in ("true", "false"):
+            value = text  # "on"/"off"/"yes"/"no" stay words; pydantic coerces where needed
         # A bare string that YAML reads as a date/other type stays a string where that matters
         # to pydantic; it coerces what it can and names the key when it can't.
         _deep_set(tree, path, value)

@@ -48,6 +48,13 @@ class IllegalArgument(BadRequest):
     error_type = "illegal_argument_exception"
 
 
+class RequestTimeout(SidecarError):
+    """The client did not send its body in time (slowloris)."""
+
+    status = 408
+    error_type = "request_timeout_exception"
+
+
 class RequestTooLarge(SidecarError):
     status = 413
     error_type = "content_too_long_exception"

@@ -5,9 +5,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from sidecar.config import SidecarConfig
+from sidecar.lifecycle import Lifecycle
 from sidecar.models.base import Scorer
+from sidecar.rerank.engine import RerankEngine
+from sidecar.rerank.rollout import Rollout
+from sidecar.rerank.shadow import ShadowRunner
 from sidecar.upstream import Upstream
 
 CONFIG = web.AppKey("config", SidecarConfig)
 UPSTREAM = web.AppKey("upstream", Upstream)
 SCORER = web.AppKey("scorer", Scorer)
+ENGINE = web.AppKey("engine", RerankEngine)
+ROLLOUT = web.AppKey("rollout", Rollout)
+SHADOW = web.AppKey("shadow", ShadowRunner)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)

@@ -7,7 +7,7 @@ from multidict import CIMultiDict
 
 from sidecar.errors import UpstreamError
 from sidecar.jsonutil import json_response
-from sidecar.keys import UPSTREAM
+from sidecar.keys import ENGINE, UPSTREAM
 
 
 async def health(request: web.Request) -> web.Response:
@@ -16,12 +16,29 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: ES answers (any HTTP answer counts: a secured cluster says 401 to us)."""
+    """Readiness: ES answers (any HTTP answer counts: a secured cluster says 401 to us) and
+    the model is loaded, warmed and serving."""
     upstream = request.app[UPSTREAM]
+    engine = request.app[ENGINE]
     try:
         await upstream.fetch("GET", upstream.base.with_path("/"), CIMultiDict(), None)
         es_ok = True
     except UpstreamError:
         es_ok = False
-    body = {"ready": es_ok, "es": {"url": str(upstream.base), "reachable": es_ok}}
-    return json_response(body, status=200 if es_ok else 503)
+    info = engine.scorer.info
+    model_ok = engine.ready
+    body = {
+        "ready": es_ok and model_ok,
+        "es": {"url": str(upstream.base), "reachable": es_ok},
+        "model": {
+            "name": info.name,
+            "kind": info.kind,
+            "source": info.source,
+            "device": info.device,
+            "dtype": info.dtype,
+            "languages": list(info.languages),
+            "warm": model_ok,
+        },
+        "breaker": engine.breaker.state,
+    }
+    return json_response(body, status=200 if es_ok and model_ok else 503)

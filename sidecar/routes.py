@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sidecar import ops, proxy, search
+from sidecar import msearch, ops, proxy, rerank_api, search
 
 SEARCH_METHODS = ("GET", "POST")
 
@@ -17,9 +17,10 @@ def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/_sidecar/health", ops.health)
     r.add_get("/_sidecar/ready", ops.ready)
+    rerank_api.add_routes(app)
     for method in SEARCH_METHODS:
         r.add_route(method, "/_search", search.search_handler)
         r.add_route(method, "/{index}/_search", search.search_handler)
-        r.add_route(method, "/_msearch", search.msearch_handler)
-        r.add_route(method, "/{index}/_msearch", search.msearch_handler)
+        r.add_route(method, "/_msearch", msearch.handle_msearch)
+        r.add_route(method, "/{index}/_msearch", msearch.handle_msearch)
     r.add_route("*", "/{tail:.*}", proxy.proxy_handler)

@@ -105,7 +105,7 @@ class Upstream:
         connector = aiohttp.TCPConnector(
             limit=config.max_connections,
             limit_per_host=config.max_connections,
-            ssl=True if config.verify_tls else False,
+            ssl=config.verify_tls,
             enable_cleanup_closed=False,
         )
         return aiohttp.ClientSession(

@@ -105,9 +105,16 @@ def local_es(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalES]:
 
 @pytest.fixture(scope="session")
 def sidecar(es: ESTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
-    """A real ``rerank-sidecar serve`` process in front of ``es``."""
+    """A real ``rerank-sidecar serve`` process in front of ``es``, with reranking rolled out
+    to nobody: a pure front door, which clients must not be able to tell from ES."""
     logs = tmp_path_factory.mktemp("sidecar-logs")
-    with SidecarProcess.start(es.url, log_path=logs / "sidecar.log", model=BUNDLED_MODEL) as proc:
+    with SidecarProcess.start(
+        es.url,
+        log_path=logs / "sidecar.log",
+        model=BUNDLED_MODEL,
+        env={"RERANK_SIDECAR__ROLLOUT__DEFAULT": "off"},
+        wait_ready=True,
+    ) as proc:
         yield proc
 
 

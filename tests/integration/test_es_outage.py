@@ -12,6 +12,7 @@ import requests
 
 from es_integration.local_es import LocalES
 from es_integration.sidecar_proc import SidecarProcess
+from tests.conftest import BUNDLED_MODEL
 
 
 @pytest.fixture
@@ -21,7 +22,9 @@ def own_es(tmp_path: Path) -> Iterator[LocalES]:
 
 
 def test_es_down_then_back(own_es: LocalES, tmp_path: Path) -> None:
-    with SidecarProcess.start(own_es.url, log_path=tmp_path / "sidecar.log") as sc:
+    with SidecarProcess.start(
+        own_es.url, log_path=tmp_path / "sidecar.log", model=BUNDLED_MODEL
+    ) as sc:
         s = requests.Session()
         assert s.put(f"{sc.url}/outage", json={}).status_code == 200
         assert s.get(f"{sc.url}/outage/_search").status_code == 200

@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 
 from sidecar.app import create_app
 from sidecar.config import build_config
+from tests.conftest import BUNDLED_MODEL
 
 
 @dataclass
@@ -84,6 +85,7 @@ async def _sidecar_for(url: str, **server: object) -> TestServer:
         {
             "es": {"url": url, "timeouts": {"connect_s": 0.5, "read_s": 0.5}},
             "server": {"max_body_bytes": 1024 * 1024, **server},
+            "model": {"name": BUNDLED_MODEL},
         }
     )
     srv = TestServer(create_app(config), host="127.0.0.1")

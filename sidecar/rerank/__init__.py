@@ -1,0 +1,1 @@
+"""The rerank path: planning a search, scoring its hits and rewriting the response."""

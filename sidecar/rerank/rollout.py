@@ -1,0 +1,186 @@
+"""Gradual rollout: who gets reranking, by client network, index and percentage.
+
+The first rule that matches decides the mode (``on``, ``off`` or ``shadow``); otherwise the
+default applies. The client address is the TCP peer, or the right-most untrusted address of
+``X-Forwarded-For`` when the peer is a configured trusted proxy. A per-request override
+header is honoured only from configured trusted clients.
+
+Rules can be reloaded at run time (SIGHUP, admin API). A reload swaps one immutable
+:class:`RuleSet` for another, so in-flight requests finish with the rules they started with,
+and a bad file leaves the rules in force untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from sidecar.config import ModeName, RolloutConfig, RolloutRule, read_yaml
+from sidecar.errors import ConfigError
+
+log = logging.getLogger("sidecar.rollout")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_MODES: tuple[ModeName, ...] = ("on", "off", "shadow")
+
+
+def _networks(items: Iterable[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(i, strict=False) for i in items)
+
+
+def parse_address(value: str | None) -> Address | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.startswith("[") and "]" in value:
+        value = value[1 : value.index("]")]
+    try:
+        addr = ipaddress.ip_address(value.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _in(addr: Address, nets: Sequence[Network]) -> bool:
+    return any(addr.version == n.version and addr in n for n in nets)
+
+
+def bucket(addr: Address | None) -> float:
+    """A stable position in [0, 100) for a client, the same on every replica."""
+    if addr is None:
+        return 0.0
+    digest = hashlib.sha256(addr.packed).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000 / 100.0
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    rule: RolloutRule
+    clients: tuple[Network, ...]
+
+    def matches(self, addr: Address | None, indices: Sequence[str]) -> bool:
+        if self.clients and (addr is None or not _in(addr, self.clients)):
+            return False
+        if self.rule.indices and not all(
+            any(fnmatchcase(ix, pat) for pat in self.rule.indices) for ix in indices or ["*"]
+        ):
+            return False
+        return self.rule.percent >= 100 or bucket(addr) < self.rule.percent
+
+
+@dataclass(frozen=True)
+class Decision:
+    mode: ModeName
+    rule: str
+    client: str
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    default: ModeName
+    rules: tuple[CompiledRule, ...]
+    source: str
+
+    @classmethod
+    def build(cls, default: ModeName, rules: Sequence[RolloutRule], source: str) -> RuleSet:
+        return cls(default, tuple(CompiledRule(r, _networks(r.clients)) for r in rules), source)
+
+    def decide(self, addr: Address | None, indices: Sequence[str]) -> tuple[ModeName, str]:
+        for i, compiled in enumerate(self.rules):
+            if compiled.matches(addr, indices):
+                return compiled.rule.mode, compiled.rule.name or f"rule[{i}]"
+        return self.default, "default"
+
+
+def load_rules_file(path: Path) -> RuleSet:
+    """Parse and validate a rules file; raises ConfigError naming the problem."""
+    data: dict[str, Any] = read_yaml(path)
+    unknown = sorted(set(data) - {"default", "rules"})
+    if unknown:
+        raise ConfigError(f"rules file {path}: {unknown[0]}: unknown key")
+    default = {True: "on", False: "off"}.get(data.get("default", "on"), data.get("default"))
+    if default not in _MODES:
+        raise ConfigError(f"rules file {path}: default: must be one of on, off, shadow")
+    rules = data.get("rules") or []
+    if not isinstance(rules, list):
+        raise ConfigError(f"rules file {path}: rules: must be a list")
+    parsed: list[RolloutRule] = []
+    for i, raw in enumerate(rules):
+        try:
+            parsed.append(RolloutRule.model_validate(raw))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(f"rules file {path}: rules[{i}].{where}: {err['msg']}") from exc
+    return RuleSet.build(default, parsed, str(path))
+
+
+class Rollout:
+    def __init__(self, config: RolloutConfig) -> None:
+        self.config = config
+        self._trusted_proxies = _networks(config.trusted_proxies)
+        self._trusted_clients = _networks(config.trusted_clients)
+        self.rules = RuleSet.build(config.default, config.rules, "config")
+        self.last_error: str | None = None
+        if config.rules_file is not None:
+            self.rules = load_rules_file(config.rules_file)
+
+    def reload(self) -> RuleSet:
+        """Re-read the rules file. On error the current rules stay and the error is kept."""
+        if self.config.rules_file is None:
+            self.last_error = None
+            return self.rules
+        try:
+            new = load_rules_file(self.config.rules_file)
+        except ConfigError as exc:
+            self.last_error = str(exc)
+            log.error("rollout rules not reloaded, keeping the current ones: %s", exc)
+            raise
+        self.rules = new
+        self.last_error = None
+        log.info("rollout rules reloaded from %s (%d rules)", new.source, len(new.rules))
+        return new
+
+    def client_address(self, peer: str | None, forwarded_for: str | None) -> Address | None:
+        addr = parse_address(peer)
+        if addr is None or not forwarded_for or not _in(addr, self._trusted_proxies):
+            return addr
+        # Walk X-Forwarded-For from the right: the first hop that is not one of our trusted
+        # proxies is the client. Anything further left could have been written by anyone.
+        for item in reversed(forwarded_for.split(",")):
+            hop = parse_address(item)
+            if hop is None:
+                return addr
+            if not _in(hop, self._trusted_proxies):
+                return hop
+            addr = hop
+        return addr
+
+    def decide(
+        self,
+        peer: str | None,
+        forwarded_for: str | None,
+        override: str | None,
+        indices: Sequence[str],
+    ) -> Decision:
+        addr = self.client_address(peer, forwarded_for)
+        client = str(addr) if addr is not None else "unknown"
+        if override:
+            wanted = override.strip().lower()
+            peer_addr = parse_address(peer)
+            trusted = peer_addr is not None and _in(peer_addr, self._trusted_clients)
+            if trusted and wanted in _MODES:
+                return Decision(wanted, "override", client)
+        mode, rule = self.rules.decide(addr, indices)
+        return Decision(mode, rule, client)

@@ -1,0 +1,29 @@
+"""Per-request facts gathered on the way (for logs, metrics and Server-Timing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+
+@dataclass
+class RequestTrace:
+    request_id: str = ""
+    rule: str = ""
+    outcome: str = ""
+    index: str = ""
+    es_s: float = 0.0
+    queue_s: float = 0.0
+    model_s: float = 0.0
+
+
+TRACE = web.RequestKey("trace", RequestTrace)
+
+
+def trace_of(request: web.Request) -> RequestTrace:
+    trace = request.get(TRACE)
+    if trace is None:
+        trace = RequestTrace()
+        request[TRACE] = trace
+    return trace

@@ -1,0 +1,142 @@
+"""Fail-open: a model that is slow, hangs, raises, answers garbage or is overloaded never
+breaks search. The client gets 200 with the ES order and the reason in X-Rerank; the breaker
+opens, half-opens and closes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+from elasticsearch import Elasticsearch
+
+from sidecar.keys import ENGINE
+from tests.conftest import ESTarget
+from tests.rerank.conftest import SAMPLE, base_config, multi_match
+from tests.support.apps import running_sidecar
+from tests.support.fake_reranker import FakeReranker
+
+QUERY = "library card renew borrow books online account"
+
+
+def _config(es_url: str, fake: FakeReranker, **over: Any) -> dict[str, Any]:
+    return base_config(
+        es_url,
+        model={"name": fake.url, "remote": {"read_timeout_s": 5.0}},
+        rerank={"budget_ms": 300, "breaker": {"fail_max": 3, "reset_timeout_s": 0.5}},
+        **over,
+    )
+
+
+async def _search(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], str, float]:
+    t0 = time.perf_counter()
+    async with aiohttp.ClientSession() as s, s.post(f"{url}/{SAMPLE}/_search", json=body) as resp:
+        return (
+            resp.status,
+            await resp.json(),
+            resp.headers.get("X-Rerank", ""),
+            time.perf_counter() - t0,
+        )
+
+
+def _ids(body: dict[str, Any]) -> list[str]:
+    return [h["_id"] for h in body["hits"]["hits"]]
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("hang", "timeout"),
+        ("slow", "timeout"),
+        ("error", "error"),
+        ("nan", "error"),
+        ("wrong_count", "error"),
+        ("overloaded", "overloaded"),
+    ],
+)
+async def test_model_faults_fall_back_to_es_order(
+    es: ESTarget, sample_index: str, fake_reranker: FakeReranker, mode: str, reason: str
+) -> None:
+    fake_reranker.mode, fake_reranker.delay_s = mode, 1.0
+    direct = Elasticsearch(es.url).search(index=SAMPLE, body=multi_match(QUERY, size=10)).body
+    async with running_sidecar(_config(es.url, fake_reranker)) as sc:
+        status, body, header, elapsed = await _search(sc.url, multi_match(QUERY, size=10))
+    assert status == 200
+    assert header == f"fallback; reason={reason}"
+    assert body["_rerank"] == {"status": "fallback", "reason": reason}
+    assert _ids(body) == _ids(direct)
+    assert [h["_score"] for h in body["hits"]["hits"]] == [
+        h["_score"] for h in direct["hits"]["hits"]
+    ]
+    assert fake_reranker.calls == 1
+    if reason == "timeout":
+        # Bounded by the budget (300 ms) plus ES time, never by the model.
+        assert elapsed < 3.0
+
+
+async def test_breaker_opens_half_opens_and_closes(
+    es: ESTarget, sample_index: str, fake_reranker: FakeReranker
+) -> None:
+    fake_reranker.mode = "error"
+    async with running_sidecar(_config(es.url, fake_reranker)) as sc:
+        breaker = sc.app[ENGINE].breaker
+        headers = [(await _search(sc.url, multi_match(QUERY)))[2] for _ in range(3)]
+        assert headers == ["fallback; reason=error"] * 3
+        assert breaker.state == "open"
+
+        calls = fake_reranker.calls
+        for _ in range(5):
+            status, _, header, _ = await _search(sc.url, multi_match(QUERY))
+            assert (status, header) == (200, "fallback; reason=breaker_open")
+        assert fake_reranker.calls == calls, "an open breaker skips the model entirely"
+
+        # After reset_timeout one trial goes through; it fails, so the breaker re-opens.
+        await asyncio.sleep(0.6)
+        _, _, header, _ = await _search(sc.url, multi_match(QUERY))
+        assert header == "fallback; reason=error"
+        assert breaker.state == "open"
+        assert fake_reranker.calls == calls + 1
+
+        # The model recovers: the next trial succeeds and closes the breaker.
+        fake_reranker.mode = "ok"
+        await asyncio.sleep(0.6)
+        _, body, header, _ = await _search(sc.url, multi_match(QUERY))
+        assert header == "applied"
+        assert breaker.state == "closed"
+        assert body["_rerank"]["status"] == "applied"
+
+
+async def test_client_disconnect_is_not_a_model_failure(
+    es: ESTarget, sample_index: str, fake_reranker: FakeReranker
+) -> None:
+    fake_reranker.mode, fake_reranker.delay_s = "slow", 0.25
+    config = _config(es.url, fake_reranker)
+    config["rerank"]["budget_ms"] = 2000
+    async with running_sidecar(config) as sc:
+        breaker = sc.app[ENGINE].breaker
+        for _ in range(5):
+            async with aiohttp.ClientSession() as s:
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0.1):
+                        await s.post(f"{sc.url}/{SAMPLE}/_search", json=multi_match(QUERY))
+        await asyncio.sleep(0.4)
+        assert breaker.state == "closed"
+        assert breaker.fail_counter == 0
+        status, _, header, _ = await _search(sc.url, multi_match(QUERY))
+        assert (status, header) == (200, "applied")
+
+
+async def test_local_worker_overload_sheds_load(es: ESTarget, sample_index: str) -> None:
+    """A bounded queue on the real bundled model: excess concurrent searches fall back at
+    once with reason=overloaded instead of queueing; every response is a 200."""
+    config = base_config(es.url, worker={"max_queue_pairs": 45, "max_batch_pairs": 20})
+    async with running_sidecar(config) as sc:
+        bodies = [multi_match(f"{QUERY} {i}", size=5) for i in range(12)]
+        results = await asyncio.gather(*(_search(sc.url, b) for b in bodies))
+    statuses = {r[0] for r in results}
+    headers = [r[2] for r in results]
+    assert statuses == {200}
+    assert "applied" in headers
+    assert "fallback; reason=overloaded" in headers

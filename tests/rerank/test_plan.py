@@ -1,0 +1,183 @@
+"""Query-text extraction and request planning (pure functions), including property tests."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from multidict import MultiDict
+
+from sidecar.config import RerankConfig
+from sidecar.errors import IllegalArgument
+from sidecar.rerank.doc_text import DocTextResolver, DocTextSpec
+from sidecar.rerank.plan import plan_search, strip_options
+from sidecar.rerank.query_text import extract_query_text
+
+CFG = RerankConfig(window=50)
+DOCS = DocTextResolver(CFG)
+
+
+@pytest.mark.parametrize(
+    ("query", "text"),
+    [
+        ({"match": {"title": "rare maps"}}, "rare maps"),
+        ({"match": {"title": {"query": "rare maps", "operator": "and"}}}, "rare maps"),
+        ({"match_phrase": {"body": "printing press"}}, "printing press"),
+        ({"multi_match": {"query": "wifi down", "fields": ["a", "b"]}}, "wifi down"),
+        ({"query_string": {"query": "title:maps AND year:1900"}}, "title:maps AND year:1900"),
+        ({"simple_query_string": {"query": "maps -modern"}}, "maps -modern"),
+        (
+            {
+                "bool": {
+                    "must": [{"match": {"title": "maps"}}],
+                    "should": {"match": {"body": "antique"}},
+                    "filter": [{"term": {"lang": "en"}}],
+                    "must_not": [{"match": {"body": "reprint"}}],
+                }
+            },
+            "maps antique",
+        ),
+        ({"function_score": {"query": {"match": {"t": "maps"}}, "functions": []}}, "maps"),
+        ({"dis_max": {"queries": [{"match": {"t": "a"}}, {"match": {"b": "b"}}]}}, "a b"),
+        ({"constant_score": {"filter": {"match": {"t": "maps"}}}}, "maps"),
+        ({"bool": {"must": [{"match": {"a": "x"}}, {"match": {"b": "x"}}]}}, "x"),
+        ({"match_all": {}}, None),
+        ({"term": {"id": "x"}}, None),
+        ("not a query", None),
+        (None, None),
+    ],
+)
+def test_extract_query_text(query: Any, text: str | None) -> None:
+    assert extract_query_text(query) == text
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "query",
+                    "match",
+                    "bool",
+                    "must",
+                    "should",
+                    "filter",
+                    "multi_match",
+                    "size",
+                    "from",
+                    "sort",
+                    "rerank",
+                    "_source",
+                    "function_score",
+                    "dis_max",
+                    "queries",
+                    "title",
+                    "x",
+                ]
+            )
+            | st.text(max_size=5),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values)
+def test_extractor_never_raises(value: Any) -> None:
+    result = extract_query_text(value)
+    assert result is None or (isinstance(result, str) and result.strip() == result and result)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=6), json_values)
+def test_forwarded_body_is_original_minus_rerank(body: dict[str, Any], rerank: Any) -> None:
+    original = copy.deepcopy(body)
+    with_rerank = {**body, "rerank": rerank}
+    try:
+        plan = plan_search(with_rerank, MultiDict(), CFG, DOCS, "idx")
+    except IllegalArgument:
+        return  # a malformed rerank object is a clear 400, never an exception escaping
+    assert body == original, "planning must not mutate the client's body"
+    expected = {k: v for k, v in with_rerank.items() if k != "rerank"}
+    if plan.rerank:
+        assert plan.body is not None
+        # The rerank path only widens paging and _source; everything else is the original.
+        widened = {k: v for k, v in plan.body.items() if k not in ("from", "size", "_source")}
+        assert widened == {
+            k: v for k, v in expected.items() if k not in ("from", "size", "_source")
+        }
+    else:
+        assert plan.body == expected
+
+
+def test_strip_options_validates_fields() -> None:
+    assert strip_options({"q": 1})[1] is None
+    body, opts = strip_options(
+        {"query": {}, "rerank": {"query": "x", "window": 5, "enabled": True}}
+    )
+    assert body == {"query": {}}
+    assert opts is not None and (opts.query, opts.window) == ("x", 5)
+    for bad, msg in [
+        ({"window": 0}, "rerank.window"),
+        ({"window": "5"}, "rerank.window"),
+        ({"fields": [1]}, "rerank.fields"),
+        ({"enabled": "no"}, "rerank.enabled"),
+        ({"colour": 1}, "unknown field [colour]"),
+    ]:
+        with pytest.raises(IllegalArgument, match=msg.replace("[", r"\[").replace("]", r"\]")):
+            strip_options({"rerank": bad})
+
+
+@pytest.mark.parametrize(
+    ("body", "params", "reason"),
+    [
+        ({"query": {"match": {"t": "x"}}, "sort": ["_score"]}, {}, None),
+        ({"query": {"match": {"t": "x"}}, "sort": [{"_score": "desc"}]}, {}, None),
+        ({"query": {"match": {"t": "x"}}, "sort": [{"_score": "asc"}]}, {}, "sort"),
+        ({"query": {"match": {"t": "x"}}, "sort": ["year"]}, {}, "sort"),
+        ({"query": {"match": {"t": "x"}}}, {"scroll": "1m"}, "scroll"),
+        ({"query": {"match": {"t": "x"}}, "size": 0}, {}, "size_zero"),
+        ({"query": {"match": {"t": "x"}}}, {"size": "0"}, "size_zero"),
+        ({"query": {"match": {"t": "x"}}, "from": 50}, {}, "beyond_window"),
+        ({}, {"q": "title:maps"}, None),
+        ({"query": {"match_all": {}}}, {}, "no_query_text"),
+    ],
+)
+def test_plan_decisions(body: dict[str, Any], params: dict[str, str], reason: str | None) -> None:
+    plan = plan_search(body, MultiDict(params), CFG, DOCS, "idx")
+    assert plan.skip_reason == reason
+
+
+def test_plan_widens_paging_to_the_window() -> None:
+    plan = plan_search(
+        {"query": {"match": {"t": "x"}}, "from": 10, "size": 10}, MultiDict(), CFG, DOCS, "i"
+    )
+    assert plan.body is not None and (plan.body["from"], plan.body["size"]) == (0, 50)
+    straddle = plan_search(
+        {"query": {"match": {"t": "x"}}, "from": 45, "size": 10}, MultiDict(), CFG, DOCS, "i"
+    )
+    assert straddle.body is not None and straddle.body["size"] == 55
+    url = plan_search(
+        {"query": {"match": {"t": "x"}}}, MultiDict({"size": "5", "from": "5"}), CFG, DOCS, "i"
+    )
+    assert (url.from_, url.size) == (5, 5)
+    assert set(url.drop_params) == {"from", "size"}
+
+
+def test_doc_text_fields_template_and_caps() -> None:
+    spec = DocTextSpec(("title", "meta.subjects", "missing"), None, 12, configured=True)
+    source = {"title": "A very long title indeed", "meta": {"subjects": ["maps", "atlases"]}}
+    assert spec.text(source) == "A very long \nmaps\natlases"
+    tmpl = DocTextSpec((), "{title} | {meta.subjects}", 100, configured=True)
+    assert tmpl.text(source) == "A very long title indeed | maps\natlases"
+    nested = DocTextSpec(("authors.name",), None, 100, configured=True)
+    assert nested.text({"authors": [{"name": "Ada"}, {"name": "Grace"}]}) == "Ada\nGrace"
+    assert DocTextSpec(("dotted.key",), None, 100, configured=True).text({"dotted.key": "v"}) == "v"

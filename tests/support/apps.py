@@ -1,0 +1,53 @@
+"""Run a real sidecar app in-process on a real socket, with a given config."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from sidecar.app import create_app
+from sidecar.config import SidecarConfig, build_config
+from sidecar.keys import ENGINE
+
+
+@dataclass
+class RunningSidecar:
+    url: str
+    app: web.Application
+    config: SidecarConfig
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@asynccontextmanager
+async def running_sidecar(
+    raw: dict[str, Any], wait_model: bool = True
+) -> AsyncIterator[RunningSidecar]:
+    config = build_config(raw)
+    app = create_app(config)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        if wait_model:
+            for _ in range(1200):
+                if app[ENGINE].ready:
+                    break
+                await asyncio.sleep(0.05)
+            assert app[ENGINE].ready, "the model did not become ready"
+        yield RunningSidecar(str(server.make_url("")).rstrip("/"), app, config)
+    finally:
+        await server.close()
