@@ -20,10 +20,12 @@ from aiohttp import web
 
 from sidecar.config import SidecarConfig
 from sidecar.errors import ModelLoadError
-from sidecar.keys import CONFIG, ENGINE, LIFECYCLE, ROLLOUT, SCORER, SHADOW, UPSTREAM
+from sidecar.keys import CONFIG, ENGINE, LIFECYCLE, METRICS, ROLLOUT, SCORER, SHADOW, UPSTREAM
 from sidecar.lifecycle import Lifecycle
+from sidecar.metrics import LiveFigures, Metrics
 from sidecar.middleware import error_middleware
 from sidecar.models.loader import create_scorer
+from sidecar.observe import observe_middleware, on_prepare
 from sidecar.rerank.engine import RerankEngine
 from sidecar.rerank.rollout import Rollout
 from sidecar.rerank.shadow import ShadowRunner
@@ -58,7 +60,28 @@ async def _rerank_ctx(app: web.Application) -> AsyncIterator[None]:
     scorer = await asyncio.to_thread(create_scorer, config.model, config.worker)
     app[SCORER] = scorer
     app[ENGINE] = RerankEngine(config, scorer)
-    app[SHADOW] = ShadowRunner(config.rerank.max_shadow_tasks)
+    app[SHADOW] = shadow = ShadowRunner(config.rerank.max_shadow_tasks)
+    engine, metrics = app[ENGINE], app[METRICS]
+    scorer.add_batch_observer(metrics.observe_batch)
+    shadow.observers.append(metrics.observe_displacement)
+    metrics.attach(
+        LiveFigures(
+            score_cache=lambda: (
+                engine.scores.stats.hits,
+                engine.scores.stats.misses,
+                len(engine.scores),
+                engine.scores.maxsize,
+            ),
+            response_cache=lambda: (
+                engine.responses.stats.hits,
+                engine.responses.stats.misses,
+                len(engine.responses),
+            ),
+            breaker_state=lambda: engine.breaker.state,
+            queue_pairs=lambda: scorer.queued_pairs,
+            shadow_tasks=lambda: len(shadow.tasks),
+        )
+    )
     loading = asyncio.create_task(_load_model(app))
     yield
     loading.cancel()
@@ -69,7 +92,7 @@ async def _rerank_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: SidecarConfig, lifecycle: Lifecycle | None = None) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[observe_middleware, error_middleware],
         client_max_size=config.server.max_body_bytes,
         # Pass-through bodies keep their Content-Encoding; the search handlers decode.
         handler_args={"auto_decompress": False},
@@ -77,6 +100,8 @@ def create_app(config: SidecarConfig, lifecycle: Lifecycle | None = None) -> web
     app[CONFIG] = config
     app[LIFECYCLE] = lifecycle or Lifecycle()
     app[ROLLOUT] = Rollout(config.rollout)
+    app[METRICS] = Metrics()
+    app.on_response_prepare.append(on_prepare)
     app.cleanup_ctx.append(_upstream_ctx)
     app.cleanup_ctx.append(_rerank_ctx)
     setup_routes(app)

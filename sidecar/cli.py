@@ -19,6 +19,7 @@ from sidecar.config import SidecarConfig, load_config
 from sidecar.errors import ConfigError, ModelLoadError
 from sidecar.keys import ROLLOUT
 from sidecar.lifecycle import Lifecycle
+from sidecar.logs import setup_logging
 
 log = logging.getLogger("sidecar")
 
@@ -35,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (server.host)")
     serve.add_argument("--port", type=int, help="port to listen on (server.port)")
     serve.add_argument("--model", help="HF model id, local path or rerank URL (model.name)")
-    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(logging.level)"
+    )
     check = sub.add_parser("check-config", help="validate the config and print it")
     for p in (check,):
         p.add_argument("--config", type=Path)
@@ -52,6 +55,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out.setdefault("server", {})["port"] = args.port
     if getattr(args, "model", None):
         out.setdefault("model", {})["name"] = args.model
+    if getattr(args, "log_level", None):
+        out.setdefault("logging", {})["level"] = args.log_level
     return out
 
 
@@ -121,16 +126,12 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]], use_uvloop: bool)
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
         config = load_config(args.config, overrides=_overrides(args))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    setup_logging(config.logging)
     if args.command == "check-config":
         import yaml
 

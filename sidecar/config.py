@@ -338,6 +338,32 @@ class RolloutConfig(_Section):
         return value
 
 
+class AdminConfig(_Section):
+    """The admin API under /_sidecar/admin/."""
+
+    #: Bearer token; also read from $RERANK_SIDECAR_ADMIN_TOKEN. Without one, every admin
+    #: call is refused.
+    token: str | None = None
+    #: Only peers in these networks reach the admin API at all (others get 404).
+    allow_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            _check_network(item)
+        return value
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: json: one JSON object per line (for log shippers); text: for humans.
+    format: Literal["json", "text"] = "json"
+    #: Query text in request logs: a short hash, a truncated prefix, or nothing.
+    query: Literal["hash", "truncate", "none"] = "hash"
+    query_max_chars: PositiveInt = 64
+
+
 class SidecarConfig(_Section):
     server: ServerConfig = ServerConfig()
     es: ESConfig = ESConfig()
@@ -346,6 +372,8 @@ class SidecarConfig(_Section):
     api: ApiConfig = ApiConfig()
     rerank: RerankConfig = RerankConfig()
     rollout: RolloutConfig = RolloutConfig()
+    admin: AdminConfig = AdminConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")
     def _timeouts_differ(self) -> SidecarConfig:
@@ -472,4 +500,6 @@ def redacted(config: SidecarConfig) -> dict[str, Any]:
     data = config.model_dump(mode="json")
     if data["model"]["remote"].get("api_key"):
         data["model"]["remote"]["api_key"] = "***"
+    if data["admin"].get("token"):
+        data["admin"]["token"] = "***"
     return data

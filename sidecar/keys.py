@@ -6,6 +6,7 @@ from aiohttp import web
 
 from sidecar.config import SidecarConfig
 from sidecar.lifecycle import Lifecycle
+from sidecar.metrics import Metrics
 from sidecar.models.base import Scorer
 from sidecar.rerank.engine import RerankEngine
 from sidecar.rerank.rollout import Rollout
@@ -19,3 +20,4 @@ ENGINE = web.AppKey("engine", RerankEngine)
 ROLLOUT = web.AppKey("rollout", Rollout)
 SHADOW = web.AppKey("shadow", ShadowRunner)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+METRICS = web.AppKey("metrics", Metrics)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 from multidict import CIMultiDict
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sidecar.errors import UpstreamError
 from sidecar.jsonutil import json_response
-from sidecar.keys import ENGINE, UPSTREAM
+from sidecar.keys import ENGINE, METRICS, UPSTREAM
 
 
 async def health(request: web.Request) -> web.Response:
@@ -42,3 +43,8 @@ async def ready(request: web.Request) -> web.Response:
         "breaker": engine.breaker.state,
     }
     return json_response(body, status=200 if es_ok and model_ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

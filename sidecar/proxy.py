@@ -8,12 +8,14 @@ compressed bodies stay compressed.
 from __future__ import annotations
 
 import logging
+import time
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
 from sidecar.keys import UPSTREAM
+from sidecar.trace import trace_of
 from sidecar.upstream import BufferedResponse, end_to_end_headers, upstream_url
 
 log = logging.getLogger("sidecar.proxy")
@@ -29,7 +31,9 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
     upstream = request.app[UPSTREAM]
     headers = end_to_end_headers(request.headers)
     url = upstream_url(upstream.base, request)
+    t0 = time.perf_counter()
     async with upstream.request(request.method, url, headers, request_body(request)) as resp:
+        trace_of(request).es_s = time.perf_counter() - t0
         out = web.StreamResponse(status=resp.status, reason=resp.reason)
         out.headers.extend(end_to_end_headers(resp.headers))
         if request.method == "HEAD" or resp.status in (204, 304):

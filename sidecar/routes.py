@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sidecar import msearch, ops, proxy, rerank_api, search
+from sidecar import admin, msearch, ops, proxy, rerank_api, search
 
 SEARCH_METHODS = ("GET", "POST")
 
@@ -17,6 +17,8 @@ def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/_sidecar/health", ops.health)
     r.add_get("/_sidecar/ready", ops.ready)
+    r.add_get("/_sidecar/metrics", ops.metrics)
+    admin.add_routes(app)
     rerank_api.add_routes(app)
     for method in SEARCH_METHODS:
         r.add_route(method, "/_search", search.search_handler)

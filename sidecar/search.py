@@ -65,6 +65,7 @@ async def search_handler(request: web.Request) -> web.StreamResponse:
         return await forward(request, raw, Outcome("skipped", "unparsed_body"))
 
     plan = plan_search(body, request.rel_url.query, config.rerank, engine.docs, index)
+    trace.query = plan.query_text
     if decision.mode == "off" and plan.rerank:
         plan.skip_reason = "rollout_off"
     if not plan.rerank:

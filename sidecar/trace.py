@@ -10,7 +10,10 @@ from aiohttp import web
 @dataclass
 class RequestTrace:
     request_id: str = ""
+    start: float = 0.0
     rule: str = ""
+    #: The query text the reranker used (logged only as a hash or prefix, by config).
+    query: str = ""
     outcome: str = ""
     index: str = ""
     es_s: float = 0.0

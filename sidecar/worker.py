@@ -33,6 +33,7 @@ import torch
 from sidecar.config import WorkerConfig
 from sidecar.errors import ModelFailure, Overloaded, RerankTimeout, RerankUnavailable
 from sidecar.models.backend import Encoded, Item, LocalBackend
+from sidecar.models.base import BatchObserver
 from sidecar.models.passes import measure_overhead, plan_passes
 
 log = logging.getLogger("sidecar.worker")
@@ -128,6 +129,7 @@ class BatchWorker:
         self._in_flight: set[_Job] = set()
         configured = config.pass_overhead_tokens
         self._pass_overhead = math.inf if configured is None else float(configured)
+        self.observers: list[BatchObserver] = []
 
     # --- caller side (event loop) ----------------------------------------------------------
 
@@ -310,6 +312,9 @@ class BatchWorker:
                 self._drop(job, ModelFailure("the model failed on this batch"))
             return
         elapsed = time.monotonic() - started
+        padded = len(live) * max(job.length(index) for job, index in live)
+        for observe in self.observers:
+            observe(len(live), padded)
         if out.shape[0] != len(live):
             log.error("forward pass over %d pairs returned %d outputs", len(live), out.shape[0])
             for job in {job for job, _ in live}:

@@ -11,20 +11,26 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from elasticsearch import Elasticsearch
 
+from es_integration.corpus import load_sample, sample_queries_path
 from es_integration.local_es import LocalES
 from es_integration.sidecar_proc import SidecarProcess
+from tests.support.apps import RunningSidecar, running_sidecar
+from tests.support.fake_reranker import FakeReranker
+from tests.support.search import BUNDLED_MODEL, SAMPLE, base_config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ES_IMAGE = os.environ.get("ES_IMAGE", "docker.elastic.co/elasticsearch/elasticsearch:8.15.3")
-BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 @dataclass(frozen=True)
@@ -121,3 +127,30 @@ def sidecar(es: ESTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def sample_index(es: ESTarget) -> str:
+    """The bundled sample corpus, loaded once per ES target."""
+    load_sample(Elasticsearch(es.url, request_timeout=60), SAMPLE)
+    return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def demo_queries() -> list[dict[str, Any]]:
+    lines = sample_queries_path().read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+@pytest.fixture(scope="session")
+async def bundled(es: ESTarget, sample_index: str) -> AsyncIterator[RunningSidecar]:
+    """An in-process sidecar with the bundled MiniLM in front of the session's ES."""
+    async with running_sidecar(base_config(es.url)) as sc:
+        yield sc
+
+
+@pytest.fixture
+async def fake_reranker() -> AsyncIterator[FakeReranker]:
+    fake = await FakeReranker().start()
+    yield fake
+    await fake.close()

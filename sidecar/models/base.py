@@ -11,11 +11,14 @@ Errors: ``score`` raises only :class:`~sidecar.errors.RerankUnavailable` subclas
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 BackendKindName = Literal["causal-lm reranker", "cross-encoder", "bi-encoder", "remote"]
+
+#: Called after each forward pass with (pairs, padded tokens), from the worker thread.
+BatchObserver = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,13 @@ class Scorer(Protocol):
     @property
     def ready(self) -> bool:
         """True once started and warmed."""
+
+    @property
+    def queued_pairs(self) -> int:
+        """Pairs waiting for the model (0 for a remote server: its queue is not ours)."""
+
+    def add_batch_observer(self, observer: BatchObserver) -> None:
+        """Be told about every forward pass (metrics); remote scorers never call it."""
 
     async def score(
         self,

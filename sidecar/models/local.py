@@ -11,7 +11,7 @@ from dataclasses import replace
 from sidecar.config import ModelConfig, WorkerConfig
 from sidecar.errors import ModelFailure, ModelLoadError, RerankTimeout, RerankUnavailable
 from sidecar.models.backend import Encoded, LocalBackend
-from sidecar.models.base import ModelInfo, ScoreResult
+from sidecar.models.base import BatchObserver, ModelInfo, ScoreResult
 from sidecar.worker import BatchWorker
 
 log = logging.getLogger("sidecar.models")
@@ -49,6 +49,13 @@ class LocalScorer:
     @property
     def ready(self) -> bool:
         return self._ready and self._worker.alive
+
+    @property
+    def queued_pairs(self) -> int:
+        return self._worker.queued_pairs
+
+    def add_batch_observer(self, observer: BatchObserver) -> None:
+        self._worker.observers.append(observer)
 
     async def start(self) -> None:
         started = time.monotonic()

@@ -23,7 +23,7 @@ import aiohttp
 from sidecar.config import ModelConfig
 from sidecar.errors import ModelFailure, Overloaded, RerankTimeout, RerankUnavailable
 from sidecar.jsonutil import dumps, loads
-from sidecar.models.base import ModelInfo, ScoreResult
+from sidecar.models.base import BatchObserver, ModelInfo, ScoreResult
 
 API_KEY_ENV = "RERANK_SIDECAR_REMOTE_API_KEY"
 
@@ -105,6 +105,13 @@ class RemoteScorer:
             languages=model.languages,
             extra={"protocol": self._protocol},
         )
+
+    @property
+    def queued_pairs(self) -> int:
+        return 0
+
+    def add_batch_observer(self, observer: BatchObserver) -> None:
+        """Forward passes happen on the remote server; nothing to observe here."""
 
     @property
     def ready(self) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,8 @@ class ShadowRunner:
         self.max_tasks = max_tasks
         self.tasks: set[asyncio.Task[None]] = set()
         self.stats = ShadowStats()
-        self.observers: list[Any] = []
+        #: Told the per-hit displacement of each comparison (metrics).
+        self.observers: list[Callable[[Sequence[int]], None]] = []
 
     def submit(
         self, engine: RerankEngine, plan: SearchPlan, hits: Sequence[dict[str, Any]], rid: str

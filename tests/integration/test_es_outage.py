@@ -12,7 +12,7 @@ import requests
 
 from es_integration.local_es import LocalES
 from es_integration.sidecar_proc import SidecarProcess
-from tests.conftest import BUNDLED_MODEL
+from tests.support.search import BUNDLED_MODEL
 
 
 @pytest.fixture

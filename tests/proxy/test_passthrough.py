@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 
 from sidecar.app import create_app
 from sidecar.config import build_config
-from tests.conftest import BUNDLED_MODEL
+from tests.support.search import BUNDLED_MODEL
 
 
 @dataclass

@@ -14,9 +14,9 @@ from elasticsearch import Elasticsearch
 
 from sidecar.keys import ENGINE
 from tests.conftest import ESTarget
-from tests.rerank.conftest import SAMPLE, base_config, multi_match
 from tests.support.apps import running_sidecar
 from tests.support.fake_reranker import FakeReranker
+from tests.support.search import SAMPLE, base_config, multi_match
 
 QUERY = "library card renew borrow books online account"
 

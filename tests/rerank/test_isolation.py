@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.rerank.conftest import base_config
 from tests.support.apps import running_sidecar
+from tests.support.search import base_config
 
 USERS = {
     "Basic YWxpY2U6eA==": ["alice-1", "alice-2", "shared-1"],

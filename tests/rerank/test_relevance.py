@@ -17,8 +17,8 @@ from elasticsearch import Elasticsearch
 from es_integration.corpus import load_beir
 from es_integration.metrics import ndcg_at
 from tests.conftest import ESTarget
-from tests.rerank.conftest import base_config
 from tests.support.apps import running_sidecar
+from tests.support.search import base_config
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "msmarco-dl-5k"
 

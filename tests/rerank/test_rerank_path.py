@@ -13,8 +13,8 @@ from elasticsearch import Elasticsearch
 
 from sidecar.keys import ENGINE
 from tests.conftest import ESTarget
-from tests.rerank.conftest import SAMPLE, multi_match
 from tests.support.apps import RunningSidecar
+from tests.support.search import SAMPLE, multi_match
 
 
 async def _search(

@@ -20,9 +20,9 @@ from sidecar.config import RolloutConfig, RolloutRule
 from sidecar.errors import ConfigError
 from sidecar.keys import ROLLOUT, SHADOW
 from sidecar.rerank.rollout import Rollout, bucket
-from tests.conftest import BUNDLED_MODEL, ESTarget
-from tests.rerank.conftest import SAMPLE, base_config, multi_match
+from tests.conftest import ESTarget
 from tests.support.apps import running_sidecar
+from tests.support.search import BUNDLED_MODEL, SAMPLE, base_config, multi_match
 
 QUERY = "library card renew borrow books online account"
 

@@ -10,8 +10,8 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from tests.conftest import ESTarget
-from tests.rerank.conftest import SAMPLE, multi_match
 from tests.support.apps import RunningSidecar
+from tests.support.search import SAMPLE, multi_match
 
 SPECS: list[Any] = [
     False,

@@ -1,0 +1,117 @@
+"""Prometheus metrics, one registry per application (so tests can run several apps).
+
+Counters and histograms are updated on the way; cache, breaker and queue figures are read
+when Prometheus scrapes (a custom collector), so they can never drift from the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BREAKER_STATES = ("closed", "open", "half-open")
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """Callables the collector reads at scrape time."""
+
+    score_cache: Callable[[], tuple[int, int, int, int]]  # hits, misses, entries, max
+    response_cache: Callable[[], tuple[int, int, int]]  # hits, misses, entries
+    breaker_state: Callable[[], str]
+    queue_pairs: Callable[[], int]
+    shadow_tasks: Callable[[], int]
+
+
+class _LiveCollector(Collector):
+    def __init__(self, live: LiveFigures) -> None:
+        self.live = live
+
+    def collect(self) -> Iterator[Metric]:
+        hits, misses, entries, maxsize = self.live.score_cache()
+        yield _labelled(
+            "rerank_sidecar_score_cache_lookups", "Score cache lookups", "result",
+            {"hit": hits, "miss": misses},
+        )  # fmt: skip
+        yield _gauge("rerank_sidecar_score_cache_entries", "Entries in the score cache", entries)
+        yield _gauge("rerank_sidecar_score_cache_max_entries", "Score cache bound", maxsize)
+        r_hits, r_misses, r_entries = self.live.response_cache()
+        yield _labelled(
+            "rerank_sidecar_response_cache_lookups", "Response cache lookups", "result",
+            {"hit": r_hits, "miss": r_misses},
+        )  # fmt: skip
+        yield _gauge("rerank_sidecar_response_cache_entries", "Cached responses", r_entries)
+        state = self.live.breaker_state()
+        yield _labelled(
+            "rerank_sidecar_breaker_state", "1 for the breaker's current state", "state",
+            {name: float(name == state) for name in BREAKER_STATES},
+        )  # fmt: skip
+        yield _gauge("rerank_sidecar_queue_pairs", "Pairs waiting", self.live.queue_pairs())
+        yield _gauge("rerank_sidecar_shadow_tasks", "Shadow reranks", self.live.shadow_tasks())
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _labelled(name: str, doc: str, label: str, values: dict[str, float]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for key, value in values.items():
+        family.add_metric([key], value)
+    return family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "rerank_sidecar_requests",
+            "Requests by route, HTTP status and rerank outcome",
+            ["route", "status", "outcome"],
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "rerank_sidecar_stage_seconds",
+            "Time per stage: es, queue (waiting for the model), model, total",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_pairs = Histogram(
+            "rerank_sidecar_batch_pairs",
+            "Pairs per forward pass",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.batch_tokens = Histogram(
+            "rerank_sidecar_batch_tokens",
+            "Padded tokens per forward pass",
+            buckets=(64, 256, 1024, 4096, 8192, 16384, 32768, 65536),
+            registry=r,
+        )
+        self.shadow_displacement = Histogram(
+            "rerank_sidecar_shadow_rank_displacement",
+            "In shadow mode, how many places the rerank would move each hit",
+            buckets=(0, 1, 2, 3, 5, 8, 13, 21, 34, 55),
+            registry=r,
+        )
+
+    def attach(self, live: LiveFigures) -> None:
+        self.registry.register(_LiveCollector(live))
+
+    def observe_batch(self, pairs: int, padded_tokens: int) -> None:
+        """Called from the model worker thread (prometheus_client is thread-safe)."""
+        self.batch_pairs.observe(pairs)
+        self.batch_tokens.observe(padded_tokens)
+
+    def observe_displacement(self, moves: Sequence[int]) -> None:
+        for move in moves:
+            self.shadow_displacement.observe(move)
