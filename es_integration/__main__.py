@@ -109,6 +109,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_es(args: argparse.Namespace) -> int:
+    # Block the signals first: sigwait only receives signals that are blocked, otherwise
+    # SIGTERM kills this process before the server child is stopped.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     with LocalES.start(port=args.port, data_dir=Path(args.data_dir).resolve()) as es:
         print(f"ES-compatible server at {es.url} (Ctrl-C stops it)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
