@@ -14,6 +14,7 @@ Any error is reported as one line naming the dotted key and the bad value, e.g.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -288,32 +290,28 @@ class RerankConfig(_Section):
         return self
 
 
+def _check_networks(value: tuple[str, ...]) -> tuple[str, ...]:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not an IP network") from exc
+    return value
+
+
+#: IPv4/IPv6 networks in CIDR notation (a single address is a /32 or /128).
+Networks = Annotated[tuple[str, ...], AfterValidator(_check_networks)]
+
+
 class RolloutRule(_Section):
     name: str = ""
     #: Client networks (IPv4/IPv6 CIDR or single addresses); empty matches every client.
-    clients: tuple[str, ...] = ()
+    clients: Networks = ()
     #: Index names or fnmatch patterns; empty matches every index.
     indices: tuple[str, ...] = ()
     #: Share of clients (stable hash of the client IP) the rule applies to, 0-100.
     percent: Annotated[float, Field(ge=0, le=100)] = 100.0
     mode: ModeName = "on"
-
-    @field_validator("clients")
-    @classmethod
-    def _clients(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            _check_network(item)
-        return value
-
-
-def _check_network(value: str) -> str:
-    import ipaddress
-
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not an IP network") from exc
-    return value
 
 
 class RolloutConfig(_Section):
@@ -325,17 +323,10 @@ class RolloutConfig(_Section):
     #: reload call. A bad file keeps the rules in force and reports the error.
     rules_file: Path | None = None
     #: Peers whose X-Forwarded-For is believed (CIDRs). Others' is ignored.
-    trusted_proxies: tuple[str, ...] = ()
+    trusted_proxies: Networks = ()
     #: Clients allowed to choose the mode per request with ``override_header``.
-    trusted_clients: tuple[str, ...] = ()
+    trusted_clients: Networks = ()
     override_header: str = "X-Rerank-Mode"
-
-    @field_validator("trusted_proxies", "trusted_clients")
-    @classmethod
-    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            _check_network(item)
-        return value
 
 
 class AdminConfig(_Section):
@@ -345,14 +336,7 @@ class AdminConfig(_Section):
     #: call is refused.
     token: str | None = None
     #: Only peers in these networks reach the admin API at all (others get 404).
-    allow_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-
-    @field_validator("allow_from")
-    @classmethod
-    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            _check_network(item)
-        return value
+    allow_from: Networks = ("127.0.0.0/8", "::1/128")
 
 
 class LoggingConfig(_Section):
@@ -441,11 +425,11 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return tree
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -489,9 +473,9 @@ def load_config(
         path = Path(environ["RERANK_SIDECAR_CONFIG"])
     if path is not None:
         raw = read_yaml(path)
-    raw = _merge(raw, _env_overrides(environ))
+    raw = merge(raw, _env_overrides(environ))
     if overrides:
-        raw = _merge(raw, overrides)
+        raw = merge(raw, overrides)
     return build_config(raw)
 
 

@@ -23,16 +23,6 @@ class RunningSidecar:
     config: SidecarConfig
 
 
-def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 @asynccontextmanager
 async def running_sidecar(
     raw: dict[str, Any], wait_model: bool = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.apps import merge
+from sidecar.config import merge
 
 BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 SAMPLE = "sample-rerank"
