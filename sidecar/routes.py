@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sidecar import admin, msearch, ops, proxy, rerank_api, search
+from sidecar import admin, msearch, ops, proxy, rerank_api, search, ui
 
 SEARCH_METHODS = ("GET", "POST")
 
@@ -19,6 +19,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/_sidecar/ready", ops.ready)
     r.add_get("/_sidecar/metrics", ops.metrics)
     admin.add_routes(app)
+    ui.add_routes(app)
     rerank_api.add_routes(app)
     for method in SEARCH_METHODS:
         r.add_route(method, "/_search", search.search_handler)
