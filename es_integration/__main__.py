@@ -3,6 +3,8 @@
 python -m es_integration demo [--dataset DIR] [--port 9280]
 python -m es_integration es [--port 9200] [--data-dir .local-es]
 python -m es_integration load --es-url URL [--dataset DIR] [--index NAME]
+python -m es_integration eval [--dataset DIR] [--window 20 100] ...   (es_integration.eval)
+python -m es_integration bench [--quick] [--write-docs] ...          (es_integration.bench)
 """
 
 from __future__ import annotations
@@ -144,8 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--es-url", default=os.environ.get("ES_URL", "http://localhost:9200"))
     load.add_argument("--dataset", type=Path)
     load.add_argument("--index")
+    from es_integration import bench as bench_cmd
+    from es_integration import eval as eval_cmd
+    from es_integration import soak as soak_cmd
+
+    eval_cmd.add_arguments(sub.add_parser("eval", help="relevance: ES vs through the sidecar"))
+    bench_cmd.add_arguments(sub.add_parser("bench", help="the benchmark suite"))
+    soak_cmd.add_arguments(sub.add_parser("soak", help="mixed load with faults, RSS report"))
     args = parser.parse_args(argv)
-    handlers = {"demo": cmd_demo, "es": cmd_es, "load": cmd_load}
+    handlers = {
+        "demo": cmd_demo,
+        "es": cmd_es,
+        "load": cmd_load,
+        "eval": eval_cmd.run_cli,
+        "bench": bench_cmd.run_cli,
+        "soak": soak_cmd.run_cli,
+    }
     return handlers[args.command](args)
 
 

@@ -26,6 +26,7 @@ from sidecar.metrics import LiveFigures, Metrics
 from sidecar.middleware import error_middleware
 from sidecar.models.loader import create_scorer
 from sidecar.observe import observe_middleware, on_prepare
+from sidecar.protocol import handler_args
 from sidecar.rerank.engine import RerankEngine
 from sidecar.rerank.rollout import Rollout
 from sidecar.rerank.shadow import ShadowRunner
@@ -95,7 +96,8 @@ def create_app(config: SidecarConfig, lifecycle: Lifecycle | None = None) -> web
         middlewares=[observe_middleware, error_middleware],
         client_max_size=config.server.max_body_bytes,
         # Pass-through bodies keep their Content-Encoding; the search handlers decode.
-        handler_args={"auto_decompress": False},
+        # Header limits and the keep-alive/header timeout: sidecar.protocol.
+        handler_args={"auto_decompress": False, **handler_args(config.server)},
     )
     app[CONFIG] = config
     app[LIFECYCLE] = lifecycle or Lifecycle()

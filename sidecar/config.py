@@ -64,8 +64,18 @@ class ServerConfig(_Section):
     max_body_bytes: PositiveInt = 10 * 1024 * 1024
     #: On SIGTERM: stop accepting, then wait this long for in-flight requests.
     shutdown_timeout_s: PositiveFloat = 15.0
-    #: How long a client may take to send its request headers and body.
+    #: How long a client may take to send a body the sidecar reads (intercepted endpoints);
+    #: on pass-through requests, the longest pause between two pieces of the body.
     client_read_timeout_s: PositiveFloat = 60.0
+    #: An idle keep-alive connection is closed after this long. It also bounds the time a
+    #: client has, from connecting (or from the previous response), to send a complete
+    #: request line and headers: a slow-header (slowloris) client is cut off after it.
+    keepalive_timeout_s: PositiveFloat = 75.0
+    #: Request header limits; past them the request is refused with 400 and the connection
+    #: closed. Elasticsearch allows 16 KiB of headers (http.max_header_size).
+    max_headers: PositiveInt = 128
+    max_field_size: Annotated[int, Field(ge=1024)] = 16384
+    max_line_size: Annotated[int, Field(ge=1024)] = 16384
     #: Per-request JSON access log lines.
     access_log: bool = True
     #: Use uvloop when installed (measured faster, see docs/benchmarks.md).
@@ -88,6 +98,10 @@ class ESConfig(_Section):
     max_connections: PositiveInt = 256
     #: Verify the upstream's TLS certificate (https URLs).
     verify_tls: bool = True
+    #: Largest ES response the sidecar reads into memory to rerank (_search, _msearch);
+    #: larger answers on those paths get a 502. Responses it does not rewrite are streamed
+    #: and not limited.
+    max_response_bytes: PositiveInt = 100 * 1024 * 1024
 
     @field_validator("url")
     @classmethod
@@ -136,6 +150,11 @@ class ModelConfig(_Section):
     languages: tuple[str, ...] = ()
     #: Torch intra-op threads on CPU; 0 leaves torch's default.
     cpu_threads: Annotated[int, Field(ge=0)] = 0
+    #: CPU speed-up for the seqcls (cross-encoder) and biencoder backends: ``dynamic_int8``
+    #: quantizes the linear layers to int8 (weights once, activations per call); ``none``
+    #: keeps fp32. Ignored on GPUs and by the qwen3 and remote backends. Quality loss and
+    #: speed-up are measured in docs/benchmarks.md.
+    cpu_quantization: Literal["none", "dynamic_int8"] = "none"
     remote: RemoteConfig = RemoteConfig()
 
     @field_validator("name")

@@ -100,6 +100,13 @@ class UpstreamBadResponse(UpstreamError):
     error_type = "upstream_bad_response_exception"
 
 
+class UpstreamResponseTooLarge(UpstreamError):
+    """An ES answer the sidecar must read to rerank is larger than es.max_response_bytes."""
+
+    status = 502
+    error_type = "upstream_response_too_large_exception"
+
+
 class ServiceUnavailable(SidecarError):
     status = 503
     error_type = "service_unavailable_exception"

@@ -102,6 +102,10 @@ async def handle_msearch(request: web.Request) -> web.StreamResponse:
         assert sub.plan is not None
         lines.append(dumps(sub.header))
         lines.append(dumps(sub.plan.body if sub.plan.body is not None else sub.body))
+    if not any(sub.plan is not None and sub.plan.rerank for sub in subs):
+        # Nothing to rerank: ES's answer is streamed back, never held in memory.
+        skipped = [Outcome("skipped", s.plan.skip_reason if s.plan else None) for s in subs]
+        return await forward(request, b"\n".join(lines) + b"\n", _overall(skipped), rewritten=True)
     upstream = request.app[UPSTREAM]
     headers = upstream_headers(request, body_rewritten=True)
     headers["Content-Type"] = request.headers.get("Content-Type", "application/x-ndjson")

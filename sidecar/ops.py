@@ -1,12 +1,14 @@
-"""Liveness and readiness."""
+"""Liveness, readiness, metrics and the OpenAPI document of the sidecar's own endpoints."""
 
 from __future__ import annotations
+
+from importlib.resources import files
 
 from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sidecar.errors import UpstreamError
+from sidecar.errors import NotFound, UpstreamError
 from sidecar.jsonutil import json_response
 from sidecar.keys import ENGINE, METRICS, UPSTREAM
 
@@ -48,3 +50,15 @@ async def ready(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+_OPENAPI = files("sidecar").joinpath("openapi.yaml")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """``sidecar/openapi.yaml``: the sidecar's own endpoints, for API docs and fuzzing."""
+    try:
+        body = _OPENAPI.read_bytes()
+    except FileNotFoundError as exc:  # an install that did not ship the package data
+        raise NotFound("openapi.yaml is not installed with this sidecar") from exc
+    return web.Response(body=body, content_type="application/yaml")

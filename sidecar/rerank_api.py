@@ -22,6 +22,7 @@ from sidecar.errors import (
     BadRequest,
     IllegalArgument,
     Overloaded,
+    RequestTimeout,
     RequestTooLarge,
     RerankTimeout,
     RerankUnavailable,
@@ -121,7 +122,7 @@ async def read_body(request: web.Request, *, limit: int, timeout_s: float) -> by
                 if len(data) > limit:
                     raise RequestTooLarge(f"request body is larger than {limit} bytes")
     except TimeoutError as exc:
-        raise BadRequest(f"request body not received within {timeout_s:g}s") from exc
+        raise RequestTimeout(f"request body not received within {timeout_s:g}s") from exc
     return bytes(data)
 
 

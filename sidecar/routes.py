@@ -18,6 +18,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/_sidecar/health", ops.health)
     r.add_get("/_sidecar/ready", ops.ready)
     r.add_get("/_sidecar/metrics", ops.metrics)
+    r.add_get("/_sidecar/openapi.yaml", ops.openapi)
     admin.add_routes(app)
     ui.add_routes(app)
     rerank_api.add_routes(app)

@@ -9,6 +9,7 @@ error that ES itself would not have produced.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -18,7 +19,7 @@ from sidecar.jsonutil import dumps, loads
 from sidecar.keys import CONFIG, ENGINE, ROLLOUT, SHADOW, UPSTREAM
 from sidecar.proxy import buffered_to_response
 from sidecar.rerank.cache import CachedResponse
-from sidecar.rerank.engine import Outcome, RerankEngine
+from sidecar.rerank.engine import CACHED, Outcome, RerankEngine
 from sidecar.rerank.plan import SearchPlan, plan_search
 from sidecar.rerank.respond import hits_of, rewrite
 from sidecar.search_io import (
@@ -125,10 +126,16 @@ async def _rerank_search(
     rewrite(body, plan, scored.scores, opts, status_body(scored.outcome, engine, scored))
     out = buffered_to_response(es_resp, body=dumps(body))
     if cache_key and scored.scores is not None:
-        engine.responses.put(cache_key, _cacheable(out))
+        engine.responses.put(cache_key, _cacheable(out, body, engine.config.rerank.annotate_field))
     return with_header(out, scored.outcome)
 
 
-def _cacheable(resp: web.Response) -> CachedResponse:
-    assert isinstance(resp.body, bytes)
-    return CachedResponse(resp.status, tuple(resp.headers.items()), resp.body)
+def _cacheable(resp: web.Response, body: Any, annotate: str | None) -> CachedResponse:
+    """The response as a later cache hit serves it: its ``_rerank`` annotation says
+    ``cached``, as its X-Rerank header will."""
+    data = resp.body
+    status = body.get(annotate) if annotate and isinstance(body, dict) else None
+    if isinstance(status, dict) and status.get("status") != CACHED.status:
+        data = dumps({**body, annotate: {**status, "status": CACHED.status}})
+    assert isinstance(data, bytes)
+    return CachedResponse(resp.status, tuple(resp.headers.items()), data)

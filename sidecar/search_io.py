@@ -14,7 +14,7 @@ from yarl import URL
 from sidecar.errors import BadRequest, RequestTimeout, UpstreamBadResponse
 from sidecar.jsonutil import loads
 from sidecar.keys import CONFIG, UPSTREAM
-from sidecar.proxy import buffered_to_response
+from sidecar.proxy import relay
 from sidecar.rerank.engine import Outcome, RerankEngine, ScoredWindow
 from sidecar.rerank.respond import ScoreOptions
 from sidecar.upstream import BufferedResponse, end_to_end_headers, upstream_url
@@ -106,14 +106,21 @@ def url_without(request: web.Request, base: URL, drop: Sequence[str]) -> URL:
 
 async def forward(
     request: web.Request, body: bytes | None, outcome: Outcome, *, rewritten: bool = False
-) -> web.Response:
+) -> web.StreamResponse:
+    """Send a search that is not reranked to ES and stream the answer back unchanged (never
+    buffered, so a huge aggregation or a large page costs the sidecar no memory)."""
     upstream = request.app[UPSTREAM]
     headers = end_to_end_headers(request.headers)
     if rewritten:
         headers.popall("Content-Length", None)
         headers.popall("Content-Encoding", None)
-    resp = await upstream.fetch(request.method, upstream_url(upstream.base, request), headers, body)
-    return with_header(buffered_to_response(resp), outcome)
+    return await relay(
+        request,
+        upstream_url(upstream.base, request),
+        headers,
+        body,
+        extra_headers={RERANK_HEADER: outcome.header},
+    )
 
 
 def parse_es(resp: BufferedResponse) -> Any:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -26,7 +26,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from sidecar.config import ESConfig
-from sidecar.errors import UpstreamTimeout, UpstreamUnavailable
+from sidecar.errors import UpstreamResponseTooLarge, UpstreamTimeout, UpstreamUnavailable
 
 log = logging.getLogger("sidecar.upstream")
 
@@ -46,8 +46,6 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-#: Methods that are safe to send twice when a pooled connection turned out to be dead.
-_RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
 _LARGE_BODY = 1 << 20
 
 
@@ -125,10 +123,12 @@ class Upstream:
         method: str,
         url: URL,
         headers: CIMultiDict[str],
-        data: bytes | aiohttp.StreamReader | None,
+        data: bytes | AsyncIterable[bytes] | None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Open a request to ES; errors become UpstreamUnavailable/UpstreamTimeout."""
-        attempts = 2 if (method in _RETRYABLE or isinstance(data, bytes | None)) else 1
+        # Only a body the sidecar holds can be sent again: a streamed one is partly consumed
+        # by the failed attempt, and a retry would send ES a truncated body (even for GET).
+        attempts = 2 if isinstance(data, bytes | None) else 1
         for attempt in range(attempts):
             try:
                 resp = await self.session.request(
@@ -165,10 +165,19 @@ class Upstream:
         headers: CIMultiDict[str],
         data: bytes | None,
     ) -> BufferedResponse:
-        """Send a request and read the whole response (for intercepted searches)."""
+        """Send a request and read the whole response (for intercepted searches), at most
+        ``es.max_response_bytes`` of it: past that, UpstreamResponseTooLarge (502)."""
+        limit = self.config.max_response_bytes
         async with self.request(method, url, headers, data) as resp:
             try:
-                body = await resp.read()
+                if resp.content_length is not None and resp.content_length > limit:
+                    raise _too_large(limit)
+                buf = bytearray()
+                async for chunk in resp.content.iter_any():
+                    buf += chunk
+                    if len(buf) > limit:
+                        raise _too_large(limit)
+                body = bytes(buf)
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 raise _timeout_error(exc) from exc
             except aiohttp.ClientError as exc:
@@ -176,12 +185,19 @@ class Upstream:
             return BufferedResponse(resp.status, resp.reason, resp.headers, body)
 
 
-def _payload(data: bytes | aiohttp.StreamReader | None) -> object:
+def _payload(data: bytes | AsyncIterable[bytes] | None) -> object:
     # aiohttp writes large ``bytes`` in one go (and warns that it may block the loop); a
     # BytesIO is written in chunks. A fresh one per attempt keeps the body replayable.
     if isinstance(data, bytes) and len(data) > _LARGE_BODY:
         return io.BytesIO(data)
     return data
+
+
+def _too_large(limit: int) -> UpstreamResponseTooLarge:
+    return UpstreamResponseTooLarge(
+        f"the Elasticsearch response is larger than {limit} bytes (es.max_response_bytes), "
+        "too large to rerank"
+    )
 
 
 def _timeout_error(exc: BaseException) -> UpstreamUnavailable | UpstreamTimeout:

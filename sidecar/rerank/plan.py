@@ -29,6 +29,7 @@ from sidecar.rerank.source_filter import (
 
 RERANK_KEY = "rerank"
 DEFAULT_SIZE = 10
+_MAX_INT = 2**31 - 1
 _SOURCE_PARAMS = ("_source", "_source_includes", "_source_excludes")
 
 
@@ -162,7 +163,15 @@ def plan_search(
     size = stripped.get("size", DEFAULT_SIZE) if size is None else size
     from_ = _int_param(params, "from")
     from_ = stripped.get("from", 0) if from_ is None else from_
-    if not isinstance(size, int) or not isinstance(from_, int) or size < 0 or from_ < 0:
+    if (
+        not isinstance(size, int)
+        or not isinstance(from_, int)
+        or isinstance(size, bool)
+        or isinstance(from_, bool)
+        or not 0 <= size <= _MAX_INT
+        or not 0 <= from_ <= _MAX_INT
+    ):
+        # Not a page ES accepts (its from/size are 32-bit ints): ES gives its own answer.
         return skip("unparsed_paging")
     if size == 0:
         return skip("size_zero")

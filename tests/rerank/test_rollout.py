@@ -190,7 +190,7 @@ def test_sighup_reloads_rules_in_a_running_process(
     env = {
         "RERANK_SIDECAR__ROLLOUT__RULES_FILE": str(rules),
         # A busy CI machine must not turn the first rerank into a timeout fallback.
-        "RERANK_SIDECAR__RERANK__BUDGET_MS": "30000",
+        "RERANK_SIDECAR__RERANK__BUDGET_MS": "25000",
     }
     with SidecarProcess.start(
         es.url, log_path=tmp_path / "sc.log", model=BUNDLED_MODEL, env=env, wait_ready=True
