@@ -25,6 +25,7 @@ from sidecar.models.collate import collate
 from sidecar.models.hf import load_tokenizer, load_weights, read_json, tokenizer_limit
 from sidecar.models.hf_backend import TransformersBackend, not_loaded
 from sidecar.models.pooling import PoolingMode, pool, pooling_mode
+from sidecar.models.quantize import quantize_for_cpu
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class BiEncoderBackend(TransformersBackend):
             device=self._device,
             dtype=self._dtype,
         )
+        model, quantization = quantize_for_cpu(model, self._config.cpu_quantization, self._device)
         pad = tokenizer.pad_token_id
         self._state = _Loaded(
             tokenizer=tokenizer,
@@ -98,7 +100,7 @@ class BiEncoderBackend(TransformersBackend):
         languages = self._config.languages
         if not languages and self._resolved.bundled:
             languages = bundled.LANGUAGES
-        extra: dict[str, str] = {"pooling": layout.pooling}
+        extra: dict[str, str] = {"pooling": layout.pooling, "quantization": quantization}
         if self._resolved.bundled:
             extra["bundled"] = bundled.DIST
         self.info = replace(

@@ -20,6 +20,7 @@ from sidecar.models.chunking import first_chunks
 from sidecar.models.collate import collate
 from sidecar.models.hf import load_tokenizer, load_weights, tokenizer_limit
 from sidecar.models.hf_backend import TransformersBackend, not_loaded
+from sidecar.models.quantize import quantize_for_cpu
 
 
 def model_limit(tokenizer: PreTrainedTokenizerBase, model: torch.nn.Module) -> int | None:
@@ -65,6 +66,7 @@ class SeqClsBackend(TransformersBackend):
             device=self._device,
             dtype=self._dtype,
         )
+        model, quantization = quantize_for_cpu(model, self._config.cpu_quantization, self._device)
         labels = getattr(getattr(model, "config", None), "num_labels", None)
         if labels not in (1, 2):
             raise ModelLoadError(
@@ -86,7 +88,7 @@ class SeqClsBackend(TransformersBackend):
             self.info,
             source=str(files),
             max_length=max_length,
-            extra={"labels": str(labels), "attention": attention},
+            extra={"labels": str(labels), "attention": attention, "quantization": quantization},
         )
 
     def _loaded(self) -> _Loaded:

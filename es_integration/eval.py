@@ -1,0 +1,692 @@
+"""Relevance evaluation: every judged query straight to ES and through the sidecar.
+
+    python -m es_integration eval [--dataset DIR] [--window 20 100] [--score-mode replace fusion]
+        [--fusion-weight 0.5 0.7] [--instruction TEXT ...] [--fields title,text ...]
+        [--model ID ...] [--cpu-quantization none dynamic_int8]
+        [--es-url URL] [--sidecar-url URL] [--out DIR] [--write-docs]
+
+Steps:
+
+1. A BEIR-layout folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels.tsv``, header row
+   optional) is loaded into an index (one shard, ``title`` and ``text`` as text), unless the
+   index already holds that many documents. ES is ``--es-url`` or a local ES-compatible
+   server the tool starts (and stops).
+2. Each judged query is sent as a ``multi_match`` on ``--query-fields`` with ``size`` =
+   max(100, window): once straight to ES (the BM25 baseline) and once through the sidecar
+   per configuration. With window W the sidecar's hits are the top W reranked, then the rest
+   in ES order, so Recall@W and Recall@100 show that no hit was lost on the way.
+3. nDCG@10 (gain 2^rel - 1, log2 discount, ideal from all judged documents), MRR@10,
+   Recall@W and Recall@100 per query and on average; per-query wins/losses/ties and a
+   seeded paired randomization (sign-flip) test of the nDCG@10 difference.
+4. A report in ``--out``: ``report.md`` (the table), ``results.json`` (every per-query
+   number), one PNG per configuration (per-query nDCG@10 deltas, sorted); the table is also
+   printed. ``--write-docs`` puts the table into docs/benchmarks.md.
+
+Sweeps: every option that takes several values is swept and all combinations run, one row
+each. Request-level options (window, instruction, fields) are sent per request in the
+``rerank`` object; server-level options (model, score mode and fusion weight, CPU
+quantization) each get a sidecar process of their own, started by the tool with the model
+stage given all the time it needs (``rerank.budget_ms`` 10 minutes), so that every query is
+really reranked. With ``--sidecar-url`` the running sidecar is used as configured, and only
+request-level options can be swept. Any query that was not reranked (``X-Rerank`` other
+than applied/cached) is counted in the ``reranked`` column and flagged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from elasticsearch import Elasticsearch
+from tqdm import tqdm
+
+from es_integration.eval_data import EvalSet, load_corpus, read_eval_set
+from es_integration.eval_stats import DEFAULT_PERMUTATIONS, DEFAULT_SEED, Paired, compare
+from es_integration.local_es import LocalES
+from es_integration.metrics import mrr_at, ndcg_at, recall_at
+from es_integration.sidecar_proc import SidecarProcess
+
+BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-dl-5k"
+NDCG_K = 10
+MRR_K = 10
+RECALL_DEPTH = 100
+#: The model stage of a sidecar the tool starts: long enough that no query falls back.
+EVAL_BUDGET_MS = 600_000
+RERANKED = ("applied", "cached")
+
+
+# --- what is swept -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerVariant:
+    """Settings that need a sidecar process of their own."""
+
+    model: str | None
+    quantization: str = "none"
+    dtype: str = "auto"
+    score_mode: str = "replace"
+    fusion_weight: float | None = None
+
+    @property
+    def precision(self) -> str:
+        if self.quantization == "dynamic_int8":
+            return "int8"
+        return {"bfloat16": "bf16", "float16": "fp16"}.get(self.dtype, "fp32")
+
+    def fp32_twin(self) -> ServerVariant:
+        return replace(self, quantization="none", dtype="auto")
+
+    def env(self, max_window: int) -> dict[str, str]:
+        env = {
+            "RERANK_SIDECAR__SERVER__ACCESS_LOG": "false",
+            "RERANK_SIDECAR__ROLLOUT__DEFAULT": "on",
+            "RERANK_SIDECAR__RERANK__BUDGET_MS": str(EVAL_BUDGET_MS),
+            "RERANK_SIDECAR__ES__TIMEOUTS__READ_S": "120",
+            "RERANK_SIDECAR__RERANK__MAX_WINDOW": str(max(500, max_window)),
+            "RERANK_SIDECAR__MODEL__CPU_QUANTIZATION": self.quantization,
+            "RERANK_SIDECAR__MODEL__DTYPE": self.dtype,
+            "RERANK_SIDECAR__RERANK__SCORE_MODE": self.score_mode,
+        }
+        if self.score_mode == "fusion" and self.fusion_weight is not None:
+            env["RERANK_SIDECAR__RERANK__FUSION__RERANK_WEIGHT"] = repr(self.fusion_weight)
+            env["RERANK_SIDECAR__RERANK__FUSION__BM25_WEIGHT"] = repr(
+                round(1.0 - self.fusion_weight, 10)
+            )
+        return env
+
+
+@dataclass(frozen=True)
+class RequestVariant:
+    """Settings sent with each search in the ``rerank`` object."""
+
+    window: int
+    instruction: str | None = None
+    fields: tuple[str, ...] | None = None
+
+    def rerank_object(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"window": self.window}
+        if self.instruction is not None:
+            obj["instruction"] = self.instruction
+        if self.fields is not None:
+            obj["fields"] = list(self.fields)
+        return obj
+
+
+@dataclass
+class Settings:
+    dataset: Path = DEFAULT_DATASET
+    index: str | None = None
+    query_fields: tuple[str, ...] = ("title", "text")
+    windows: tuple[int, ...] = (20,)
+    instructions: tuple[str | None, ...] = (None,)
+    fields: tuple[tuple[str, ...] | None, ...] = (None,)
+    score_modes: tuple[str, ...] = ("replace",)
+    fusion_weights: tuple[float, ...] = (0.7,)
+    models: tuple[str, ...] = (BUNDLED_MODEL,)
+    quantizations: tuple[str, ...] = ("none",)
+    dtypes: tuple[str, ...] = ("auto",)
+    config: Path | None = None
+    es_url: str | None = None
+    sidecar_url: str | None = None
+    concurrency: int = 2
+    permutations: int = DEFAULT_PERMUTATIONS
+    seed: int = DEFAULT_SEED
+    max_queries: int | None = None
+    reload: bool = False
+    progress: bool = True
+    work_dir: Path | None = None
+
+    @property
+    def index_name(self) -> str:
+        return self.index or self.dataset.name.replace(".", "-").lower()
+
+    @property
+    def size(self) -> int:
+        return max(RECALL_DEPTH, *self.windows)
+
+    def server_variants(self) -> list[ServerVariant]:
+        if self.sidecar_url:
+            return [ServerVariant(model=None, quantization="", dtype="", score_mode="")]
+        modes: list[tuple[str, float | None]] = []
+        for mode in dict.fromkeys(self.score_modes):
+            if mode == "fusion":
+                modes += [("fusion", w) for w in dict.fromkeys(self.fusion_weights)]
+            else:
+                modes.append((mode, None))
+        return [
+            ServerVariant(model, quant, dtype, mode, weight)
+            for model in dict.fromkeys(self.models)
+            for quant in dict.fromkeys(self.quantizations)
+            for dtype in dict.fromkeys(self.dtypes)
+            for mode, weight in modes
+            # int8 quantization runs on fp32 weights whatever the dtype: one row is enough.
+            if quant == "none" or dtype == self.dtypes[0]
+        ]
+
+    def request_variants(self) -> list[RequestVariant]:
+        return [
+            RequestVariant(w, instruction, fields)
+            for w, instruction, fields in itertools.product(
+                dict.fromkeys(self.windows),
+                dict.fromkeys(self.instructions),
+                dict.fromkeys(self.fields),
+            )
+        ]
+
+
+# --- results -------------------------------------------------------------------------------
+
+
+def metric_names(window: int) -> tuple[str, ...]:
+    return (f"ndcg@{NDCG_K}", f"mrr@{MRR_K}", f"recall@{window}", f"recall@{RECALL_DEPTH}")
+
+
+def query_metrics(ranking: Sequence[str], qrels: dict[str, int], window: int) -> dict[str, float]:
+    return {
+        f"ndcg@{NDCG_K}": ndcg_at(ranking, qrels, NDCG_K),
+        f"mrr@{MRR_K}": mrr_at(ranking, qrels, MRR_K),
+        f"recall@{window}": recall_at(ranking, qrels, window),
+        f"recall@{RECALL_DEPTH}": recall_at(ranking, qrels, RECALL_DEPTH),
+    }
+
+
+@dataclass
+class Ranked:
+    ids: list[str]
+    outcome: str = ""
+
+
+@dataclass
+class RunResult:
+    label: str
+    server: ServerVariant
+    request: RequestVariant
+    #: qid -> metric -> value, for the sidecar's ranking and for BM25 at the same window.
+    per_query: dict[str, dict[str, float]]
+    baseline: dict[str, dict[str, float]]
+    outcomes: dict[str, str]
+    top: dict[str, list[str]]
+    seconds: float
+    paired: Paired = field(init=False)
+    permutations: int = DEFAULT_PERMUTATIONS
+    seed: int = DEFAULT_SEED
+
+    def __post_init__(self) -> None:
+        key = f"ndcg@{NDCG_K}"
+        qids = list(self.per_query)
+        self.paired = compare(
+            [self.baseline[q][key] for q in qids],
+            [self.per_query[q][key] for q in qids],
+            permutations=self.permutations,
+            seed=self.seed,
+        )
+
+    def mean(self, metric: str, *, baseline: bool = False) -> float:
+        source = self.baseline if baseline else self.per_query
+        values = [m[metric] for m in source.values()]
+        return sum(values) / len(values) if values else float("nan")
+
+    @property
+    def reranked(self) -> int:
+        return sum(1 for o in self.outcomes.values() if o.split(";")[0].strip() in RERANKED)
+
+    def outcome_counts(self) -> dict[str, int]:
+        return dict(Counter(self.outcomes.values()))
+
+
+@dataclass(frozen=True)
+class QuantComparison:
+    """An int8 or half-precision configuration against its fp32 twin (same everything
+    else)."""
+
+    label: str
+    fp32: float
+    quantized: float
+    paired: Paired
+
+
+@dataclass
+class EvalReport:
+    settings: Settings
+    data: EvalSet
+    index: str
+    es_url: str
+    sidecar_url: str | None
+    baseline_top: dict[str, list[str]]
+    baseline_seconds: float
+    runs: list[RunResult]
+    started: float
+    finished: float
+    quantization: list[QuantComparison] = field(default_factory=list)
+
+
+# --- running queries -----------------------------------------------------------------------
+
+
+def search_body(
+    text: str, query_fields: Sequence[str], size: int, rerank: dict[str, Any] | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "query": {"multi_match": {"query": text, "fields": list(query_fields)}},
+        "size": size,
+        "_source": False,
+    }
+    if rerank is not None:
+        body["rerank"] = rerank
+    return body
+
+
+async def run_queries(
+    url: str,
+    index: str,
+    queries: dict[str, str],
+    *,
+    query_fields: Sequence[str],
+    size: int,
+    rerank: dict[str, Any] | None,
+    concurrency: int,
+    desc: str,
+    progress: bool,
+) -> tuple[dict[str, Ranked], float]:
+    """Every query through ``url``; returns the rankings and the seconds it took."""
+    results: dict[str, Ranked] = {}
+    semaphore = asyncio.Semaphore(max(1, concurrency))
+    timeout = aiohttp.ClientTimeout(total=EVAL_BUDGET_MS / 1000 + 60)
+    started = time.perf_counter()
+    with tqdm(
+        total=len(queries), desc=desc, unit="q", disable=not progress, file=sys.stderr, leave=False
+    ) as bar:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+
+            async def one(qid: str, text: str) -> None:
+                body = search_body(text, query_fields, size, rerank)
+                async with semaphore, session.post(f"{url}/{index}/_search", json=body) as resp:
+                    payload = await resp.json(content_type=None)
+                    if resp.status != 200:
+                        raise RuntimeError(
+                            f"{url}: query {qid!r} answered {resp.status}: {str(payload)[:300]}"
+                        )
+                    hits = payload["hits"]["hits"]
+                    outcome = resp.headers.get("X-Rerank", "")
+                results[qid] = Ranked([str(h["_id"]) for h in hits], outcome)
+                bar.update(1)
+
+            await asyncio.gather(*(one(q, t) for q, t in queries.items()))
+    seconds = time.perf_counter() - started
+    return {q: results[q] for q in queries}, seconds
+
+
+# --- labels --------------------------------------------------------------------------------
+
+
+def _short_model(name: str | None) -> str:
+    if name is None:
+        return "as configured"
+    return name.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _short(text: str, n: int = 32) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def run_label(server: ServerVariant, request: RequestVariant, settings: Settings) -> str:
+    parts: list[str] = []
+    if len(set(settings.models)) > 1:
+        parts.append(_short_model(server.model))
+    varies = len(set(settings.quantizations)) > 1 or len(set(settings.dtypes)) > 1
+    if server.quantization != "" and (varies or server.precision != "fp32"):
+        parts.append(server.precision)
+    if server.score_mode == "fusion":
+        parts.append(f"fusion {server.fusion_weight:g}/{1 - (server.fusion_weight or 0):g}")
+    elif len(set(settings.score_modes)) > 1:
+        parts.append("replace")
+    parts.append(f"W={request.window}")
+    if request.instruction is not None:
+        parts.append(f"instr={_short(request.instruction)!r}")
+    if request.fields is not None:
+        parts.append("fields=" + "+".join(request.fields))
+    return ", ".join(parts)
+
+
+# --- the evaluation ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _elasticsearch(settings: Settings, work: Path) -> Iterator[str]:
+    if settings.es_url:
+        yield settings.es_url.rstrip("/")
+        return
+    _say(settings, "starting a local ES-compatible server (noida-db) ...")
+    with LocalES.start(data_dir=work / "es") as es:
+        yield es.url
+
+
+@contextlib.contextmanager
+def _sidecar(
+    settings: Settings, es_url: str, variant: ServerVariant, work: Path, n: int
+) -> Iterator[str]:
+    if settings.sidecar_url:
+        yield settings.sidecar_url.rstrip("/")
+        return
+    _say(
+        settings,
+        f"starting a sidecar: model {variant.model}, {variant.precision}, "
+        f"score mode {variant.score_mode}"
+        + (f" {variant.fusion_weight:g}" if variant.fusion_weight is not None else ""),
+    )
+    with SidecarProcess.start(
+        es_url,
+        log_path=work / f"sidecar-{n}.log",
+        model=variant.model,
+        config=settings.config,
+        env=variant.env(max(settings.windows)),
+        wait_ready=True,
+        timeout=900,
+    ) as sc:
+        yield sc.url
+
+
+def _say(settings: Settings, text: str) -> None:
+    if settings.progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _check(settings: Settings) -> None:
+    if any(w < 1 for w in settings.windows):
+        raise ValueError("--window values must be positive")
+    if any(not 0 <= w <= 1 for w in settings.fusion_weights):
+        raise ValueError("--fusion-weight values must be within [0, 1]")
+    if settings.sidecar_url:
+        server_side = {
+            "--model": settings.models != (BUNDLED_MODEL,),
+            "--score-mode": settings.score_modes != ("replace",),
+            "--cpu-quantization": settings.quantizations != ("none",),
+            "--dtype": settings.dtypes != ("auto",),
+            "--config": settings.config is not None,
+        }
+        named = [flag for flag, given in server_side.items() if given]
+        if named:
+            raise ValueError(
+                f"{', '.join(named)} configure a sidecar the tool starts; with --sidecar-url "
+                "the running sidecar is used as it is configured"
+            )
+
+
+def evaluate(settings: Settings) -> EvalReport:
+    _check(settings)
+    data = read_eval_set(settings.dataset, settings.max_queries)
+    started = time.time()
+    with contextlib.ExitStack() as stack:
+        work = settings.work_dir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="eval-"))
+        )
+        work.mkdir(parents=True, exist_ok=True)
+        es_url = stack.enter_context(_elasticsearch(settings, work))
+        es = stack.enter_context(Elasticsearch(es_url, request_timeout=300))
+        index = settings.index_name
+        count, loaded = load_corpus(
+            es, settings.dataset, index, reload=settings.reload, progress=settings.progress
+        )
+        _say(settings, f"index {index}: {count} documents ({'loaded' if loaded else 'kept'})")
+
+        baseline, base_seconds = asyncio.run(
+            run_queries(
+                es_url,
+                index,
+                data.queries,
+                rerank=None,
+                concurrency=settings.concurrency,
+                desc="BM25 (straight to ES)",
+                progress=settings.progress,
+                query_fields=settings.query_fields,
+                size=settings.size,
+            )
+        )
+        runs: list[RunResult] = []
+        for n, server in enumerate(settings.server_variants()):
+            with _sidecar(settings, es_url, server, work, n) as sidecar_url:
+                for request in settings.request_variants():
+                    label = run_label(server, request, settings)
+                    ranked, seconds = asyncio.run(
+                        run_queries(
+                            sidecar_url,
+                            index,
+                            data.queries,
+                            rerank=request.rerank_object(),
+                            concurrency=settings.concurrency,
+                            desc=label,
+                            progress=settings.progress,
+                            query_fields=settings.query_fields,
+                            size=settings.size,
+                        )
+                    )
+                    runs.append(
+                        _result(label, server, request, data, baseline, ranked, seconds, settings)
+                    )
+                    _say(settings, f"{label}: nDCG@10 {runs[-1].mean(f'ndcg@{NDCG_K}'):.4f}")
+        report = EvalReport(
+            settings=settings,
+            data=data,
+            index=index,
+            es_url=es_url,
+            sidecar_url=settings.sidecar_url,
+            baseline_top={q: r.ids[:NDCG_K] for q, r in baseline.items()},
+            baseline_seconds=base_seconds,
+            runs=runs,
+            started=started,
+            finished=time.time(),
+        )
+    report.quantization = quantization_comparisons(report)
+    return report
+
+
+def _result(
+    label: str,
+    server: ServerVariant,
+    request: RequestVariant,
+    data: EvalSet,
+    baseline: dict[str, Ranked],
+    ranked: dict[str, Ranked],
+    seconds: float,
+    settings: Settings,
+) -> RunResult:
+    w = request.window
+    return RunResult(
+        label=label,
+        server=server,
+        request=request,
+        per_query={q: query_metrics(ranked[q].ids, data.qrels[q], w) for q in data.queries},
+        baseline={q: query_metrics(baseline[q].ids, data.qrels[q], w) for q in data.queries},
+        outcomes={q: ranked[q].outcome for q in data.queries},
+        top={q: ranked[q].ids[:NDCG_K] for q in data.queries},
+        seconds=seconds,
+        permutations=settings.permutations,
+        seed=settings.seed,
+    )
+
+
+def quantization_comparisons(report: EvalReport) -> list[QuantComparison]:
+    key = f"ndcg@{NDCG_K}"
+    out: list[QuantComparison] = []
+    for run in report.runs:
+        if run.server.quantization == "" or run.server.precision == "fp32":
+            continue
+        twin_server = run.server.fp32_twin()
+        twin = next(
+            (r for r in report.runs if r.server == twin_server and r.request == run.request),
+            None,
+        )
+        if twin is None:
+            continue
+        qids = list(run.per_query)
+        paired = compare(
+            [twin.per_query[q][key] for q in qids],
+            [run.per_query[q][key] for q in qids],
+            permutations=report.settings.permutations,
+            seed=report.settings.seed,
+        )
+        out.append(QuantComparison(run.label, twin.mean(key), run.mean(key), paired))
+    return out
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def _fields(value: str) -> tuple[str, ...] | None:
+    if value.strip().lower() in ("", "default"):
+        return None
+    return tuple(f.strip() for f in value.split(",") if f.strip())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        default=DEFAULT_DATASET,
+        help=f"BEIR-layout folder (default {os.path.relpath(DEFAULT_DATASET)})",
+    )
+    parser.add_argument("--index", help="index name (default: the folder name)")
+    parser.add_argument("--reload", action="store_true", help="reload even if the index is full")
+    parser.add_argument(
+        "--query-fields",
+        default="title,text",
+        help="fields of the multi_match query, comma-separated (default title,text)",
+    )
+    parser.add_argument("--es-url", help="an existing ES (default: start a local one)")
+    parser.add_argument("--sidecar-url", help="a running sidecar (default: start one)")
+    parser.add_argument("--config", type=Path, help="config file for the sidecar the tool starts")
+    parser.add_argument(
+        "--model", nargs="+", default=[BUNDLED_MODEL], help="model(s) (default: bundled MiniLM)"
+    )
+    parser.add_argument(
+        "--window", nargs="+", type=int, default=[20], help="rerank window(s) (default 20)"
+    )
+    parser.add_argument(
+        "--instruction",
+        action="append",
+        help="instruction sent with each search; repeat to sweep (default: the model's)",
+    )
+    parser.add_argument(
+        "--fields",
+        action="append",
+        type=_fields,
+        help="document fields the model reads, comma-separated; repeat to sweep "
+        "(default: the sidecar's default_fields)",
+    )
+    parser.add_argument(
+        "--score-mode", nargs="+", choices=["replace", "fusion"], default=["replace"]
+    )
+    parser.add_argument(
+        "--fusion-weight",
+        nargs="+",
+        type=float,
+        default=[0.7],
+        help="rerank weight(s) w in fusion mode; the BM25 weight is 1 - w (default 0.7)",
+    )
+    parser.add_argument(
+        "--cpu-quantization",
+        nargs="+",
+        choices=["none", "dynamic_int8"],
+        default=["none"],
+        help="model.cpu_quantization value(s); int8 rows are also compared with fp32",
+    )
+    parser.add_argument(
+        "--dtype",
+        nargs="+",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        default=["auto"],
+        help="model.dtype value(s); half-precision rows are also compared with fp32",
+    )
+    parser.add_argument("--concurrency", type=int, default=2, help="searches in flight")
+    parser.add_argument("--permutations", type=int, default=DEFAULT_PERMUTATIONS)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--max-queries", type=int, help="only the first N judged queries")
+    parser.add_argument("--out", type=Path, help="report folder (default eval-out/<dataset>)")
+    parser.add_argument(
+        "--write-docs",
+        nargs="?",
+        const=Path("docs/benchmarks.md"),
+        type=Path,
+        help="also put the table into this markdown file (default docs/benchmarks.md)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings(
+        dataset=args.dataset,
+        index=args.index,
+        query_fields=tuple(f for f in args.query_fields.split(",") if f),
+        windows=tuple(args.window),
+        instructions=tuple(args.instruction) if args.instruction else (None,),
+        fields=tuple(args.fields) if args.fields else (None,),
+        score_modes=tuple(args.score_mode),
+        fusion_weights=tuple(args.fusion_weight),
+        models=tuple(args.model),
+        quantizations=tuple(args.cpu_quantization),
+        dtypes=tuple(args.dtype),
+        config=args.config,
+        es_url=args.es_url,
+        sidecar_url=args.sidecar_url,
+        concurrency=args.concurrency,
+        permutations=args.permutations,
+        seed=args.seed,
+        max_queries=args.max_queries,
+        reload=args.reload,
+        progress=not args.quiet,
+    )
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from es_integration.eval_report import update_docs, write_report
+
+    settings = settings_from(args)
+    try:
+        report = evaluate(settings)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"eval: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or Path("eval-out") / settings.dataset.name
+    paths = write_report(report, out)
+    print(paths.table)
+    print(f"\nreport: {paths.markdown}\nper-query numbers: {paths.json}")
+    for png in paths.plots:
+        print(f"plot: {png}")
+    if args.write_docs:
+        update_docs(args.write_docs, report)
+        print(f"updated {args.write_docs}")
+    missing = sum(len(r.outcomes) - r.reranked for r in report.runs)
+    if missing:
+        print(f"warning: {missing} searches were not reranked (see the 'reranked' column)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m es_integration eval", description=(__doc__ or "").split("\n\n")[0]
+    )
+    add_arguments(parser)
+    return run_cli(parser.parse_args(argv))
+
+
+def as_dict(settings: Settings) -> dict[str, Any]:
+    data = asdict(settings)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,373 @@
+"""The evaluation report: markdown table, per-query JSON, delta plots, and docs/benchmarks.md.
+
+Shared with the benchmark suite: the machine description and the generated sections of
+docs/benchmarks.md (each tool rewrites only its own section, between markers).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import re
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from es_integration.eval import (
+    MRR_K,
+    NDCG_K,
+    RECALL_DEPTH,
+    EvalReport,
+    RunResult,
+    as_dict,
+)
+
+#: The quality loss int8 quantization may cost (nDCG@10, absolute).
+QUANT_LOSS_GOAL = 0.005
+
+DOCS_HEADER = """# Benchmarks and relevance
+
+This file is generated; do not edit it by hand. Each section is rewritten by the tool named in
+it (`python -m es_integration bench --write-docs`, `python -m es_integration eval
+--write-docs`) and says when, on which machine and under which load it was measured.
+"""
+
+
+# --- machine -------------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024 / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_description() -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    mem = _memory_gib()
+    parts = [
+        f"{_cpu_model()}, {cores} cores usable",
+        f"{mem:.0f} GiB RAM" if mem else "",
+        f"{platform.system()} {platform.release()}",
+        f"Python {platform.python_version()}",
+        f"torch {_version('torch')}",
+        "no GPU used",
+    ]
+    return "; ".join(p for p in parts if p)
+
+
+def load_average() -> str:
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "n/a"
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min)"
+
+
+def now_text(ts: float | None = None) -> str:
+    stamp = dt.datetime.fromtimestamp(ts, dt.UTC) if ts else dt.datetime.now(dt.UTC)
+    return stamp.strftime("%Y-%m-%d %H:%M UTC")
+
+
+# --- generated sections of a markdown file -------------------------------------------------
+
+
+def replace_section(path: Path, name: str, text: str, *, before: str | None = None) -> None:
+    """Put ``text`` between this section's markers in ``path``, keeping everything else.
+
+    A new section goes before the first section whose name starts with ``before`` (if any),
+    else at the end.
+    """
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    block = f"{begin}\n{text.strip()}\n{end}\n"
+    current = path.read_text(encoding="utf-8") if path.is_file() else DOCS_HEADER
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
+    at = current.find(f"<!-- BEGIN {before}") if before else -1
+    if pattern.search(current):
+        updated = pattern.sub(lambda _: block, current, count=1)
+    elif at >= 0:
+        updated = current[:at] + block + "\n" + current[at:]
+    else:
+        updated = current.rstrip("\n") + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(updated, encoding="utf-8")
+
+
+# --- tables --------------------------------------------------------------------------------
+
+
+def _p(value: float) -> str:
+    return f"{value:.4f}" if value >= 0.0001 else f"{value:.1e}"
+
+
+def _with_delta(value: float, base: float) -> str:
+    delta = value - base
+    return f"{value:.4f} (=)" if abs(delta) < 5e-5 else f"{value:.4f} ({delta:+.4f})"
+
+
+def results_table(report: EvalReport) -> str:
+    ndcg, mrr, depth = f"ndcg@{NDCG_K}", f"mrr@{MRR_K}", f"recall@{RECALL_DEPTH}"
+    n = len(report.data.queries)
+    lines = [
+        f"| ranking | nDCG@{NDCG_K} | Δ nDCG@{NDCG_K} | W/L/T | p | MRR@{MRR_K} | R@W | "
+        f"R@{RECALL_DEPTH} | reranked | s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    first = report.runs[0] if report.runs else None
+    if first is not None:
+        lines.append(
+            f"| BM25 (straight to ES) | {first.mean(ndcg, baseline=True):.4f} | | | | "
+            f"{first.mean(mrr, baseline=True):.4f} | | "
+            f"{first.mean(depth, baseline=True):.4f} | | {report.baseline_seconds:.1f} |"
+        )
+    for run in report.runs:
+        w = run.request.window
+        rw = f"recall@{w}"
+        flag = "" if run.reranked == n else " ⚠"
+        lines.append(
+            f"| {run.label} | {run.mean(ndcg):.4f} | {run.paired.mean_delta:+.4f} | "
+            f"{run.paired.wlt} | {_p(run.paired.p_value)} | "
+            f"{_with_delta(run.mean(mrr), run.mean(mrr, baseline=True))} | "
+            f"R@{w} {_with_delta(run.mean(rw), run.mean(rw, baseline=True))} | "
+            f"{_with_delta(run.mean(depth), run.mean(depth, baseline=True))} | "
+            f"{run.reranked}/{n}{flag} | {run.seconds:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def quantization_table(report: EvalReport) -> str:
+    if not report.quantization:
+        return ""
+    lines = [
+        f"| configuration | nDCG@{NDCG_K} fp32 | nDCG@{NDCG_K} faster path | Δ | W/L/T | p | "
+        f"goal: loss ≤ {QUANT_LOSS_GOAL} |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in report.quantization:
+        loss = c.fp32 - c.quantized
+        verdict = "met" if loss <= QUANT_LOSS_GOAL + 1e-12 else f"missed (loss {loss:.4f})"
+        lines.append(
+            f"| {c.label} | {c.fp32:.4f} | {c.quantized:.4f} | {c.paired.mean_delta:+.4f} | "
+            f"{c.paired.wlt} | {_p(c.paired.p_value)} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def _notes(report: EvalReport) -> str:
+    s = report.settings
+    n = len(report.data.queries)
+    sidecar = (
+        f"the running sidecar at {report.sidecar_url}, as configured"
+        if report.sidecar_url
+        else "a sidecar process per configuration, started by the tool (rerank.budget_ms "
+        "600000, so no query falls back)"
+    )
+    return "\n".join(
+        [
+            f"* {n} judged queries; each a `multi_match` on {', '.join(s.query_fields)}, "
+            f"`size` {s.size}, sent straight to ES (BM25) and through {sidecar}.",
+            f"* nDCG@{NDCG_K}: gain 2^rel − 1, log2 discount, ideal from all judged documents; "
+            f"MRR@{MRR_K}; R@W = Recall at the rerank window, R@{RECALL_DEPTH} = Recall at "
+            f"{RECALL_DEPTH} (the sidecar returns the top W reranked, then ES order, so both "
+            "equal BM25's unless a hit was lost). Unjudged documents count as non-relevant.",
+            f"* W/L/T: queries whose nDCG@{NDCG_K} went up/down/stayed against BM25. p: paired "
+            f"randomization (sign-flip) test of the mean nDCG@{NDCG_K} difference, two-sided, "
+            f"{s.permutations:,} permutations, seed {s.seed}.",
+            "* reranked: searches the sidecar answered with `X-Rerank: applied` or `cached`; "
+            "⚠ marks a row where some were not (their ES order was scored).",
+        ]
+    )
+
+
+def markdown(report: EvalReport, *, heading: str = "#", plots: list[Path] | None = None) -> str:
+    s = report.settings
+    lines = [
+        f"{heading} Relevance: {report.data.name}, {len(report.data.queries)} judged queries",
+        "",
+        f"Measured {now_text(report.finished)} on {machine_description()}. "
+        f"Load average at the end: {load_average()}. Index `{report.index}` in "
+        + (
+            report.es_url
+            if s.es_url
+            else "a local ES-compatible server (noida-db, default settings) the tool started"
+        )
+        + "; models: "
+        + (
+            f"as configured in the sidecar at {report.sidecar_url}"
+            if report.sidecar_url
+            else ", ".join(dict.fromkeys(s.models))
+        )
+        + ".",
+        "",
+        results_table(report),
+        "",
+        _notes(report),
+    ]
+    quant = quantization_table(report)
+    if quant:
+        lines += [
+            "",
+            f"{heading}# CPU speed-up paths (int8, bf16): quality against fp32",
+            "",
+            "Each row's twin is the same configuration in fp32; W/L/T and p compare the two "
+            "per query.",
+            "",
+            quant,
+        ]
+    if plots:
+        lines += ["", f"{heading}# Per-query nDCG@{NDCG_K} deltas", ""]
+        lines += [f"![{p.stem}]({p.name})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+# --- plot ----------------------------------------------------------------------------------
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "run"
+
+
+def plot_deltas(run: RunResult, path: Path) -> Path:
+    """Bars of per-query nDCG@10 deltas (reranked - BM25), sorted, with the summary."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    key = f"ndcg@{NDCG_K}"
+    deltas = sorted(
+        (run.per_query[q][key] - run.baseline[q][key] for q in run.per_query), reverse=True
+    )
+    colors = ["#2e7d32" if d > 1e-9 else "#c62828" if d < -1e-9 else "#9e9e9e" for d in deltas]
+    fig = Figure(figsize=(10, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.bar(range(len(deltas)), deltas, color=colors, width=0.85)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"queries, sorted by Δ nDCG@{NDCG_K} ({len(deltas)})")
+    ax.set_ylabel(f"Δ nDCG@{NDCG_K} (reranked − BM25)")
+    base, after = run.mean(key, baseline=True), run.mean(key)
+    ax.set_title(
+        f"{run.label}: nDCG@{NDCG_K} {base:.4f} → {after:.4f} ({after - base:+.4f}), "
+        f"p = {_p(run.paired.p_value)}",
+        fontsize=10,
+    )
+    ax.legend(
+        handles=[
+            Patch(color="#2e7d32", label=f"better: {run.paired.wins}"),
+            Patch(color="#c62828", label=f"worse: {run.paired.losses}"),
+            Patch(color="#9e9e9e", label=f"tied: {run.paired.ties}"),
+        ],
+        loc="upper right",
+        fontsize=9,
+    )
+    ax.set_xlim(-0.6, len(deltas) - 0.4)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def _run_json(run: RunResult) -> dict[str, Any]:
+    metrics = list(next(iter(run.per_query.values()), {}))
+    return {
+        "label": run.label,
+        "server": asdict(run.server),
+        "request": asdict(run.request),
+        "seconds": run.seconds,
+        "reranked": run.reranked,
+        "outcomes": run.outcome_counts(),
+        "mean": {m: run.mean(m) for m in metrics},
+        "bm25_mean": {m: run.mean(m, baseline=True) for m in metrics},
+        f"ndcg@{NDCG_K}_vs_bm25": asdict(run.paired),
+        "per_query": {
+            q: {
+                **run.per_query[q],
+                "bm25": run.baseline[q],
+                "outcome": run.outcomes[q],
+                "top": run.top[q],
+            }
+            for q in run.per_query
+        },
+    }
+
+
+def report_json(report: EvalReport) -> dict[str, Any]:
+    return {
+        "dataset": str(report.data.path),
+        "index": report.index,
+        "es_url": report.es_url,
+        "sidecar_url": report.sidecar_url,
+        "started": now_text(report.started),
+        "finished": now_text(report.finished),
+        "machine": machine_description(),
+        "load_average": load_average(),
+        "settings": as_dict(report.settings),
+        "queries": report.data.queries,
+        "bm25": {"seconds": report.baseline_seconds, "top": report.baseline_top},
+        "runs": [_run_json(r) for r in report.runs],
+        "quantization": [
+            {"label": c.label, "fp32": c.fp32, "other": c.quantized, "paired": asdict(c.paired)}
+            for c in report.quantization
+        ],
+    }
+
+
+@dataclass
+class ReportPaths:
+    markdown: Path
+    json: Path
+    table: str
+    plots: list[Path] = field(default_factory=list)
+
+
+def write_report(report: EvalReport, out: Path) -> ReportPaths:
+    out.mkdir(parents=True, exist_ok=True)
+    plots = [
+        plot_deltas(run, out / f"ndcg{NDCG_K}-delta-{i:02d}-{_slug(run.label)}.png")
+        for i, run in enumerate(report.runs)
+    ]
+    md = out / "report.md"
+    md.write_text(markdown(report, plots=plots), encoding="utf-8")
+    js = out / "results.json"
+    js.write_text(json.dumps(report_json(report), indent=1, ensure_ascii=False), encoding="utf-8")
+    table = results_table(report)
+    quant = quantization_table(report)
+    if quant:
+        table += "\n\n" + quant
+    return ReportPaths(md, js, table, plots)
+
+
+def update_docs(path: Path, report: EvalReport) -> None:
+    text = markdown(report, heading="##")
+    text += (
+        "\nGenerated by `python -m es_integration eval --write-docs` (per-query numbers and "
+        "plots: `--out`).\n"
+    )
+    replace_section(path, f"eval {report.data.name}", text)
