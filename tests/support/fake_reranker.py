@@ -9,21 +9,12 @@ short).
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-_WORD = re.compile(r"\w+")
-
-
-def overlap_score(query: str, doc: str) -> float:
-    q = set(_WORD.findall(query.lower()))
-    d = _WORD.findall(doc.lower())
-    if not q or not d:
-        return 0.0
-    return sum(w in q for w in d) / len(d)
+from es_integration.faults import overlap_score
 
 
 @dataclass
