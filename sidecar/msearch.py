@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDict
 
+from sidecar.body import read_body
 from sidecar.errors import UpstreamBadResponse
 from sidecar.jsonutil import dumps, loads
 from sidecar.keys import CONFIG, ENGINE, ROLLOUT, SHADOW, UPSTREAM
@@ -21,7 +22,6 @@ from sidecar.rerank.respond import hits_of, rewrite
 from sidecar.search_io import (
     decode_body,
     forward,
-    read_body,
     score_options,
     status_body,
     upstream_headers,

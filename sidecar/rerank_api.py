@@ -12,18 +12,16 @@ Two request shapes, told apart by their documents field:
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from sidecar.body import read_body
 from sidecar.errors import (
     BadRequest,
     IllegalArgument,
     Overloaded,
-    RequestTimeout,
-    RequestTooLarge,
     RerankTimeout,
     RerankUnavailable,
     ServiceUnavailable,
@@ -33,8 +31,6 @@ from sidecar.keys import CONFIG, SCORER
 from sidecar.models.base import ScoreResult
 
 EMPTY = "query and documents cannot be empty"
-
-_READ_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -109,23 +105,6 @@ def parse_request(body: Any, *, max_documents: int) -> RerankRequest:
     )
 
 
-async def read_body(request: web.Request, *, limit: int, timeout_s: float) -> bytes:
-    """The body, refused with 413 past ``limit`` bytes without reading the rest."""
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestTooLarge(f"request body is larger than {limit} bytes")
-    data = bytearray()
-    try:
-        # A slow client must not hold a handler (and its memory) forever.
-        async with asyncio.timeout(timeout_s):
-            async for chunk in request.content.iter_chunked(_READ_CHUNK):
-                data += chunk
-                if len(data) > limit:
-                    raise RequestTooLarge(f"request body is larger than {limit} bytes")
-    except TimeoutError as exc:
-        raise RequestTimeout(f"request body not received within {timeout_s:g}s") from exc
-    return bytes(data)
-
-
 def _unavailable(exc: RerankUnavailable) -> ServiceUnavailable:
     """A reason safe for clients: the kind of failure, never the internal message."""
     if isinstance(exc, Overloaded):
@@ -166,12 +145,8 @@ def render(req: RerankRequest, result: ScoreResult, model_name: str) -> dict[str
 async def rerank(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     scorer = request.app[SCORER]
-    raw = await read_body(
-        request,
-        limit=config.server.max_body_bytes,
-        timeout_s=config.server.client_read_timeout_s,
-    )
-    req = parse_request(parse_body(raw), max_documents=config.api.max_documents)
+    raw = await read_body(request)
+    req = parse_request(parse_body(raw or b""), max_documents=config.api.max_documents)
     if not scorer.ready:
         raise ServiceUnavailable("reranker not ready")
     try:

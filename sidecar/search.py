@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
+from sidecar.body import read_body
 from sidecar.errors import UpstreamBadResponse
 from sidecar.jsonutil import dumps, loads
 from sidecar.keys import CONFIG, ENGINE, ROLLOUT, SHADOW, UPSTREAM
@@ -27,7 +28,6 @@ from sidecar.search_io import (
     forward,
     indices_of,
     parse_es,
-    read_body,
     score_options,
     status_body,
     upstream_headers,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -11,9 +10,9 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from sidecar.errors import BadRequest, RequestTimeout, UpstreamBadResponse
+from sidecar.errors import BadRequest, UpstreamBadResponse
 from sidecar.jsonutil import loads
-from sidecar.keys import CONFIG, UPSTREAM
+from sidecar.keys import UPSTREAM
 from sidecar.proxy import relay
 from sidecar.rerank.engine import Outcome, RerankEngine, ScoredWindow
 from sidecar.rerank.respond import ScoreOptions
@@ -21,19 +20,6 @@ from sidecar.upstream import BufferedResponse, end_to_end_headers, upstream_url
 
 RERANK_HEADER = "X-Rerank"
 _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-
-
-async def read_body(request: web.Request) -> bytes | None:
-    """The whole request body, bounded by ``server.max_body_bytes`` (413 past it) and by
-    ``server.client_read_timeout_s`` (a slow client cannot hold a handler forever)."""
-    if not request.body_exists:
-        return None
-    timeout = request.app[CONFIG].server.client_read_timeout_s
-    try:
-        async with asyncio.timeout(timeout):
-            return await request.read()
-    except TimeoutError as exc:
-        raise RequestTimeout(f"request body not received within {timeout:g}s") from exc
 
 
 def decode_body(raw: bytes, encoding: str | None, limit: int) -> bytes | None:
