@@ -228,10 +228,9 @@ class Bench:
         return quick if self.quick else full
 
     def start_server(self, name: str, *args: str) -> tuple[str, int]:
-        """A process of ``es_integration.bench_servers`` (or another module); (url, pid)."""
+        """A process of ``es_integration.bench_servers``; (url, pid)."""
         port = free_port()
-        module = "es_integration.stub_es" if name == "stub_es" else "es_integration.bench_servers"
-        cmd = [sys.executable, "-m", module, *args, "--port", str(port)]
+        cmd = [sys.executable, "-m", "es_integration.bench_servers", *args, "--port", str(port)]
         with (self.work / f"{name}-{port}.log").open("wb") as log:
             proc = subprocess.Popen(
                 cmd, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
@@ -281,7 +280,7 @@ def _search_body(query: str, *, window: int | None = None, size: int = 10) -> by
 
 def scenario_passthrough(b: Bench) -> Section:
     sec = Section(1, "Pass-through overhead (rerank rolled out to nobody)")
-    es_url, stub_pid = b.start_server("stub_es")
+    es_url, stub_pid = b.start_server("es-stub-pass", "es", "--hits", "10")
     sidecars = {}
     for loop in ("uvloop", "asyncio"):
         sidecars[loop] = b.sidecar(

@@ -11,7 +11,7 @@ Goal: the sidecar adds <= 0.5 ms at p50 and <= 2 ms at p99 at concurrency 16.
 
 Two upstreams: the local ES-compatible server with the sample corpus (real searches; its
 own latency and variance are large) and a stub ES answering canned hits in well under a
-millisecond (``es_integration.stub_es``), which isolates what the sidecar itself adds.
+millisecond (``es_integration.bench_servers es``), which isolates what the sidecar itself adds.
 
 The load generator is this process (aiohttp, one event loop); ES and the sidecars are other
 processes. Saturation check: the generator's ceiling is the direct-ES throughput of the
@@ -92,8 +92,9 @@ async def _rounds(targets: list[Target], concurrency: int, total: int, rounds: i
 
 def _start_stub(work: Path, stack: ExitStack) -> str:
     port = free_port()
+    port_arg = ("--port", str(port))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "es_integration.stub_es", "--port", str(port)],
+        [sys.executable, "-m", "es_integration.bench_servers", "es", "--hits", "10", *port_arg],
         stdout=subprocess.DEVNULL,
         stderr=(work / "stub.log").open("wb"),
     )

@@ -20,10 +20,11 @@ import argparse
 import asyncio
 import json
 import random
-import re
 from typing import Any
 
 from aiohttp import web
+
+from es_integration.faults import overlap_score
 
 _TEXT = (
     "the capital city of france is paris which lies on the seine river and is known for "
@@ -43,7 +44,6 @@ _ROOT = json.dumps(
         "tagline": "You Know, for Search",
     }
 ).encode()
-_WORD = re.compile(r"\w+")
 
 
 def passage(doc_id: int) -> str:
@@ -98,12 +98,6 @@ def es_app(hits: int, latency_ms: float) -> web.Application:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", answer)
     return app
-
-
-def overlap_score(query: str, doc: str) -> float:
-    q = set(_WORD.findall(query.lower()))
-    d = _WORD.findall(doc.lower())
-    return sum(w in q for w in d) / len(d) if q and d else 0.0
 
 
 def reranker_app(mode: str, delay_s: float) -> web.Application:
