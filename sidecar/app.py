@@ -20,13 +20,13 @@ from aiohttp import web
 
 from sidecar.config import SidecarConfig
 from sidecar.errors import ModelLoadError
+from sidecar.http.errors import error_middleware
+from sidecar.http.observe import observe_middleware, on_prepare
+from sidecar.http.protocol import handler_args
 from sidecar.keys import CONFIG, ENGINE, LIFECYCLE, METRICS, ROLLOUT, SCORER, SHADOW, UPSTREAM
 from sidecar.lifecycle import Lifecycle
 from sidecar.metrics import LiveFigures, Metrics
-from sidecar.middleware import error_middleware
 from sidecar.models.loader import create_scorer
-from sidecar.observe import observe_middleware, on_prepare
-from sidecar.protocol import handler_args
 from sidecar.rerank.engine import RerankEngine
 from sidecar.rerank.rollout import Rollout
 from sidecar.rerank.shadow import ShadowRunner
@@ -96,7 +96,7 @@ def create_app(config: SidecarConfig, lifecycle: Lifecycle | None = None) -> web
         middlewares=[observe_middleware, error_middleware],
         client_max_size=config.server.max_body_bytes,
         # Pass-through bodies keep their Content-Encoding; the search handlers decode.
-        # Header limits and the keep-alive/header timeout: sidecar.protocol.
+        # Header limits and the keep-alive/header timeout: sidecar.http.protocol.
         handler_args={"auto_decompress": False, **handler_args(config.server)},
     )
     app[CONFIG] = config

@@ -4,7 +4,7 @@ Every error a client can see is a :class:`SidecarError`. Each carries an HTTP st
 Elasticsearch-style ``type`` and a ``reason`` that is safe to show to clients (it never
 contains ``str()`` of a third-party exception). Third-party exceptions are translated into
 these classes where they are raised (``raise ... from exc``) and turned into responses by a
-single middleware (:mod:`sidecar.middleware`), so the body always has the ES shape::
+single middleware (:mod:`sidecar.http.errors`), so the body always has the ES shape::
 
     {"error": {"type": "...", "reason": "..."}, "status": N}
 

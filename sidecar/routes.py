@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sidecar import admin, msearch, ops, proxy, rerank_api, search, ui
+from sidecar.handlers import admin, msearch, ops, passthrough, rerank_api, search, ui
 
 SEARCH_METHODS = ("GET", "POST")
 
@@ -27,4 +27,4 @@ def setup_routes(app: web.Application) -> None:
         r.add_route(method, "/{index}/_search", search.search_handler)
         r.add_route(method, "/_msearch", msearch.handle_msearch)
         r.add_route(method, "/{index}/_msearch", msearch.handle_msearch)
-    r.add_route("*", "/{tail:.*}", proxy.proxy_handler)
+    r.add_route("*", "/{tail:.*}", passthrough.proxy_handler)

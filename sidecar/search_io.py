@@ -11,9 +11,9 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from sidecar.errors import BadRequest, UpstreamBadResponse
+from sidecar.handlers.passthrough import relay
 from sidecar.jsonutil import loads
 from sidecar.keys import UPSTREAM
-from sidecar.proxy import relay
 from sidecar.rerank.engine import Outcome, RerankEngine, ScoredWindow
 from sidecar.rerank.respond import ScoreOptions
 from sidecar.upstream import BufferedResponse, end_to_end_headers, upstream_url

@@ -11,10 +11,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from sidecar.config import SidecarConfig
+from sidecar.handlers.rerank_api import EMPTY, add_routes
+from sidecar.http.errors import error_middleware
 from sidecar.keys import CONFIG, SCORER
-from sidecar.middleware import error_middleware
 from sidecar.models.loader import create_scorer
-from sidecar.rerank_api import EMPTY, add_routes
 
 QUERY = "what is the capital of france"
 DOCS = ["berlin is in germany.", "paris is the capital of france.", "bananas are yellow."]

@@ -19,8 +19,8 @@ from multidict import MultiDict
 
 from sidecar.config import RerankConfig
 from sidecar.errors import IllegalArgument
+from sidecar.handlers.msearch import parse_ndjson
 from sidecar.jsonutil import dumps, loads
-from sidecar.msearch import parse_ndjson
 from sidecar.rerank.doc_text import DocTextResolver
 from sidecar.rerank.plan import SearchPlan, plan_search
 from sidecar.rerank.respond import ScoreOptions, hits_of, rewrite

@@ -1,6 +1,6 @@
 """How ``/_sidecar/ui`` serves its files: content types, security headers, no path escape.
 
-Only :func:`sidecar.ui.add_routes` on a bare application: no ES, no model.
+Only :func:`sidecar.handlers.ui.add_routes` on a bare application: no ES, no model.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from sidecar import ui
-from sidecar.middleware import error_middleware
+from sidecar.handlers import ui
+from sidecar.http.errors import error_middleware
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from typing import Any
 
 from aiohttp import web
 
-from sidecar.body import read_body
 from sidecar.errors import (
     BadRequest,
     IllegalArgument,
@@ -26,6 +25,7 @@ from sidecar.errors import (
     RerankUnavailable,
     ServiceUnavailable,
 )
+from sidecar.http.body import read_body
 from sidecar.jsonutil import json_response, parse_body
 from sidecar.keys import CONFIG, SCORER
 from sidecar.models.base import ScoreResult

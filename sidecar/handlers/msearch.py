@@ -11,11 +11,11 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDict
 
-from sidecar.body import read_body
 from sidecar.errors import UpstreamBadResponse
+from sidecar.handlers.passthrough import buffered_to_response
+from sidecar.http.body import read_body
 from sidecar.jsonutil import dumps, loads
 from sidecar.keys import CONFIG, ENGINE, ROLLOUT, SHADOW, UPSTREAM
-from sidecar.proxy import buffered_to_response
 from sidecar.rerank.engine import Outcome, ScoredWindow
 from sidecar.rerank.plan import SearchPlan, plan_search
 from sidecar.rerank.respond import hits_of, rewrite

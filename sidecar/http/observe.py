@@ -13,9 +13,9 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from sidecar.http.trace import RequestTrace, trace_of
 from sidecar.keys import CONFIG, METRICS
 from sidecar.logs import redact_query
-from sidecar.trace import RequestTrace, trace_of
 
 log = logging.getLogger("sidecar.access")
 

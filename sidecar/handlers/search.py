@@ -14,11 +14,12 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from sidecar.body import read_body
 from sidecar.errors import UpstreamBadResponse
+from sidecar.handlers.passthrough import buffered_to_response
+from sidecar.http.body import read_body
+from sidecar.http.trace import trace_of
 from sidecar.jsonutil import dumps, loads
 from sidecar.keys import CONFIG, ENGINE, ROLLOUT, SHADOW, UPSTREAM
-from sidecar.proxy import buffered_to_response
 from sidecar.rerank.cache import CachedResponse
 from sidecar.rerank.engine import CACHED, Outcome, RerankEngine
 from sidecar.rerank.plan import SearchPlan, plan_search
@@ -34,7 +35,6 @@ from sidecar.search_io import (
     url_without,
     with_header,
 )
-from sidecar.trace import trace_of
 
 
 async def search_handler(request: web.Request) -> web.StreamResponse:

@@ -20,7 +20,7 @@ from aiohttp import web
 from sidecar.errors import NotFound
 
 PREFIX = "/_sidecar/ui"
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 PAGE = "index.html"
 
 CONTENT_TYPES = {

@@ -18,11 +18,11 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from sidecar.errors import RequestTimeout, UpstreamError
+from sidecar.http.trace import trace_of
 from sidecar.keys import CONFIG, UPSTREAM
-from sidecar.trace import trace_of
 from sidecar.upstream import BufferedResponse, end_to_end_headers, upstream_url
 
-log = logging.getLogger("sidecar.proxy")
+log = logging.getLogger("sidecar.handlers.passthrough")
 
 _CHUNK = 64 * 1024
 

@@ -1,0 +1,1 @@
+"""The server side of HTTP: body reading, error rendering, observation, protocol limits."""
