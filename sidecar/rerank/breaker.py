@@ -6,12 +6,19 @@ not use ``call_async``: it runs on Tornado. Instead the rerank path asks :meth:`
 before calling the model and reports the outcome with :meth:`success`, :meth:`failure` or
 :meth:`release` (the client went away: neither a success nor a failure). Half-open lets
 exactly one trial request through at a time.
+
+Time is ours, not pybreaker's: pybreaker decides "has the reset timeout elapsed" with
+``datetime.now`` inside its open state, and takes no clock. So the open → half-open move is
+decided here, with an injected ``clock`` (``time.monotonic`` by default; tests pass a fake
+one), and pybreaker is never called while it is open: a verdict that arrives then is from a
+call that started before the breaker opened, and is ignored (the half-open trial decides).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import pybreaker
@@ -19,15 +26,17 @@ import pybreaker
 from sidecar.errors import BreakerOpen
 
 StateName = Literal["closed", "open", "half-open"]
+Clock = Callable[[], float]
 
 
 class _OpenedAt(pybreaker.CircuitBreakerListener):
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.opened_at = 0.0
 
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
         if new_state is not None and new_state.name == pybreaker.STATE_OPEN:
-            self.opened_at = time.monotonic()
+            self.opened_at = self.clock()
 
 
 def _succeed() -> None:
@@ -43,12 +52,18 @@ class _ModelFailed(Exception):
 
 
 class AsyncBreaker:
-    def __init__(self, fail_max: int, reset_timeout_s: float, name: str = "model") -> None:
-        self._clock = _OpenedAt()
+    def __init__(
+        self,
+        fail_max: int,
+        reset_timeout_s: float,
+        name: str = "model",
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._opened = _OpenedAt(clock)
         self._cb = pybreaker.CircuitBreaker(
             fail_max=fail_max,
             reset_timeout=reset_timeout_s,
-            listeners=[self._clock],
+            listeners=[self._opened],
             name=name,
             throw_new_error_on_trip=False,
         )
@@ -71,7 +86,7 @@ class AsyncBreaker:
         """Raise BreakerOpen unless a model call may go ahead now."""
         state = self._cb.current_state
         if state == pybreaker.STATE_OPEN:
-            if time.monotonic() - self._clock.opened_at < self._cb.reset_timeout:
+            if self._opened.clock() - self._opened.opened_at < self._cb.reset_timeout:
                 raise BreakerOpen("circuit breaker open")
             self._cb.half_open()
             state = pybreaker.STATE_HALF_OPEN
@@ -82,20 +97,22 @@ class AsyncBreaker:
 
     def success(self) -> None:
         self._trial_in_flight = False
-        self._cb.call(_succeed)
+        if self._cb.current_state != pybreaker.STATE_OPEN:
+            self._cb.call(_succeed)
 
     def failure(self) -> None:
         self._trial_in_flight = False
-        with contextlib.suppress(_ModelFailed, pybreaker.CircuitBreakerError):
-            self._cb.call(_fail, _ModelFailed())
+        if self._cb.current_state != pybreaker.STATE_OPEN:
+            with contextlib.suppress(_ModelFailed, pybreaker.CircuitBreakerError):
+                self._cb.call(_fail, _ModelFailed())
 
     def release(self) -> None:
         """The caller gave up (client disconnect): not a verdict on the model."""
-        if self._trial_in_flight:
-            self._trial_in_flight = False
+        self._trial_in_flight = False
 
     def force_open(self) -> None:
         self._cb.open()
+        self._opened.opened_at = self._opened.clock()
 
     def reset(self) -> None:
         self._trial_in_flight = False
