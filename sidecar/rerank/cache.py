@@ -4,12 +4,15 @@ not thread-safe, and the model worker never sees these objects."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cachetools import TTLCache
 
 ScoreKey = tuple[str, str, str, str, str, str]
+#: Seconds from an arbitrary start; entries expire ``ttl_s`` after they were stored.
+Timer = Callable[[], float]
 
 
 def text_hash(text: str) -> str:
@@ -29,9 +32,13 @@ class ScoreCache:
     still queried on every request, so deletes and document-level security always apply.
     """
 
-    def __init__(self, max_entries: int, ttl_s: float, enabled: bool = True) -> None:
+    def __init__(
+        self, max_entries: int, ttl_s: float, enabled: bool = True, timer: Timer = time.monotonic
+    ) -> None:
         self.enabled = enabled
-        self._cache: TTLCache[ScoreKey, float] = TTLCache(maxsize=max_entries, ttl=ttl_s)
+        self._cache: TTLCache[ScoreKey, float] = TTLCache(
+            maxsize=max_entries, ttl=ttl_s, timer=timer
+        )
         self.stats = CacheStats()
 
     @staticmethod
@@ -78,9 +85,13 @@ class ResponseCache:
     and exactly what (method, path, query string and body), so users with different
     document-level visibility never share an entry."""
 
-    def __init__(self, max_entries: int, ttl_s: float, enabled: bool) -> None:
+    def __init__(
+        self, max_entries: int, ttl_s: float, enabled: bool, timer: Timer = time.monotonic
+    ) -> None:
         self.enabled = enabled
-        self._cache: TTLCache[str, CachedResponse] = TTLCache(maxsize=max_entries, ttl=ttl_s)
+        self._cache: TTLCache[str, CachedResponse] = TTLCache(
+            maxsize=max_entries, ttl=ttl_s, timer=timer
+        )
         self.stats = CacheStats()
 
     @staticmethod
