@@ -1,45 +1,55 @@
 """The admin API under ``/_sidecar/admin/``: rollout rules, breaker, caches, config.
 
-Reachable only from ``admin.allow_from`` networks (loopback by default; anyone else gets a
-plain 404, as if the path did not exist) and only with ``Authorization: Bearer <token>``:
-401 without a token, 403 with a wrong one (compared in constant time).
+A sub-application (:func:`admin_app`) whose one middleware guards every route: only peers
+in ``admin.allow_from`` reach it at all (anyone else gets a plain 404, as if the path did
+not exist), and only with ``Authorization: Bearer <token>``: 401 without a token, 403 with a
+wrong one (compared in constant time). ``allow_from`` and the token are resolved once, when
+the sub-application is built. The handlers read the parent's resources through
+``request.config_dict``; the parent's middlewares render errors in the ES shape.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import os
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
-from sidecar.config import redacted
+from sidecar.config import AdminConfig, redacted
 from sidecar.errors import ConfigError, Forbidden, IllegalArgument, NotFound, Unauthorized
 from sidecar.jsonutil import json_response
 from sidecar.keys import CONFIG, ENGINE, ROLLOUT
-from sidecar.rerank.rollout import parse_address
+from sidecar.netmatch import in_networks, parse_address, parse_networks
 
 TOKEN_ENV = "RERANK_SIDECAR_ADMIN_TOKEN"
-PREFIX = "/_sidecar/admin"
 
 
-def _authorize(request: web.Request) -> None:
-    admin = request.app[CONFIG].admin
-    peer = parse_address(request.remote)
-    nets = [ipaddress.ip_network(n, strict=False) for n in admin.allow_from]
-    if peer is None or not any(peer.version == n.version and peer in n for n in nets):
-        raise NotFound(f"no handler found for uri [{request.path}]")
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer ") or not header[7:].strip():
-        raise Unauthorized("the admin API needs Authorization: Bearer <token>")
-    expected = admin.token or os.environ.get(TOKEN_ENV) or ""
-    if not expected or not hmac.compare_digest(header[7:].strip().encode(), expected.encode()):
-        raise Forbidden("wrong admin token")
+def _guard(config: AdminConfig) -> Middleware:
+    allow_from = parse_networks(config.allow_from)
+    expected = (config.token or os.environ.get(TOKEN_ENV) or "").encode()
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not in_networks(parse_address(request.remote), allow_from):
+            raise NotFound(f"no handler found for uri [{request.path}]")
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip() if header.startswith("Bearer ") else ""
+        if not token:
+            raise Unauthorized("the admin API needs Authorization: Bearer <token>")
+        if not expected or not hmac.compare_digest(token.encode(), expected):
+            raise Forbidden("wrong admin token")
+        unmatched = request.match_info.http_exception
+        if unmatched is not None and unmatched.status == 404:
+            raise NotFound(f"no handler found for uri [{request.path}]")
+        return await handler(request)
+
+    return guard
 
 
 def _rules(request: web.Request) -> dict[str, Any]:
-    rollout = request.app[ROLLOUT]
+    rollout = request.config_dict[ROLLOUT]
     rules = rollout.rules
     return {
         "source": rules.source,
@@ -50,21 +60,19 @@ def _rules(request: web.Request) -> dict[str, Any]:
 
 
 async def get_rollout(request: web.Request) -> web.Response:
-    _authorize(request)
     return json_response(_rules(request))
 
 
 async def reload_rollout(request: web.Request) -> web.Response:
-    _authorize(request)
     try:
-        request.app[ROLLOUT].reload()
+        request.config_dict[ROLLOUT].reload()
     except ConfigError as exc:
         raise IllegalArgument(f"rules not reloaded, the previous rules stay: {exc}") from exc
     return json_response({"reloaded": True, **_rules(request)})
 
 
 def _breaker(request: web.Request) -> dict[str, Any]:
-    breaker = request.app[ENGINE].breaker
+    breaker = request.config_dict[ENGINE].breaker
     return {
         "state": breaker.state,
         "fail_counter": breaker.fail_counter,
@@ -73,24 +81,21 @@ def _breaker(request: web.Request) -> dict[str, Any]:
 
 
 async def get_breaker(request: web.Request) -> web.Response:
-    _authorize(request)
     return json_response(_breaker(request))
 
 
 async def open_breaker(request: web.Request) -> web.Response:
-    _authorize(request)
-    request.app[ENGINE].breaker.force_open()
+    request.config_dict[ENGINE].breaker.force_open()
     return json_response(_breaker(request))
 
 
 async def reset_breaker(request: web.Request) -> web.Response:
-    _authorize(request)
-    request.app[ENGINE].breaker.reset()
+    request.config_dict[ENGINE].breaker.reset()
     return json_response(_breaker(request))
 
 
 def _caches(request: web.Request) -> dict[str, Any]:
-    engine = request.app[ENGINE]
+    engine = request.config_dict[ENGINE]
     return {
         "scores": {
             "entries": len(engine.scores),
@@ -109,30 +114,30 @@ def _caches(request: web.Request) -> dict[str, Any]:
 
 
 async def get_cache(request: web.Request) -> web.Response:
-    _authorize(request)
     return json_response(_caches(request))
 
 
 async def clear_cache(request: web.Request) -> web.Response:
-    _authorize(request)
-    engine = request.app[ENGINE]
+    engine = request.config_dict[ENGINE]
     engine.scores.clear()
     engine.responses.clear()
     return json_response(_caches(request))
 
 
 async def get_config(request: web.Request) -> web.Response:
-    _authorize(request)
-    return json_response(redacted(request.app[CONFIG]))
+    return json_response(redacted(request.config_dict[CONFIG]))
 
 
-def add_routes(app: web.Application) -> None:
+def admin_app(config: AdminConfig) -> web.Application:
+    """The admin sub-application; mount it with ``app.add_subapp("/_sidecar/admin", ...)``."""
+    app = web.Application(middlewares=[_guard(config)])
     r = app.router
-    r.add_get(f"{PREFIX}/rollout", get_rollout)
-    r.add_post(f"{PREFIX}/rollout/reload", reload_rollout)
-    r.add_get(f"{PREFIX}/breaker", get_breaker)
-    r.add_post(f"{PREFIX}/breaker/open", open_breaker)
-    r.add_post(f"{PREFIX}/breaker/reset", reset_breaker)
-    r.add_get(f"{PREFIX}/cache", get_cache)
-    r.add_post(f"{PREFIX}/cache/clear", clear_cache)
-    r.add_get(f"{PREFIX}/config", get_config)
+    r.add_get("/rollout", get_rollout)
+    r.add_post("/rollout/reload", reload_rollout)
+    r.add_get("/breaker", get_breaker)
+    r.add_post("/breaker/open", open_breaker)
+    r.add_post("/breaker/reset", reset_breaker)
+    r.add_get("/cache", get_cache)
+    r.add_post("/cache/clear", clear_cache)
+    r.add_get("/config", get_config)
+    return app
