@@ -32,9 +32,9 @@ from transformers import (
 )
 
 from sidecar.config import ModelConfig, WorkerConfig
-from sidecar.models.base import Scorer
-from sidecar.models.bundled import bundled_path
-from sidecar.models.loader import create_scorer
+from sidecar.scoring.base import Scorer
+from sidecar.scoring.bundled import bundled_path
+from sidecar.scoring.factory import create_scorer
 
 #: Qwen2/Qwen3's pre-tokenizer split pattern (from its tokenizer.json).
 QWEN_SPLIT = (

@@ -8,8 +8,8 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from sidecar.config import ModelConfig
-from sidecar.models.bundled import bundled_path
-from sidecar.models.detect import resolve_model
+from sidecar.scoring.bundled import bundled_path
+from sidecar.scoring.detect import resolve_model
 
 from .conftest import StartScorer
 

@@ -11,7 +11,7 @@ from huggingface_hub import constants
 
 from sidecar.config import ModelConfig
 from sidecar.errors import ModelLoadError
-from sidecar.models.detect import resolve_model
+from sidecar.scoring.detect import resolve_model
 
 from .conftest import StartScorer
 

@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sidecar.errors import ModelLoadError
-from sidecar.models.local import LocalScorer
-from sidecar.models.qwen3 import PREFIX, SUFFIX, Qwen3Backend, format_prompt
+from sidecar.scoring.hf.qwen3 import PREFIX, SUFFIX, Qwen3Backend, format_prompt
+from sidecar.scoring.local.scorer import LocalScorer
 
 from .conftest import StartScorer
 

@@ -12,9 +12,9 @@ from aiohttp.test_utils import TestServer
 
 from sidecar.config import ModelConfig, WorkerConfig
 from sidecar.errors import ModelFailure, Overloaded, RerankTimeout
-from sidecar.models.base import Scorer
-from sidecar.models.loader import create_scorer
-from sidecar.models.remote import RemoteScorer, wire_protocol
+from sidecar.scoring.base import Scorer
+from sidecar.scoring.factory import create_scorer
+from sidecar.scoring.remote import RemoteScorer, wire_protocol
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Serve = Callable[..., Awaitable[tuple[Scorer, list[dict[str, Any]]]]]

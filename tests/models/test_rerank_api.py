@@ -14,7 +14,7 @@ from sidecar.config import SidecarConfig
 from sidecar.handlers.rerank_api import EMPTY, add_routes
 from sidecar.http.errors import error_middleware
 from sidecar.keys import CONFIG, SCORER
-from sidecar.models.loader import create_scorer
+from sidecar.scoring.factory import create_scorer
 
 QUERY = "what is the capital of france"
 DOCS = ["berlin is in germany.", "paris is the capital of france.", "bananas are yellow."]

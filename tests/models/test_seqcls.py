@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from sidecar.models.local import LocalScorer
-from sidecar.models.seqcls import SeqClsBackend
+from sidecar.scoring.hf.seqcls import SeqClsBackend
+from sidecar.scoring.local.scorer import LocalScorer
 
 from .conftest import StartScorer
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sidecar.models.backend import Item, max_per_document
-from sidecar.models.chunking import first_chunks, windows
-from sidecar.models.collate import collate
-from sidecar.models.device import attention_implementation, resolve_device, resolve_dtype
-from sidecar.models.passes import plan_passes
+from sidecar.scoring.hf.chunking import first_chunks, windows
+from sidecar.scoring.hf.device import attention_implementation, resolve_device, resolve_dtype
+from sidecar.scoring.local.backend import Item, max_per_document
+from sidecar.scoring.local.collate import collate
+from sidecar.scoring.local.passes import plan_passes
 
 
 def test_windows_overlap_and_cap() -> None:

@@ -17,10 +17,10 @@ import torch
 
 from sidecar.config import ModelConfig, WorkerConfig
 from sidecar.errors import ModelFailure, Overloaded, RerankTimeout, RerankUnavailable
-from sidecar.models.backend import Item
-from sidecar.models.detect import resolve_model
-from sidecar.models.local import LocalScorer
-from sidecar.models.seqcls import SeqClsBackend
+from sidecar.scoring.detect import resolve_model
+from sidecar.scoring.hf.seqcls import SeqClsBackend
+from sidecar.scoring.local.backend import Item
+from sidecar.scoring.local.scorer import LocalScorer
 
 
 class WatchedBackend(SeqClsBackend):

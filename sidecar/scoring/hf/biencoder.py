@@ -18,14 +18,14 @@ import torch.nn.functional as F
 from transformers import AutoModel, PreTrainedTokenizerBase
 
 from sidecar.errors import ModelFailure, ModelLoadError
-from sidecar.models import bundled
-from sidecar.models.backend import QUERY_OWNER, Encoded, Item, max_per_document
-from sidecar.models.chunking import first_chunks
-from sidecar.models.collate import collate
-from sidecar.models.hf import load_tokenizer, load_weights, read_json, tokenizer_limit
-from sidecar.models.hf_backend import TransformersBackend, not_loaded
-from sidecar.models.pooling import PoolingMode, pool, pooling_mode
-from sidecar.models.quantize import quantize_for_cpu
+from sidecar.scoring import bundled
+from sidecar.scoring.hf.base import TransformersBackend, not_loaded
+from sidecar.scoring.hf.chunking import first_chunks
+from sidecar.scoring.hf.load import load_tokenizer, load_weights, read_json, tokenizer_limit
+from sidecar.scoring.hf.pooling import PoolingMode, pool, pooling_mode
+from sidecar.scoring.hf.quantize import quantize_for_cpu
+from sidecar.scoring.local.backend import QUERY_OWNER, Encoded, Item, max_per_document
+from sidecar.scoring.local.collate import collate
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import aiohttp
 from sidecar.config import ModelConfig
 from sidecar.errors import ModelFailure, Overloaded, RerankTimeout, RerankUnavailable
 from sidecar.jsonutil import dumps, loads
-from sidecar.models.base import BatchObserver, ModelInfo, ScoreResult
+from sidecar.scoring.base import BatchObserver, ModelInfo, ScoreResult
 
 API_KEY_ENV = "RERANK_SIDECAR_REMOTE_API_KEY"
 

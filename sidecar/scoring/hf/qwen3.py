@@ -14,12 +14,12 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from sidecar.errors import ModelFailure, ModelLoadError
-from sidecar.models.backend import Encoded, Item, max_per_document
-from sidecar.models.chunking import windows
-from sidecar.models.collate import collate
-from sidecar.models.device import attention_implementation
-from sidecar.models.hf import load_tokenizer, load_weights
-from sidecar.models.hf_backend import TransformersBackend, not_loaded
+from sidecar.scoring.hf.base import TransformersBackend, not_loaded
+from sidecar.scoring.hf.chunking import windows
+from sidecar.scoring.hf.device import attention_implementation
+from sidecar.scoring.hf.load import load_tokenizer, load_weights
+from sidecar.scoring.local.backend import Encoded, Item, max_per_document
+from sidecar.scoring.local.collate import collate
 
 PREFIX = (
     "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query "

@@ -1,4 +1,4 @@
-"""Building the configured :class:`~sidecar.models.base.Scorer`.
+"""Building the configured :class:`~sidecar.scoring.base.Scorer`.
 
 ``create_scorer`` is quick: it detects the backend from the model's small files (config.json,
 modules.json, or the URL) and builds an unstarted scorer. Weights are loaded by
@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sidecar.config import ModelConfig, WorkerConfig
-from sidecar.models.backend import LocalBackend
-from sidecar.models.base import Scorer
-from sidecar.models.biencoder import BiEncoderBackend
-from sidecar.models.detect import ResolvedModel, resolve_model
-from sidecar.models.local import LocalScorer
-from sidecar.models.qwen3 import Qwen3Backend
-from sidecar.models.remote import RemoteScorer
-from sidecar.models.seqcls import SeqClsBackend
+from sidecar.scoring.base import Scorer
+from sidecar.scoring.detect import ResolvedModel, resolve_model
+from sidecar.scoring.hf.biencoder import BiEncoderBackend
+from sidecar.scoring.hf.qwen3 import Qwen3Backend
+from sidecar.scoring.hf.seqcls import SeqClsBackend
+from sidecar.scoring.local.backend import LocalBackend
+from sidecar.scoring.local.scorer import LocalScorer
+from sidecar.scoring.remote import RemoteScorer
 
 _LOCAL: dict[str, Callable[[ModelConfig, ResolvedModel], LocalBackend]] = {
     "qwen3": Qwen3Backend,

@@ -14,7 +14,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
-from sidecar.models.backend import Item
+from sidecar.scoring.local.backend import Item
 
 
 def plan_passes(lengths: Sequence[int], *, budget: int, overhead: float) -> list[range]:

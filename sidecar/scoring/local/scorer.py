@@ -1,4 +1,4 @@
-"""A :class:`~sidecar.models.base.Scorer` over a local model and its batching worker."""
+"""A :class:`~sidecar.scoring.base.Scorer` over a local model and its batching worker."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from dataclasses import replace
 
 from sidecar.config import ModelConfig, WorkerConfig
 from sidecar.errors import ModelFailure, ModelLoadError, RerankTimeout, RerankUnavailable
-from sidecar.models.backend import Encoded, LocalBackend
-from sidecar.models.base import BatchObserver, ModelInfo, ScoreResult
-from sidecar.worker import BatchWorker
+from sidecar.scoring.base import BatchObserver, ModelInfo, ScoreResult
+from sidecar.scoring.local.backend import Encoded, LocalBackend
+from sidecar.scoring.local.worker import BatchWorker
 
 log = logging.getLogger("sidecar.models")
 

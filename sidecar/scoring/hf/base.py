@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from sidecar.config import ModelConfig
-from sidecar.models.base import BackendKindName, ModelInfo
-from sidecar.models.detect import ResolvedModel
-from sidecar.models.device import apply_cpu_threads, dtype_name, resolve_device, resolve_dtype
-from sidecar.models.hub import hub_snapshot
+from sidecar.scoring.base import BackendKindName, ModelInfo
+from sidecar.scoring.detect import ResolvedModel
+from sidecar.scoring.hf.device import apply_cpu_threads, dtype_name, resolve_device, resolve_dtype
+from sidecar.scoring.hf.hub import hub_snapshot
 
 
 class TransformersBackend:

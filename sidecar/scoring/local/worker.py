@@ -3,11 +3,11 @@
 Concurrent requests are coalesced: the worker takes up to ``max_batch_pairs`` queued items
 (oldest request first; a big request may span several batches), sorts them by length and
 cuts them into forward passes of at most ``max_batch_tokens`` padded tokens, where a cut
-saves more padding than a pass costs (:mod:`sidecar.models.passes`). Each request's outputs
+saves more padding than a pass costs (:mod:`sidecar.scoring.local.passes`). Each request's outputs
 are put back in its own item order and folded into scores by the backend; the result goes
 back to the caller's event loop with ``call_soon_threadsafe``.
 
-Requests arrive already tokenized (see :mod:`sidecar.models.local`): the worker needs the
+Requests arrive already tokenized (see :mod:`sidecar.scoring.local.scorer`): the worker needs the
 lengths to sort and bound batches, and tokenizing outside this thread overlaps it with the
 forward pass of the previous batch instead of adding to it.
 
@@ -32,9 +32,9 @@ import torch
 
 from sidecar.config import WorkerConfig
 from sidecar.errors import ModelFailure, Overloaded, RerankTimeout, RerankUnavailable
-from sidecar.models.backend import Encoded, Item, LocalBackend
-from sidecar.models.base import BatchObserver
-from sidecar.models.passes import measure_overhead, plan_passes
+from sidecar.scoring.base import BatchObserver
+from sidecar.scoring.local.backend import Encoded, Item, LocalBackend
+from sidecar.scoring.local.passes import measure_overhead, plan_passes
 
 log = logging.getLogger("sidecar.worker")
 
@@ -283,7 +283,7 @@ class BatchWorker:
             self._run_pass(group)
 
     def _passes(self, slots: list[_Slot]) -> Iterator[list[_Slot]]:
-        """Cut length-sorted slots (longest first) into passes, see sidecar.models.passes."""
+        """Cut length-sorted slots (longest first) into passes, see sidecar.scoring.local.passes."""
         lengths = [job.length(index) for job, index in slots]
         plan = plan_passes(
             lengths, budget=self._config.max_batch_tokens, overhead=self._pass_overhead

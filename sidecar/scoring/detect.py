@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from sidecar.config import ModelConfig
 from sidecar.errors import ModelLoadError
-from sidecar.models.bundled import bundled_path
-from sidecar.models.hf import read_json
-from sidecar.models.hub import hub_file_or_none, hub_offline
+from sidecar.scoring.bundled import bundled_path
+from sidecar.scoring.hf.hub import hub_file_or_none, hub_offline
+from sidecar.scoring.hf.load import read_json
 
 BackendName = Literal["qwen3", "seqcls", "biencoder", "remote"]
 

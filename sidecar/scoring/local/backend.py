@@ -17,7 +17,7 @@ from typing import Protocol
 
 import torch
 
-from sidecar.models.base import ModelInfo
+from sidecar.scoring.base import ModelInfo
 
 #: ``owners`` value of the item that embeds the query (bi-encoders only).
 QUERY_OWNER = -1

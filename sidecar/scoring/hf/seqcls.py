@@ -15,12 +15,12 @@ import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
 
 from sidecar.errors import ModelLoadError
-from sidecar.models.backend import Encoded, Item, max_per_document
-from sidecar.models.chunking import first_chunks
-from sidecar.models.collate import collate
-from sidecar.models.hf import load_tokenizer, load_weights, tokenizer_limit
-from sidecar.models.hf_backend import TransformersBackend, not_loaded
-from sidecar.models.quantize import quantize_for_cpu
+from sidecar.scoring.hf.base import TransformersBackend, not_loaded
+from sidecar.scoring.hf.chunking import first_chunks
+from sidecar.scoring.hf.load import load_tokenizer, load_weights, tokenizer_limit
+from sidecar.scoring.hf.quantize import quantize_for_cpu
+from sidecar.scoring.local.backend import Encoded, Item, max_per_document
+from sidecar.scoring.local.collate import collate
 
 
 def model_limit(tokenizer: PreTrainedTokenizerBase, model: torch.nn.Module) -> int | None:

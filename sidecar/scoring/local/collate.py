@@ -12,7 +12,7 @@ from itertools import chain
 
 import torch
 
-from sidecar.models.backend import Item
+from sidecar.scoring.local.backend import Item
 
 
 @dataclass(frozen=True, slots=True)
