@@ -11,9 +11,12 @@ Errors: ``score`` raises only :class:`~sidecar.errors.RerankUnavailable` subclas
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+
+from sidecar.errors import ModelFailure
 
 BackendKindName = Literal["causal-lm reranker", "cross-encoder", "bi-encoder", "remote"]
 
@@ -47,6 +50,18 @@ class ScoreResult:
     model_s: float = 0.0
 
 
+def checked(scores: Sequence[float], documents: int) -> list[float]:
+    """``scores`` if they are one finite number per document; else the model failed.
+
+    Every scorer passes its answer through here, so callers can use scores as they are.
+    """
+    if len(scores) != documents:
+        raise ModelFailure(f"the model returned {len(scores)} scores for {documents} documents")
+    if not all(math.isfinite(score) for score in scores):
+        raise ModelFailure("the model returned a non-finite score")
+    return list(scores)
+
+
 class Scorer(Protocol):
     info: ModelInfo
 
@@ -77,4 +92,5 @@ class Scorer(Protocol):
         # asyncio.timeout() around the call could not tell it.
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> ScoreResult:
-        """Scores in the order of ``documents``; higher is more relevant."""
+        """One finite score per document, in the order of ``documents``; higher is more
+        relevant. Raises ModelFailure rather than answer anything else."""

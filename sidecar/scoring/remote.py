@@ -11,7 +11,6 @@ up before its rerank server, and requests fall back until the server answers.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import re
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ import aiohttp
 from sidecar.config import ModelConfig
 from sidecar.errors import ModelFailure, Overloaded, RerankTimeout, RerankUnavailable
 from sidecar.jsonutil import dumps, loads
-from sidecar.scoring.base import BatchObserver, ModelInfo, ScoreResult
+from sidecar.scoring.base import BatchObserver, ModelInfo, ScoreResult, checked
 
 API_KEY_ENV = "RERANK_SIDECAR_REMOTE_API_KEY"
 
@@ -60,7 +59,8 @@ def request_body(
 
 def parse_scores(payload: Any, count: int) -> list[float]:
     """Scores in document order from ``{"results": [{index, relevance_score}]}`` (Cohere,
-    Jina, vLLM) or ``[{index, score}]`` (TEI)."""
+    Jina, vLLM) or ``[{index, score}]`` (TEI). Whether they are usable (one finite score per
+    document) is checked where every scorer's answer is, in ``score()``."""
     entries = payload.get("results") if isinstance(payload, dict) else payload
     if not isinstance(entries, list):
         raise ModelFailure("the rerank server answered in an unknown shape")
@@ -74,13 +74,8 @@ def parse_scores(payload: Any, count: int) -> list[float]:
             raise ModelFailure("the rerank server answered with a bad or repeated index")
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ModelFailure("the rerank server answered a non-numeric score")
-        if not math.isfinite(value):
-            raise ModelFailure("the rerank server answered a non-finite score")
         scores[index] = float(value)
-    found = [score for score in scores if score is not None]
-    if len(found) != count:
-        raise ModelFailure(f"the rerank server returned {len(found)} scores for {count} documents")
-    return found
+    return [score for score in scores if score is not None]
 
 
 def _usage_tokens(payload: Any) -> int:
@@ -166,6 +161,5 @@ class RemoteScorer:
             raise ModelFailure("the rerank server could not be reached") from exc
         except ValueError as exc:
             raise ModelFailure("the rerank server answered invalid JSON") from exc
-        return ScoreResult(
-            scores=parse_scores(payload, len(documents)), tokens=_usage_tokens(payload)
-        )
+        scores = checked(parse_scores(payload, len(documents)), len(documents))
+        return ScoreResult(scores=scores, tokens=_usage_tokens(payload))

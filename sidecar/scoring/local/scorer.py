@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from sidecar.config import ModelConfig, WorkerConfig
 from sidecar.errors import ModelFailure, ModelLoadError, RerankTimeout, RerankUnavailable
-from sidecar.scoring.base import BatchObserver, ModelInfo, ScoreResult
+from sidecar.scoring.base import BatchObserver, ModelInfo, ScoreResult, checked
 from sidecar.scoring.local.backend import Encoded, LocalBackend
 from sidecar.scoring.local.worker import BatchWorker
 
@@ -119,7 +119,10 @@ class LocalScorer:
         except TimeoutError as exc:
             raise RerankTimeout(f"no scores within {timeout_s}s") from exc
         return ScoreResult(
-            scores=done.scores, tokens=encoded.tokens, queue_s=done.queue_s, model_s=done.model_s
+            scores=checked(done.scores, len(documents)),
+            tokens=encoded.tokens,
+            queue_s=done.queue_s,
+            model_s=done.model_s,
         )
 
     def _encode(self, query: str, documents: Sequence[str], instruction: str) -> Encoded:

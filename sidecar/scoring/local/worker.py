@@ -3,17 +3,21 @@
 Concurrent requests are coalesced: the worker takes up to ``max_batch_pairs`` queued items
 (oldest request first; a big request may span several batches), sorts them by length and
 cuts them into forward passes of at most ``max_batch_tokens`` padded tokens, where a cut
-saves more padding than a pass costs (:mod:`sidecar.scoring.local.passes`). Each request's outputs
-are put back in its own item order and folded into scores by the backend; the result goes
-back to the caller's event loop with ``call_soon_threadsafe``.
+saves more padding than a pass costs (:mod:`sidecar.scoring.local.passes`). Each request's
+outputs are put back in its own item order and folded into scores by the backend.
 
-Requests arrive already tokenized (see :mod:`sidecar.scoring.local.scorer`): the worker needs the
-lengths to sort and bound batches, and tokenizing outside this thread overlaps it with the
-forward pass of the previous batch instead of adding to it.
+Requests arrive already tokenized (see :mod:`sidecar.scoring.local.scorer`): the worker
+needs the lengths to sort and bound batches, and tokenizing outside this thread overlaps it
+with the forward pass of the previous batch instead of adding to it.
 
 The queue is bounded in items (``max_queue_pairs``): past it, callers get ``Overloaded`` at
 once. Work whose caller gave up (cancelled, or past its deadline) is dropped before it
 reaches the model.
+
+A request's state is its :class:`concurrent.futures.Future`, which any thread may settle or
+cancel at once, unlike an asyncio future: the worker settles it, a caller who gives up
+cancels it, and the worker skips work whose future is done. The caller awaits it through
+``asyncio.wrap_future``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 
 import torch
@@ -48,49 +53,33 @@ class Completed:
     model_s: float
 
 
-Outcome = Completed | BaseException
-
-
 class _Job:
-    """One request inside the worker. Flags are hints to skip work; the future decides."""
+    """One request inside the worker; whether it is still wanted is ``future.done()``."""
 
     __slots__ = (
-        "abandoned",
         "cursor",
         "deadline",
-        "done",
         "encoded",
-        "failed",
         "first_pass",
         "future",
-        "loop",
         "model_s",
         "outputs",
-        "queued",
+        "received",
         "submitted",
     )
 
-    def __init__(
-        self,
-        encoded: Encoded,
-        loop: asyncio.AbstractEventLoop,
-        deadline: float | None,
-    ) -> None:
+    def __init__(self, encoded: Encoded, deadline: float | None) -> None:
         self.encoded = encoded
-        self.loop = loop
-        self.future: asyncio.Future[Completed] = loop.create_future()
+        self.future: Future[Completed] = Future()
         self.deadline = deadline
         self.submitted = time.monotonic()
         #: Items before this index have been taken by the worker.
         self.cursor = 0
         #: Items whose outputs are in.
-        self.done = 0
+        self.received = 0
         self.outputs: torch.Tensor | None = None
         self.first_pass: float | None = None
         self.model_s = 0.0
-        self.queued = False
-        self.abandoned = False
-        self.failed = False
 
     @property
     def size(self) -> int:
@@ -102,18 +91,18 @@ class _Job:
     def length(self, index: int) -> int:
         return len(self.encoded.items[index].ids)
 
+    def settle(self, outcome: Completed | RerankUnavailable) -> None:
+        # The first outcome stands: a later one (or one for a caller who gave up and
+        # cancelled the future) is for nobody.
+        with contextlib.suppress(InvalidStateError):
+            if isinstance(outcome, Completed):
+                self.future.set_result(outcome)
+            else:
+                self.future.set_exception(outcome)
+
 
 #: One item of one job: (job, index into job.encoded.items).
 _Slot = tuple[_Job, int]
-
-
-def _settle(future: asyncio.Future[Completed], outcome: Outcome) -> None:
-    if future.done():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
 
 
 class BatchWorker:
@@ -173,25 +162,24 @@ class BatchWorker:
 
     async def run(self, encoded: Encoded, *, deadline: float | None = None) -> Completed:
         """Score one tokenized request; ``deadline`` is on the ``time.monotonic()`` clock."""
-        job = _Job(encoded, asyncio.get_running_loop(), deadline)
+        job = _Job(encoded, deadline)
         with self._cond:
             self._check_capacity(job.size)
             self._pending.append(job)
-            job.queued = True
             self._queued += job.size
             self._cond.notify()
         try:
-            return await job.future
+            return await asyncio.wrap_future(job.future)
         except asyncio.CancelledError:
             self._abandon(job)
             raise
 
     def _abandon(self, job: _Job) -> None:
-        job.abandoned = True
+        # wrap_future would cancel it too, but only once the event loop gets to it.
+        job.future.cancel()
         with self._cond:
-            if job.queued:
+            if job in self._pending:
                 self._pending.remove(job)
-                job.queued = False
                 self._queued -= job.size - job.cursor
 
     def close(self, timeout: float | None = None) -> None:
@@ -201,11 +189,9 @@ class BatchWorker:
             waiting = list(self._pending)
             self._pending.clear()
             self._queued = 0
-            for job in waiting:
-                job.queued = False
             self._cond.notify_all()
         for job in waiting:
-            self._fail(job, RerankUnavailable("the reranker is shutting down"))
+            job.settle(RerankUnavailable("the reranker is shutting down"))
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -228,7 +214,7 @@ class BatchWorker:
                 self._pending.clear()
                 self._queued = 0
             for job in [*waiting, *self._in_flight]:
-                self._fail(job, RerankUnavailable("the model worker stopped"))
+                job.settle(RerankUnavailable("the model worker stopped"))
             self._in_flight.clear()
 
     def _next_slots(self) -> list[_Slot] | None:
@@ -257,11 +243,10 @@ class BatchWorker:
         slots: list[_Slot] = []
         while self._pending and len(slots) < limit:
             job = self._pending[0]
-            if job.abandoned or job.expired(now):
+            if job.future.done() or job.expired(now):
                 self._pending.popleft()
-                job.queued = False
                 self._queued -= job.size - job.cursor
-                # An abandoned job's caller is gone; _fail tells only the expired ones.
+                # Settling a job whose caller gave up does nothing; an expired one is told.
                 self._drop(job, RerankTimeout("deadline passed while queued"))
                 continue
             take = min(job.size - job.cursor, limit - len(slots))
@@ -271,7 +256,6 @@ class BatchWorker:
             self._in_flight.add(job)
             if job.cursor == job.size:
                 self._pending.popleft()
-                job.queued = False
         return slots
 
     def _run_slots(self, slots: list[_Slot]) -> None:
@@ -283,7 +267,7 @@ class BatchWorker:
             self._run_pass(group)
 
     def _passes(self, slots: list[_Slot]) -> Iterator[list[_Slot]]:
-        """Cut length-sorted slots (longest first) into passes, see sidecar.scoring.local.passes."""
+        """Cut length-sorted slots (longest first) into passes, see local.passes."""
         lengths = [job.length(index) for job, index in slots]
         plan = plan_passes(
             lengths, budget=self._config.max_batch_tokens, overhead=self._pass_overhead
@@ -294,11 +278,11 @@ class BatchWorker:
     def _run_pass(self, group: list[_Slot]) -> None:
         now = time.monotonic()
         for job in {job for job, _ in group}:
-            if job.failed or job.abandoned:
+            if job.future.done():
                 self._in_flight.discard(job)
             elif job.expired(now):
                 self._drop(job, RerankTimeout("deadline passed while being scored"))
-        live = [slot for slot in group if not (slot[0].failed or slot[0].abandoned)]
+        live = [slot for slot in group if not slot[0].future.done()]
         if not live:
             return
         started = time.monotonic()
@@ -330,43 +314,26 @@ class BatchWorker:
                 job.outputs = out.new_empty((job.size, *out.shape[1:]))
                 job.first_pass = started
             job.outputs[torch.tensor(positions)] = out[torch.tensor(rows)]
-            job.done += len(rows)
+            job.received += len(rows)
             job.model_s += elapsed
-            if job.done == job.size:
+            if job.received == job.size:
                 self._finish(job, job.outputs)
 
     def _finish(self, job: _Job, outputs: torch.Tensor) -> None:
         self._in_flight.discard(job)
-        if not bool(torch.isfinite(outputs).all()):
-            self._fail(job, ModelFailure("the model returned a non-finite score"))
-            return
         try:
             scores = self._backend.combine(job.encoded, outputs)
         except RerankUnavailable as exc:
-            self._fail(job, exc)
+            job.settle(exc)
             return
         except Exception:
             log.exception("combining the model's outputs failed")
-            self._fail(job, ModelFailure("the model's outputs could not be combined"))
-            return
-        if len(scores) != job.encoded.n_docs or not all(math.isfinite(s) for s in scores):
-            self._fail(job, ModelFailure("the model returned unusable scores"))
+            job.settle(ModelFailure("the model's outputs could not be combined"))
             return
         queue_s = (job.first_pass or job.submitted) - job.submitted
-        self._deliver(job, Completed(scores, queue_s, job.model_s))
+        job.settle(Completed(scores, queue_s, job.model_s))
 
     def _drop(self, job: _Job, exc: RerankUnavailable) -> None:
         """Fail a job from the worker thread, forgetting it."""
         self._in_flight.discard(job)
-        self._fail(job, exc)
-
-    def _fail(self, job: _Job, exc: RerankUnavailable) -> None:
-        job.failed = True
-        if not job.abandoned:
-            self._deliver(job, exc)
-
-    @staticmethod
-    def _deliver(job: _Job, outcome: Outcome) -> None:
-        # RuntimeError: the caller's event loop is closed, so nobody waits for this any more.
-        with contextlib.suppress(RuntimeError):
-            job.loop.call_soon_threadsafe(_settle, job.future, outcome)
+        job.settle(exc)
