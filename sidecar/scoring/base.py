@@ -14,22 +14,41 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import Protocol
 
+from sidecar.config import Backend
 from sidecar.errors import ModelFailure
-
-BackendKindName = Literal["causal-lm reranker", "cross-encoder", "bi-encoder", "remote"]
 
 #: Called after each forward pass with (pairs, padded tokens), from the worker thread.
 BatchObserver = Callable[[int, int], None]
+
+#: What each backend is, in the words logs and /ready use.
+KINDS: dict[Backend, str] = {
+    "qwen3": "causal-lm reranker",
+    "seqcls": "cross-encoder",
+    "biencoder": "bi-encoder",
+    "remote": "remote",
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Which backend serves a configured model, and where its files are."""
+
+    #: As configured.
+    name: str
+    backend: Backend
+    #: None for a hub model whose files are fetched at start(), and for a URL.
+    directory: Path | None
+    bundled: bool = False
 
 
 @dataclass(frozen=True)
 class ModelInfo:
     #: What was configured (HF id, path or URL).
     name: str
-    #: What the backend really is. A bi-encoder says so plainly, in logs and /ready.
-    kind: BackendKindName
+    backend: Backend
     #: Where it resolved to (local directory, bundled package path, URL).
     source: str
     device: str
@@ -38,6 +57,11 @@ class ModelInfo:
     #: ISO 639-1 codes the model serves; empty = any.
     languages: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """A bi-encoder says so plainly, in logs and /ready."""
+        return KINDS[self.backend]
 
 
 @dataclass(frozen=True)

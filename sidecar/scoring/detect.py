@@ -12,27 +12,15 @@ The files come from a local directory, the bundled package, or the Hugging Face 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from sidecar.config import ModelConfig
+from sidecar.config import Backend, ModelConfig
 from sidecar.errors import ModelLoadError
+from sidecar.scoring.base import ResolvedModel
 from sidecar.scoring.bundled import bundled_path
 from sidecar.scoring.hf.hub import hub_file_or_none, hub_offline
 from sidecar.scoring.hf.load import read_json
-
-BackendName = Literal["qwen3", "seqcls", "biencoder", "remote"]
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    #: As configured.
-    name: str
-    backend: BackendName
-    #: Where the files are; None for a hub model whose files are fetched at start().
-    directory: Path | None
-    bundled: bool = False
 
 
 def is_url(name: str) -> bool:
@@ -53,7 +41,7 @@ def resolve_model(config: ModelConfig) -> ResolvedModel:
     packaged = bundled_path(name)
     directory = packaged or _local_directory(name)
     if config.backend != "auto":
-        backend: BackendName = config.backend
+        backend: Backend = config.backend
     elif directory is not None:
         backend = _detect_directory(name, directory)
     else:
@@ -71,7 +59,7 @@ def _local_directory(name: str) -> Path | None:
     return None
 
 
-def backend_from_architectures(architectures: list[str]) -> BackendName | None:
+def backend_from_architectures(architectures: list[str]) -> Backend | None:
     if any(arch.endswith("ForCausalLM") for arch in architectures):
         return "qwen3"
     if any(arch.endswith("ForSequenceClassification") for arch in architectures):
@@ -84,7 +72,7 @@ def _architectures(config: Any) -> list[str]:
     return [a for a in found if isinstance(a, str)] if isinstance(found, list) else []
 
 
-def _detect_directory(name: str, directory: Path) -> BackendName:
+def _detect_directory(name: str, directory: Path) -> Backend:
     architectures: list[str] = []
     if (directory / "config.json").is_file():
         architectures = _architectures(read_json(directory / "config.json", model=name))
@@ -99,7 +87,7 @@ def _detect_directory(name: str, directory: Path) -> BackendName:
     )
 
 
-def _detect_hub(name: str) -> BackendName:
+def _detect_hub(name: str) -> Backend:
     architectures: list[str] = []
     config_path = hub_file_or_none(name, "config.json")
     if config_path is not None:

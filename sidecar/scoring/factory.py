@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sidecar.config import ModelConfig, WorkerConfig
-from sidecar.scoring.base import Scorer
-from sidecar.scoring.detect import ResolvedModel, resolve_model
+from sidecar.config import Backend, ModelConfig, WorkerConfig
+from sidecar.scoring.base import ResolvedModel, Scorer
+from sidecar.scoring.detect import resolve_model
 from sidecar.scoring.hf.biencoder import BiEncoderBackend
 from sidecar.scoring.hf.qwen3 import Qwen3Backend
 from sidecar.scoring.hf.seqcls import SeqClsBackend
@@ -19,10 +19,8 @@ from sidecar.scoring.local.backend import LocalBackend
 from sidecar.scoring.local.scorer import LocalScorer
 from sidecar.scoring.remote import RemoteScorer
 
-_LOCAL: dict[str, Callable[[ModelConfig, ResolvedModel], LocalBackend]] = {
-    "qwen3": Qwen3Backend,
-    "seqcls": SeqClsBackend,
-    "biencoder": BiEncoderBackend,
+_LOCAL: dict[Backend, Callable[[ModelConfig, ResolvedModel], LocalBackend]] = {
+    cls.backend: cls for cls in (Qwen3Backend, SeqClsBackend, BiEncoderBackend)
 }
 
 

@@ -92,7 +92,7 @@ class RemoteScorer:
         self._session: aiohttp.ClientSession | None = None
         self.info = ModelInfo(
             name=model.name,
-            kind="remote",
+            backend="remote",
             source=model.name,
             device="remote",
             dtype="n/a",

@@ -15,17 +15,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModel, PreTrainedTokenizerBase
+from transformers import AutoModel
 
 from sidecar.errors import ModelFailure, ModelLoadError
 from sidecar.scoring import bundled
-from sidecar.scoring.hf.base import TransformersBackend, not_loaded
+from sidecar.scoring.base import ModelInfo
+from sidecar.scoring.hf.base import HFBackend, Loaded
 from sidecar.scoring.hf.chunking import first_chunks
-from sidecar.scoring.hf.load import load_tokenizer, load_weights, read_json, tokenizer_limit
+from sidecar.scoring.hf.load import read_json, tokenizer_limit
 from sidecar.scoring.hf.pooling import PoolingMode, pool, pooling_mode
-from sidecar.scoring.hf.quantize import quantize_for_cpu
 from sidecar.scoring.local.backend import QUERY_OWNER, Encoded, Item, max_per_document
-from sidecar.scoring.local.collate import collate
 
 
 @dataclass(frozen=True)
@@ -62,40 +61,18 @@ def read_layout(root: Path, *, model: str) -> Layout:
 
 
 @dataclass(frozen=True)
-class _Loaded:
-    tokenizer: PreTrainedTokenizerBase
-    model: torch.nn.Module
+class _Loaded(Loaded):
     pooling: PoolingMode
-    pad: int
-    with_types: bool
 
 
-class BiEncoderBackend(TransformersBackend):
-    kind = "bi-encoder"
+class BiEncoderBackend(HFBackend[_Loaded]):
+    backend = "biencoder"
 
-    _state: _Loaded | None = None
-
-    def load(self) -> None:
-        name = self._config.name
-        files = self._model_files()
-        layout = read_layout(files, model=name)
-        tokenizer = load_tokenizer(layout.transformer, model=name)
-        model = load_weights(
-            AutoModel.from_pretrained,
-            layout.transformer,
-            model=name,
-            device=self._device,
-            dtype=self._dtype,
-        )
-        model, quantization = quantize_for_cpu(model, self._config.cpu_quantization, self._device)
-        pad = tokenizer.pad_token_id
-        self._state = _Loaded(
-            tokenizer=tokenizer,
-            model=model,
-            pooling=layout.pooling,
-            pad=pad if isinstance(pad, int) else 0,
-            with_types="token_type_ids" in tokenizer.model_input_names,
-        )
+    def _load(self, files: Path) -> tuple[_Loaded, ModelInfo]:
+        layout = read_layout(files, model=self._config.name)
+        tokenizer = self._tokenizer(layout.transformer)
+        model = self._weights(AutoModel.from_pretrained, layout.transformer)
+        model, quantization = self._quantized(model)
         limits = [self._config.max_length, layout.max_seq_length, tokenizer_limit(tokenizer)]
         languages = self._config.languages
         if not languages and self._resolved.bundled:
@@ -103,18 +80,14 @@ class BiEncoderBackend(TransformersBackend):
         extra: dict[str, str] = {"pooling": layout.pooling, "quantization": quantization}
         if self._resolved.bundled:
             extra["bundled"] = bundled.DIST
-        self.info = replace(
+        info = replace(
             self.info,
             source=str(files),
             max_length=min(limit for limit in limits if limit is not None),
             languages=languages,
             extra=extra,
         )
-
-    def _loaded(self) -> _Loaded:
-        if self._state is None:
-            raise not_loaded(self._config.name)
-        return self._state
+        return _Loaded(tokenizer=tokenizer, model=model, pooling=layout.pooling), info
 
     def encode(self, query: str, documents: Sequence[str], instruction: str) -> Encoded:
         state = self._loaded()
@@ -149,14 +122,7 @@ class BiEncoderBackend(TransformersBackend):
 
     def forward(self, items: Sequence[Item]) -> torch.Tensor:
         state = self._loaded()
-        batch = collate(items, state.pad, left=False)
-        device = self._device
-        inputs = {
-            "input_ids": batch.input_ids.to(device),
-            "attention_mask": batch.attention_mask.to(device),
-        }
-        if batch.token_type_ids is not None:
-            inputs["token_type_ids"] = batch.token_type_ids.to(device)
+        inputs = self._inputs(items, left=False)
         hidden = state.model(**inputs).last_hidden_state
         pooled = pool(hidden, inputs["attention_mask"], state.pooling)
         return F.normalize(pooled.float(), dim=-1).cpu()

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from sidecar.errors import ModelFailure, ModelLoadError
-from sidecar.scoring.hf.base import TransformersBackend, not_loaded
+from sidecar.scoring.base import ModelInfo
+from sidecar.scoring.hf.base import HFBackend, Loaded
 from sidecar.scoring.hf.chunking import windows
 from sidecar.scoring.hf.device import attention_implementation
-from sidecar.scoring.hf.load import load_tokenizer, load_weights
-from sidecar.scoring.local.backend import Encoded, Item, max_per_document
-from sidecar.scoring.local.collate import collate
+from sidecar.scoring.local.backend import Encoded, Item
 
 PREFIX = (
     "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query "
@@ -61,35 +61,24 @@ def _config_int(model: torch.nn.Module, key: str) -> int | None:
 
 
 @dataclass(frozen=True)
-class _Loaded:
-    tokenizer: PreTrainedTokenizerBase
-    model: torch.nn.Module
+class _Loaded(Loaded):
     prefix: list[int]
     suffix: list[int]
     yes: int
     no: int
-    pad: int
 
 
-class Qwen3Backend(TransformersBackend):
-    kind = "causal-lm reranker"
+class Qwen3Backend(HFBackend[_Loaded]):
+    backend = "qwen3"
 
-    _state: _Loaded | None = None
-
-    def load(self) -> None:
+    def _load(self, files: Path) -> tuple[_Loaded, ModelInfo]:
         name = self._config.name
-        files = self._model_files()
-        tokenizer = load_tokenizer(files, model=name, padding_side="left")
+        tokenizer = self._tokenizer(files, padding_side="left")
         yes = token_id(tokenizer, "yes", model=name)
         no = token_id(tokenizer, "no", model=name)
         attention = attention_implementation(self._device, self._dtype)
-        model = load_weights(
-            AutoModelForCausalLM.from_pretrained,
-            files,
-            model=name,
-            device=self._device,
-            dtype=self._dtype,
-            attn_implementation=attention,
+        model = self._weights(
+            AutoModelForCausalLM.from_pretrained, files, attn_implementation=attention
         )
         vocab = _config_int(model, "vocab_size")
         if vocab is not None and max(yes, no) >= vocab:
@@ -97,29 +86,22 @@ class Qwen3Backend(TransformersBackend):
                 f"model {name!r}: the 'yes'/'no' token ids ({yes}, {no}) are outside its "
                 f"output vocabulary of {vocab}; tokenizer and weights do not match"
             )
-        pad = tokenizer.pad_token_id
-        self._state = _Loaded(
+        state = _Loaded(
             tokenizer=tokenizer,
             model=model,
             prefix=tokenizer.encode(PREFIX, add_special_tokens=False),
             suffix=tokenizer.encode(SUFFIX, add_special_tokens=False),
             yes=yes,
             no=no,
-            # Padded positions are masked out, so any id does when the tokenizer names none.
-            pad=pad if isinstance(pad, int) else 0,
         )
         positions = _config_int(model, "max_position_embeddings")
-        self.info = replace(
+        info = replace(
             self.info,
             source=str(files),
             max_length=min(self._config.max_length, positions or self._config.max_length),
             extra={"attention": attention},
         )
-
-    def _loaded(self) -> _Loaded:
-        if self._state is None:
-            raise not_loaded(self._config.name)
-        return self._state
+        return state, info
 
     def encode(self, query: str, documents: Sequence[str], instruction: str) -> Encoded:
         state = self._loaded()
@@ -154,21 +136,11 @@ class Qwen3Backend(TransformersBackend):
 
     def forward(self, items: Sequence[Item]) -> torch.Tensor:
         state = self._loaded()
-        batch = collate(items, state.pad, left=True)
+        inputs = self._inputs(items, left=True)
         # With left padding the real tokens must still start at position 0, or a document
         # would score differently alone and inside a batch.
-        positions = (batch.attention_mask.cumsum(-1) - 1).clamp_(min=0)
-        device = self._device
-        out = state.model(
-            input_ids=batch.input_ids.to(device),
-            attention_mask=batch.attention_mask.to(device),
-            position_ids=positions.to(device),
-            use_cache=False,
-            logits_to_keep=1,
-        )
+        positions = (inputs["attention_mask"].cumsum(-1) - 1).clamp_(min=0)
+        out = state.model(**inputs, position_ids=positions, use_cache=False, logits_to_keep=1)
         last = out.logits[:, -1, :]
         pair = torch.stack((last[:, state.no], last[:, state.yes]), dim=1).float()
         return pair.log_softmax(dim=-1)[:, 1].exp().cpu()
-
-    def combine(self, encoded: Encoded, outputs: torch.Tensor) -> list[float]:
-        return max_per_document(outputs, encoded.owners, encoded.n_docs)

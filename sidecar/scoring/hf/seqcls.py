@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
 
 from sidecar.errors import ModelLoadError
-from sidecar.scoring.hf.base import TransformersBackend, not_loaded
+from sidecar.scoring.base import ModelInfo
+from sidecar.scoring.hf.base import HFBackend, Loaded
 from sidecar.scoring.hf.chunking import first_chunks
-from sidecar.scoring.hf.load import load_tokenizer, load_weights, tokenizer_limit
-from sidecar.scoring.hf.quantize import quantize_for_cpu
-from sidecar.scoring.local.backend import Encoded, Item, max_per_document
-from sidecar.scoring.local.collate import collate
+from sidecar.scoring.hf.load import tokenizer_limit
+from sidecar.scoring.local.backend import Encoded, Item
 
 
 def model_limit(tokenizer: PreTrainedTokenizerBase, model: torch.nn.Module) -> int | None:
@@ -42,31 +42,18 @@ def clip_query(tokenizer: PreTrainedTokenizerBase, query: str, max_tokens: int) 
 
 
 @dataclass(frozen=True)
-class _Loaded:
-    tokenizer: PreTrainedTokenizerBase
-    model: torch.nn.Module
+class _Loaded(Loaded):
     labels: int
-    pad: int
-    with_types: bool
 
 
-class SeqClsBackend(TransformersBackend):
-    kind = "cross-encoder"
+class SeqClsBackend(HFBackend[_Loaded]):
+    backend = "seqcls"
 
-    _state: _Loaded | None = None
-
-    def load(self) -> None:
+    def _load(self, files: Path) -> tuple[_Loaded, ModelInfo]:
         name = self._config.name
-        files = self._model_files()
-        tokenizer = load_tokenizer(files, model=name)
-        model = load_weights(
-            AutoModelForSequenceClassification.from_pretrained,
-            files,
-            model=name,
-            device=self._device,
-            dtype=self._dtype,
-        )
-        model, quantization = quantize_for_cpu(model, self._config.cpu_quantization, self._device)
+        tokenizer = self._tokenizer(files)
+        model = self._weights(AutoModelForSequenceClassification.from_pretrained, files)
+        model, quantization = self._quantized(model)
         labels = getattr(getattr(model, "config", None), "num_labels", None)
         if labels not in (1, 2):
             raise ModelLoadError(
@@ -74,27 +61,14 @@ class SeqClsBackend(TransformersBackend):
                 f"(relevance logit) or 2 (irrelevant/relevant)"
             )
         limit = model_limit(tokenizer, model)
-        max_length = min(self._config.max_length, limit or self._config.max_length)
-        pad = tokenizer.pad_token_id
-        self._state = _Loaded(
-            tokenizer=tokenizer,
-            model=model,
-            labels=int(labels),
-            pad=pad if isinstance(pad, int) else 0,
-            with_types="token_type_ids" in tokenizer.model_input_names,
-        )
         attention = str(getattr(getattr(model, "config", None), "_attn_implementation", ""))
-        self.info = replace(
+        info = replace(
             self.info,
             source=str(files),
-            max_length=max_length,
+            max_length=min(self._config.max_length, limit or self._config.max_length),
             extra={"labels": str(labels), "attention": attention, "quantization": quantization},
         )
-
-    def _loaded(self) -> _Loaded:
-        if self._state is None:
-            raise not_loaded(self._config.name)
-        return self._state
+        return _Loaded(tokenizer=tokenizer, model=model, labels=int(labels)), info
 
     def encode(self, query: str, documents: Sequence[str], instruction: str) -> Encoded:
         state = self._loaded()
@@ -130,18 +104,7 @@ class SeqClsBackend(TransformersBackend):
 
     def forward(self, items: Sequence[Item]) -> torch.Tensor:
         state = self._loaded()
-        batch = collate(items, state.pad, left=False)
-        device = self._device
-        inputs = {
-            "input_ids": batch.input_ids.to(device),
-            "attention_mask": batch.attention_mask.to(device),
-        }
-        if batch.token_type_ids is not None:
-            inputs["token_type_ids"] = batch.token_type_ids.to(device)
-        logits = state.model(**inputs).logits.float()
+        logits = state.model(**self._inputs(items, left=False)).logits.float()
         if state.labels == 1:
             return torch.sigmoid(logits[:, 0]).cpu()
         return torch.softmax(logits, dim=-1)[:, 1].cpu()
-
-    def combine(self, encoded: Encoded, outputs: torch.Tensor) -> list[float]:
-        return max_per_document(outputs, encoded.owners, encoded.n_docs)

@@ -29,7 +29,7 @@ def describe(info: ModelInfo) -> str:
         f"model {info.name} ready: {info.kind} from {info.source} on {info.device} "
         f"({', '.join(details)})"
     )
-    if info.kind == "bi-encoder":
+    if info.backend == "biencoder":
         line += (
             "; this is a bi-encoder (query and documents embedded separately, cosine "
             "similarity), NOT a cross-encoder: expect weaker reranking"
