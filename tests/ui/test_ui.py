@@ -25,7 +25,7 @@ import pytest
 from es_integration.corpus import read_jsonl, sample_corpus_path
 from es_integration.sidecar_proc import SidecarProcess
 from tests.conftest import ESTarget
-from tests.support.search import BUNDLED_MODEL, SAMPLE
+from tests.support.search import BUNDLED_MODEL, GENEROUS_BUDGET_MS, SAMPLE
 
 INSTALL = (
     "apt-get update && apt-get install -y chromium chromium-driver, "
@@ -44,7 +44,11 @@ CHROME_FLAGS = (
 )
 #: The demo query's BM25 rank (7) is for this multi_match, as in tests/rerank.
 FIELDS = "title^2, body, subjects"
-WAIT_S = 20
+#: The page must show the reranked order, so the model gets all the time it needs, even on
+#: a busy machine: no rerank budget or API timeout cuts it short, and the browser waits
+#: longer than either.
+MODEL_S = GENEROUS_BUDGET_MS / 1000
+WAIT_S = MODEL_S + 30
 
 
 def browser_paths() -> tuple[str, str]:
@@ -84,10 +88,10 @@ def ui_sidecar(
         es.url,
         log_path=logs / "sidecar.log",
         model=BUNDLED_MODEL,
-        env={
-            "RERANK_SIDECAR__RERANK__WINDOW": "20",
-            "RERANK_SIDECAR__RERANK__BUDGET_MS": "10000",
-            "RERANK_SIDECAR__ROLLOUT__DEFAULT": "on",
+        config={
+            "rerank": {"window": 20, "budget_ms": GENEROUS_BUDGET_MS},
+            "api": {"timeout_s": MODEL_S},
+            "rollout": {"default": "on"},
         },
         wait_ready=True,
     ) as proc:
