@@ -10,11 +10,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from devtools.fakes import FaultModel
 from sidecar.handlers.admin import TOKEN_ENV
 from sidecar.keys import ENGINE
 from sidecar.netmatch import in_networks, parse_address, parse_networks
 from tests.support.apps import running_sidecar
-from tests.support.fake_reranker import FakeReranker
 from tests.support.search import base_config
 
 TOKEN = "s3cret-admin-token"
@@ -22,7 +22,7 @@ TOKEN = "s3cret-admin-token"
 NO_ES = "http://127.0.0.1:9"
 
 
-def _config(fake: FakeReranker, **admin: Any) -> dict[str, Any]:
+def _config(fake: FaultModel, **admin: Any) -> dict[str, Any]:
     return base_config(NO_ES, admin=admin, model={"name": fake.url})
 
 
@@ -43,7 +43,7 @@ def _es_error(body: dict[str, Any], status: int) -> str:
     return reason
 
 
-async def test_every_admin_path_needs_a_token(fake_reranker: FakeReranker) -> None:
+async def test_every_admin_path_needs_a_token(fake_reranker: FaultModel) -> None:
     paths = [
         ("GET", "/rollout"),
         ("POST", "/rollout/reload"),
@@ -69,7 +69,7 @@ async def test_every_admin_path_needs_a_token(fake_reranker: FakeReranker) -> No
         assert (status, body["state"], body["fail_counter"]) == (200, "closed", 0)
 
 
-async def test_resources_come_from_the_parent_app(fake_reranker: FakeReranker) -> None:
+async def test_resources_come_from_the_parent_app(fake_reranker: FaultModel) -> None:
     async with running_sidecar(_config(fake_reranker, token=TOKEN)) as sc:
         status, body = await _call(sc.url, "POST", "/_sidecar/admin/breaker/open")
         assert (status, body["state"]) == (200, "open")
@@ -83,7 +83,7 @@ async def test_resources_come_from_the_parent_app(fake_reranker: FakeReranker) -
         assert body["es"]["url"] == NO_ES
 
 
-async def test_unknown_admin_paths_are_guarded_and_es_shaped(fake_reranker: FakeReranker) -> None:
+async def test_unknown_admin_paths_are_guarded_and_es_shaped(fake_reranker: FaultModel) -> None:
     async with running_sidecar(_config(fake_reranker, token=TOKEN)) as sc:
         # Without the token an unknown admin path does not even say that it is unknown.
         status, body = await _call(sc.url, "GET", "/_sidecar/admin/nope", token=None)
@@ -97,7 +97,7 @@ async def test_unknown_admin_paths_are_guarded_and_es_shaped(fake_reranker: Fake
 
 
 async def test_outside_allow_from_every_admin_path_is_a_plain_404(
-    fake_reranker: FakeReranker,
+    fake_reranker: FaultModel,
 ) -> None:
     config = _config(fake_reranker, token=TOKEN, allow_from=["10.0.0.0/8", "::1/128"])
     async with running_sidecar(config) as sc:
@@ -112,7 +112,7 @@ async def test_outside_allow_from_every_admin_path_is_a_plain_404(
         assert sc.app[ENGINE].breaker.state == "closed"
 
 
-async def test_parent_middlewares_see_admin_requests(fake_reranker: FakeReranker) -> None:
+async def test_parent_middlewares_see_admin_requests(fake_reranker: FaultModel) -> None:
     async with running_sidecar(_config(fake_reranker, token=TOKEN)) as sc:
         await _call(sc.url, "GET", "/_sidecar/admin/config")
         await _call(sc.url, "GET", "/_sidecar/admin/config", token="wrong")
@@ -124,7 +124,7 @@ async def test_parent_middlewares_see_admin_requests(fake_reranker: FakeReranker
 
 
 async def test_token_from_the_environment(
-    fake_reranker: FakeReranker, monkeypatch: pytest.MonkeyPatch
+    fake_reranker: FaultModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(TOKEN_ENV, "from-env")
     async with running_sidecar(_config(fake_reranker)) as sc:
@@ -133,7 +133,7 @@ async def test_token_from_the_environment(
 
 
 async def test_without_any_token_every_call_is_refused(
-    fake_reranker: FakeReranker, monkeypatch: pytest.MonkeyPatch
+    fake_reranker: FaultModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     async with running_sidecar(_config(fake_reranker)) as sc:
