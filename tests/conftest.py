@@ -4,8 +4,9 @@
 
 * ``local``: ``$ES_URL`` when set (any real cluster), else a ``noida-db`` process that
   ``es_integration.local_es`` starts on a free loopback port;
-* ``container``: a real Elasticsearch 8.x through testcontainers. It needs a Docker engine;
-  without one it is skipped with the reason.
+* ``container``: a real Elasticsearch 8.x through testcontainers. It needs a Docker engine,
+  so it is a parameter only where one answers (decided once, at collection); without one each
+  ES-backed test is collected once, and the session says why in one line.
 """
 
 from __future__ import annotations
@@ -84,7 +85,23 @@ def _container_es() -> Iterator[ESTarget]:
         yield ESTarget(url=f"http://{host}:{port}", kind="container")
 
 
-@pytest.fixture(scope="session", params=["local", "container"])
+#: Why the ``container`` variant of the ES-backed tests is not collected here (None: it is).
+NO_CONTAINER_REASON = _docker_engine_reason()
+ES_SOURCES = ["local"] if NO_CONTAINER_REASON else ["local", "container"]
+
+
+def pytest_report_collectionfinish(
+    config: pytest.Config, start_path: Path, items: list[pytest.Item]
+) -> str | None:
+    """One line, printed at any verbosity, when ES-backed tests run against local ES only."""
+    if NO_CONTAINER_REASON is None or not any(
+        "es" in getattr(i, "fixturenames", ()) for i in items
+    ):
+        return None
+    return f"ES-backed tests: local ES only, container variant not collected: {NO_CONTAINER_REASON}"
+
+
+@pytest.fixture(scope="session", params=ES_SOURCES)
 def es(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ESTarget]:
