@@ -3,7 +3,7 @@
 Shared resources are created and closed in ``cleanup_ctx`` and stored under typed
 ``web.AppKey``s (:mod:`sidecar.keys`):
 
-* the pooled ES ``ClientSession`` (:class:`~sidecar.upstream.Upstream`);
+* the ES client and its pooled ``ClientSession`` (:class:`~sidecar.upstream.EsClient`);
 * the scorer (model + batching worker). The backend is detected before the server binds
   (a model that cannot be found stops start-up); weights load and warm up in the background
   so pass-through traffic is served at once, and ``/_sidecar/ready`` turns green after;
@@ -23,23 +23,24 @@ from sidecar.errors import ModelLoadError
 from sidecar.http.errors import error_middleware
 from sidecar.http.observe import observe_middleware, on_prepare
 from sidecar.http.protocol import handler_args
-from sidecar.keys import CONFIG, ENGINE, LIFECYCLE, METRICS, ROLLOUT, SCORER, SHADOW, UPSTREAM
+from sidecar.keys import CONFIG, ENGINE, ES, LIFECYCLE, METRICS, ROLLOUT, SCORER, SHADOW, STEP
 from sidecar.lifecycle import Lifecycle
 from sidecar.metrics import LiveFigures, Metrics
-from sidecar.models.loader import create_scorer
 from sidecar.rerank.engine import RerankEngine
 from sidecar.rerank.rollout import Rollout
 from sidecar.rerank.shadow import ShadowRunner
+from sidecar.rerank.step import RerankStep
 from sidecar.routes import setup_routes
-from sidecar.upstream import Upstream
+from sidecar.scoring.factory import create_scorer
+from sidecar.upstream import EsClient
 
 log = logging.getLogger("sidecar")
 
 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG].es
-    session = Upstream.create_session(config)
-    app[UPSTREAM] = Upstream(config, session)
+    session = EsClient.create_session(config)
+    app[ES] = EsClient(config, session)
     yield
     await session.close()
 
@@ -62,6 +63,7 @@ async def _rerank_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SCORER] = scorer
     app[ENGINE] = RerankEngine(config, scorer)
     app[SHADOW] = shadow = ShadowRunner(config.rerank.max_shadow_tasks)
+    app[STEP] = RerankStep(config, app[ENGINE], shadow)
     engine, metrics = app[ENGINE], app[METRICS]
     scorer.add_batch_observer(metrics.observe_batch)
     shadow.observers.append(metrics.observe_displacement)

@@ -126,14 +126,15 @@ class RemoteConfig(_Section):
     protocol: Literal["auto", "cohere", "tei"] = "auto"
 
 
-BackendKind = Literal["auto", "qwen3", "seqcls", "biencoder", "remote"]
+#: Which code serves a model (see sidecar.scoring.detect).
+Backend = Literal["qwen3", "seqcls", "biencoder", "remote"]
 
 
 class ModelConfig(_Section):
     #: An HF model id, a local directory, or an http(s) URL of a rerank server.
     name: str = "Qwen/Qwen3-Reranker-0.6B"
     #: ``auto`` detects the backend from the model's own files (or a URL).
-    backend: BackendKind = "auto"
+    backend: Literal["auto", Backend] = "auto"
     #: ``auto`` picks cuda, then mps, then cpu.
     device: str = "auto"
     #: ``auto`` is bf16 (or fp16) on GPU and fp32 on CPU.

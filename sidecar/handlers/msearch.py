@@ -1,41 +1,23 @@
-"""``_msearch``: each sub-search is planned, rolled out and reranked on its own; the
-sub-searches that are reranked are scored concurrently, so the batching worker coalesces
-them into shared forward passes."""
+"""``_msearch``: each sub-search is rolled out and planned on its own by the rerank step;
+ES answers them all at once; the step reranks the ones planned for it."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from multidict import MultiDict
 
-from sidecar.errors import UpstreamBadResponse
-from sidecar.handlers.passthrough import buffered_to_response
-from sidecar.http.body import read_body
-from sidecar.jsonutil import dumps, loads
-from sidecar.keys import CONFIG, ENGINE, ROLLOUT, SHADOW, UPSTREAM
-from sidecar.rerank.engine import Outcome, ScoredWindow
-from sidecar.rerank.plan import SearchPlan, plan_search
-from sidecar.rerank.respond import hits_of, rewrite
-from sidecar.search_io import (
-    decode_body,
-    forward,
-    score_options,
-    status_body,
-    upstream_headers,
-    url_without,
-    with_header,
-)
-
-
-@dataclass
-class SubSearch:
-    header: Any
-    body: Any
-    plan: SearchPlan | None
-    mode: str
+from sidecar.handlers.outcomes import answer, forward
+from sidecar.handlers.search import indices_of
+from sidecar.http.body import decode_body, parse_ndjson, read_body
+from sidecar.http.trace import trace_of
+from sidecar.jsonutil import dumps
+from sidecar.keys import CONFIG, ES, ROLLOUT, STEP
+from sidecar.rerank.outcome import Outcome, overall
+from sidecar.rerank.plan import RERANK_KEY
+from sidecar.rerank.step import ES_ERROR
+from sidecar.upstream import EsRequest
 
 
 def _header_indices(header: Any, path_index: str) -> str:
@@ -48,105 +30,55 @@ def _header_indices(header: Any, path_index: str) -> str:
     return path_index
 
 
-def parse_ndjson(data: bytes) -> list[tuple[Any, Any]] | None:
-    """Header/body pairs, or None when the payload is not well-formed NDJSON pairs."""
-    lines = [line for line in data.split(b"\n") if line.strip()]
-    if len(lines) % 2:
-        return None
-    try:
-        parsed = [loads(line) for line in lines]
-    except ValueError:
-        return None
-    return [(parsed[i], parsed[i + 1]) for i in range(0, len(parsed), 2)]
-
-
-def _overall(outcomes: list[Outcome]) -> Outcome:
-    for status in ("applied", "cached", "shadow", "fallback"):
-        for o in outcomes:
-            if o.status == status:
-                return o
-    return outcomes[0] if outcomes else Outcome("skipped", "no_searches")
-
-
 async def handle_msearch(request: web.Request) -> web.StreamResponse:
-    config = request.app[CONFIG]
-    engine = request.app[ENGINE]
-    rollout = request.app[ROLLOUT]
     path_index = request.match_info.get("index", "")
     raw = await read_body(request)
     if raw is None:
-        return await forward(request, raw, Outcome("skipped", "no_body"))
-    data = decode_body(raw, request.headers.get("Content-Encoding"), config.server.max_body_bytes)
+        return await forward(
+            request, EsRequest.passthrough(request, raw), Outcome("skipped", "no_body")
+        )
+    limit = request.app[CONFIG].server.max_body_bytes
+    data = decode_body(raw, request.headers.get("Content-Encoding"), limit)
     if data is None:
-        return await forward(request, raw, Outcome("skipped", "encoded_body"))
+        return await forward(
+            request, EsRequest.passthrough(request, raw), Outcome("skipped", "encoded_body")
+        )
     pairs = parse_ndjson(data)
     if pairs is None:
-        return await forward(request, raw, Outcome("skipped", "unparsed_body"))
+        return await forward(
+            request, EsRequest.passthrough(request, raw), Outcome("skipped", "unparsed_body")
+        )
 
-    subs: list[SubSearch] = []
+    rollout, step = request.app[ROLLOUT], request.app[STEP]
+    client = rollout.client(request.remote, request.headers)
+    plans = []
+    lines: list[bytes] = []
     for header, body in pairs:
         index = _header_indices(header, path_index)
-        decision = rollout.decide(
-            request.remote,
-            request.headers.get("X-Forwarded-For"),
-            request.headers.get(rollout.config.override_header),
-            [i for i in index.split(",") if i],
-        )
-        plan = plan_search(body, MultiDict(), config.rerank, engine.docs, index)
-        if decision.mode == "off" and plan.rerank:
-            plan.skip_reason = "rollout_off"
-        subs.append(SubSearch(header, body, plan, decision.mode))
-
-    lines: list[bytes] = []
-    for sub in subs:
-        assert sub.plan is not None
-        lines.append(dumps(sub.header))
-        lines.append(dumps(sub.plan.body if sub.plan.body is not None else sub.body))
-    if not any(sub.plan is not None and sub.plan.rerank for sub in subs):
+        mode = rollout.decide(client, indices_of(index)).mode
+        plan = step.plan(body, MultiDict(), index, mode)
+        plans.append(plan)
+        lines.append(dumps(header))
+        lines.append(dumps(plan.body if plan.body is not None else body))
+    # Only a body that lost a ``rerank`` object or was widened is written anew: any other
+    # reaches ES as the client's own bytes.
+    rewritten = any(isinstance(body, dict) and RERANK_KEY in body for _, body in pairs)
+    forwarded = (
+        EsRequest.rewritten(request, b"\n".join(lines) + b"\n")
+        if rewritten or any(plan.rerank for plan in plans)
+        else EsRequest.passthrough(request, raw)
+    )
+    if not any(plan.rerank for plan in plans):
         # Nothing to rerank: ES's answer is streamed back, never held in memory.
-        skipped = [Outcome("skipped", s.plan.skip_reason if s.plan else None) for s in subs]
-        return await forward(request, b"\n".join(lines) + b"\n", _overall(skipped), rewritten=True)
-    upstream = request.app[UPSTREAM]
-    headers = upstream_headers(request, body_rewritten=True)
-    headers["Content-Type"] = request.headers.get("Content-Type", "application/x-ndjson")
-    es_resp = await upstream.fetch(
-        request.method,
-        url_without(request, upstream.base, ()),
-        headers,
-        b"\n".join(lines) + b"\n",
-    )
+        skipped = [Outcome("skipped", plan.skip_reason) for plan in plans]
+        return await forward(request, forwarded, overall(skipped))
+
+    es_resp = await request.app[ES].fetch(forwarded)
+    trace = trace_of(request)
+    trace.es_s = es_resp.elapsed_s
     if es_resp.status != 200:
-        return with_header(buffered_to_response(es_resp), Outcome("skipped", "es_error"))
-    try:
-        body = loads(es_resp.body)
-    except ValueError as exc:
-        raise UpstreamBadResponse(
-            "Elasticsearch returned an _msearch response that is not valid JSON"
-        ) from exc
-    responses = body.get("responses") if isinstance(body, dict) else None
-    if not isinstance(responses, list) or len(responses) != len(subs):
-        raise UpstreamBadResponse("Elasticsearch returned an unexpected _msearch response")
-
-    async def one(sub: SubSearch, resp: Any) -> Outcome:
-        plan = sub.plan
-        assert plan is not None
-        if not plan.rerank:
-            return Outcome("skipped", plan.skip_reason)
-        hits = hits_of(resp)
-        if hits is None or resp.get("status", 200) != 200:
-            return Outcome("skipped", "es_error")
-        opts = score_options(engine, plan.index_hint)
-        if sub.mode == "shadow":
-            request.app[SHADOW].submit(engine, plan, hits[: plan.window], "")
-            outcome = Outcome("shadow")
-            rewrite(resp, plan, None, opts, status_body(outcome, engine, None))
-            return outcome
-        scored: ScoredWindow = await engine.score_hits(plan, hits[: plan.window])
-        rewrite(resp, plan, scored.scores, opts, status_body(scored.outcome, engine, scored))
-        return scored.outcome
-
-    outcomes = list(
-        await asyncio.gather(*(one(s, r) for s, r in zip(subs, responses, strict=True)))
-    )
-    out = buffered_to_response(es_resp, body=dumps(body))
-    return with_header(out, _overall(outcomes))
+        return answer(request, es_resp.response(), ES_ERROR)
+    es_limit = request.app[CONFIG].es.max_response_bytes
+    applied = await step.apply_many(plans, es_resp.decoded(es_limit), trace.request_id)
+    trace.model_s, trace.queue_s = applied.timings.model_s, applied.timings.queue_s
+    return answer(request, es_resp.response(applied.body), applied.outcome)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from importlib.resources import files
 
 from aiohttp import web
-from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sidecar.errors import NotFound, UpstreamError
+from sidecar.errors import NotFound
 from sidecar.jsonutil import json_response
-from sidecar.keys import ENGINE, METRICS, UPSTREAM
+from sidecar.keys import ENGINE, ES, METRICS
 
 
 async def health(request: web.Request) -> web.Response:
@@ -21,18 +20,14 @@ async def health(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     """Readiness: ES answers (any HTTP answer counts: a secured cluster says 401 to us) and
     the model is loaded, warmed and serving."""
-    upstream = request.app[UPSTREAM]
+    es = request.app[ES]
     engine = request.app[ENGINE]
-    try:
-        await upstream.fetch("GET", upstream.base.with_path("/"), CIMultiDict(), None)
-        es_ok = True
-    except UpstreamError:
-        es_ok = False
+    es_ok = await es.reachable()
     info = engine.scorer.info
     model_ok = engine.ready
     body = {
         "ready": es_ok and model_ok,
-        "es": {"url": str(upstream.base), "reachable": es_ok},
+        "es": {"url": str(es.base), "reachable": es_ok},
         "model": {
             "name": info.name,
             "kind": info.kind,

@@ -28,7 +28,7 @@ from sidecar.errors import (
 from sidecar.http.body import read_body
 from sidecar.jsonutil import json_response, parse_body
 from sidecar.keys import CONFIG, SCORER
-from sidecar.models.base import ScoreResult
+from sidecar.scoring.base import ScoreResult
 
 EMPTY = "query and documents cannot be empty"
 

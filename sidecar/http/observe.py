@@ -22,14 +22,6 @@ log = logging.getLogger("sidecar.access")
 REQUEST_ID = "X-Request-Id"
 
 
-def outcome_label(header: str | None) -> str:
-    """``fallback; reason=timeout`` -> ``fallback:timeout``; no header -> ``none``."""
-    if not header:
-        return "none"
-    status, _, reason = header.partition("; reason=")
-    return f"{status}:{reason}" if reason else status
-
-
 def server_timing(trace: RequestTrace, total_s: float) -> str:
     parts = []
     for name, seconds in (("es", trace.es_s), ("queue", trace.queue_s), ("model", trace.model_s)):
@@ -64,7 +56,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         total = time.perf_counter() - trace.start
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        outcome = outcome_label(response.headers.get("X-Rerank") if response is not None else None)
+        outcome = trace.outcome.label if trace.outcome is not None else "none"
         metrics = request.app[METRICS]
         metrics.requests.labels(route, str(status), outcome).inc()
         metrics.stage_seconds.labels("total").observe(total)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from sidecar.rerank.outcome import Outcome
+
 
 @dataclass
 class RequestTrace:
@@ -14,7 +16,8 @@ class RequestTrace:
     rule: str = ""
     #: The query text the reranker used (logged only as a hash or prefix, by config).
     query: str = ""
-    outcome: str = ""
+    #: What happened to the search (None: not a search, or it failed before ES answered).
+    outcome: Outcome | None = None
     index: str = ""
     es_s: float = 0.0
     queue_s: float = 0.0

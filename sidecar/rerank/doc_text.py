@@ -1,13 +1,10 @@
-"""Turn an ES hit into the text the model reads, per index configuration."""
+"""Turn an ES hit's ``_source`` into the text the model reads."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
-
-from sidecar.config import IndexRerankConfig, RerankConfig
 
 _PLACEHOLDER = re.compile(r"{([^{}]+)}")
 
@@ -46,9 +43,6 @@ class DocTextSpec:
     fields: tuple[str, ...]
     template: str | None
     max_chars: int
-    #: True when the fields were configured, False for the default field list, of which the
-    #: ones present are used.
-    configured: bool
 
     def text(self, source: Any) -> str:
         if self.template is not None:
@@ -58,38 +52,3 @@ class DocTextSpec:
             ).strip()
         parts = [as_text(lookup(source, f), self.max_chars) for f in self.fields]
         return "\n".join(p for p in parts if p).strip()
-
-    @property
-    def source_paths(self) -> tuple[str, ...]:
-        if self.template is not None:
-            return tuple(m.group(1).strip() for m in _PLACEHOLDER.finditer(self.template))
-        return self.fields
-
-
-class DocTextResolver:
-    """Which :class:`DocTextSpec` applies to an index (first matching pattern wins)."""
-
-    def __init__(self, config: RerankConfig) -> None:
-        self._entries = config.indices
-        self._default = DocTextSpec(
-            config.default_fields, None, config.max_chars_per_field, configured=False
-        )
-        self._specs = {
-            e.pattern: DocTextSpec(e.fields, e.template, e.max_chars_per_field, configured=True)
-            for e in config.indices
-        }
-
-    def entry(self, index: str) -> IndexRerankConfig | None:
-        for entry in self._entries:
-            if fnmatchcase(index, entry.pattern):
-                return entry
-        return None
-
-    def spec(self, index: str, fields: tuple[str, ...] | None = None) -> DocTextSpec:
-        base = self._default
-        entry = self.entry(index)
-        if entry is not None:
-            base = self._specs[entry.pattern]
-        if fields:
-            return DocTextSpec(fields, None, base.max_chars, configured=True)
-        return base

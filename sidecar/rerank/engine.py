@@ -1,6 +1,6 @@
 """Score a window of hits: cache, language gate, circuit breaker, budget, model.
 
-:meth:`RerankEngine.score_hits` never raises for model trouble. It returns the scores, or
+:meth:`RerankEngine.score` never raises for model trouble. It returns the scores, or
 ``None`` with an :class:`Outcome` that says why the ES order stands (the ``X-Rerank``
 header). Only cancellation (the client went away) propagates, and it is not counted
 against the model.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,38 +17,28 @@ from typing import Any
 
 from sidecar.config import SidecarConfig
 from sidecar.errors import BreakerOpen, Overloaded, RerankTimeout, RerankUnavailable
-from sidecar.models.base import Scorer
 from sidecar.rerank.breaker import AsyncBreaker
 from sidecar.rerank.cache import ResponseCache, ScoreCache, ScoreKey
-from sidecar.rerank.doc_text import DocTextResolver
 from sidecar.rerank.language import LanguageGate
-from sidecar.rerank.plan import SearchPlan
+from sidecar.rerank.outcome import APPLIED, CACHED, Outcome
+from sidecar.scoring.base import Scorer
 
 log = logging.getLogger("sidecar.rerank")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str
-    reason: str | None = None
-
-    @property
-    def header(self) -> str:
-        return self.status if self.reason is None else f"{self.status}; reason={self.reason}"
-
-    @property
-    def label(self) -> str:
-        return self.status if self.reason is None else f"{self.status}:{self.reason}"
-
-
-APPLIED = Outcome("applied")
-CACHED = Outcome("cached")
 
 
 @dataclass
 class Timings:
     model_s: float = 0.0
     queue_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One hit as the model sees it (index and id key the score cache)."""
+
+    index: str
+    id: str
+    text: str
 
 
 @dataclass
@@ -64,7 +53,6 @@ class RerankEngine:
         self.config = config
         self.scorer = scorer
         rc = config.rerank
-        self.docs = DocTextResolver(rc)
         self.breaker = AsyncBreaker(rc.breaker.fail_max, rc.breaker.reset_timeout_s)
         self.scores = ScoreCache(rc.cache.max_entries, rc.cache.ttl_s, rc.cache.enabled)
         self.responses = ResponseCache(
@@ -89,43 +77,33 @@ class RerankEngine:
     def model_name(self) -> str:
         return self.scorer.info.name
 
-    def budget_s(self, index: str) -> float:
-        entry = self.docs.entry(index) if index else None
-        budget = entry.budget_ms if entry and entry.budget_ms else self.config.rerank.budget_ms
-        return budget / 1000.0
+    def status(self, outcome: Outcome, scored: ScoredWindow | None) -> dict[str, Any]:
+        """The ``_rerank`` object of a response: what happened, and with which model."""
+        status: dict[str, Any] = {"status": outcome.status}
+        if outcome.reason:
+            status["reason"] = outcome.reason
+        if scored is not None and scored.scores is not None:
+            status["model"] = self.model_name
+            status["reranked"] = len(scored.scores)
+        return status
 
-    def instruction(self, plan: SearchPlan) -> str:
-        return plan.instruction or self.config.model.instruction
-
-    def texts(self, plan: SearchPlan, hits: Sequence[dict[str, Any]]) -> list[str]:
-        out = []
-        for hit in hits:
-            spec = self.docs.spec(str(hit.get("_index", plan.index_hint)), plan.fields)
-            out.append(spec.text(hit.get("_source")))
-        return out
-
-    async def score_hits(self, plan: SearchPlan, hits: Sequence[dict[str, Any]]) -> ScoredWindow:
+    async def score(
+        self, query: str, instruction: str | None, docs: Sequence[Doc], budget_s: float
+    ) -> ScoredWindow:
+        """Scores for ``docs`` in order, or why not. ``instruction`` None: the model's."""
         timings = Timings()
-        if not hits:
+        if not docs:
             return ScoredWindow(None, Outcome("skipped", "no_hits"), timings)
         if not self.ready:
             return ScoredWindow(None, Outcome("skipped", "model_not_ready"), timings)
-        if not self.gate.allows(plan.query_text):
+        if not self.gate.allows(query):
             return ScoredWindow(None, Outcome("skipped", "unsupported_language"), timings)
-        texts = self.texts(plan, hits)
+        texts = [d.text for d in docs]
         if not any(texts):
             return ScoredWindow(None, Outcome("skipped", "no_document_text"), timings)
-        instruction = self.instruction(plan)
+        instruction = instruction or self.config.model.instruction
         keys: list[ScoreKey] = [
-            ScoreCache.key(
-                self.model_name,
-                instruction,
-                plan.query_text,
-                str(h.get("_index", "")),
-                str(h.get("_id", "")),
-                t,
-            )
-            for h, t in zip(hits, texts, strict=True)
+            ScoreCache.key(self.model_name, instruction, query, d.index, d.id, d.text) for d in docs
         ]
         cached = self.scores.get_many(keys)
         missing = [i for i, v in enumerate(cached) if v is None]
@@ -135,16 +113,14 @@ class RerankEngine:
             self.breaker.acquire()
         except BreakerOpen as exc:
             return ScoredWindow(None, Outcome("fallback", exc.reason), timings)
-        budget = self.budget_s(plan.index_hint)
         t0 = time.perf_counter()
         try:
-            async with asyncio.timeout(budget):
+            async with asyncio.timeout(budget_s):
                 result = await self.scorer.score(
-                    plan.query_text, [texts[i] for i in missing], instruction, timeout=budget
+                    query, [texts[i] for i in missing], instruction, timeout=budget_s
                 )
+            # Checked at the scorer boundary: one finite score per document.
             fresh = result.scores
-            if len(fresh) != len(missing) or not all(math.isfinite(s) for s in fresh):
-                raise RerankUnavailable("model returned unusable scores")
         except asyncio.CancelledError:
             self.breaker.release()
             raise

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.config import RerankConfig
+from sidecar.config import ModeName, RerankConfig
 from sidecar.errors import IllegalArgument
-from sidecar.rerank.doc_text import DocTextResolver
+from sidecar.rerank.index_config import IndexRules, IndexSettings
 from sidecar.rerank.query_text import extract_query_text
 from sidecar.rerank.source_filter import (
     SourceFilter,
@@ -44,12 +44,16 @@ class RerankOptions:
     enabled: bool | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class SearchPlan:
     #: None when the request is reranked; else why not (goes into X-Rerank).
     skip_reason: str | None
     #: The body to send to ES (the client's, minus ``rerank``, possibly widened).
     body: dict[str, Any] | None
+    #: Settings for ``index``, resolved once.
+    settings: IndexSettings
+    #: ``on`` or ``shadow`` when reranked (a search rolled out to ``off`` is skipped).
+    mode: ModeName = "off"
     #: URL parameters to drop before forwarding (moved into the body).
     drop_params: tuple[str, ...] = ()
     query_text: str = ""
@@ -58,7 +62,9 @@ class SearchPlan:
     from_: int = 0
     size: int = DEFAULT_SIZE
     fields: tuple[str, ...] | None = None
-    index_hint: str = ""
+    #: The index expression of the search (path or ``_msearch`` header); hits without an
+    #: ``_index`` are read with its settings.
+    index: str = ""
     #: The client's own _source filter, re-applied to hits after reranking.
     source_filter: SourceFilter = field(default_factory=SourceFilter)
 
@@ -136,19 +142,22 @@ def plan_search(
     body: Any,
     params: Mapping[str, str],
     config: RerankConfig,
-    docs: DocTextResolver,
+    rules: IndexRules,
     index: str,
+    mode: ModeName,
 ) -> SearchPlan:
-    """Plan one search. Raises IllegalArgument only for a malformed ``rerank`` object."""
+    """Plan one search that rollout put in ``mode``. Raises IllegalArgument only for a
+    malformed ``rerank`` object (even when rolled out to ``off``: ES would refuse it)."""
+    settings = rules.resolve(index)
     stripped, options = strip_options(body)
     if stripped is None:
         stripped = {}
     if not isinstance(stripped, dict):
-        return SearchPlan("unparsed_body", None)
+        return SearchPlan("unparsed_body", None, settings, index=index)
     options = options or RerankOptions()
 
     def skip(reason: str) -> SearchPlan:
-        return SearchPlan(reason, stripped)
+        return SearchPlan(reason, stripped, settings, index=index)
 
     if options.enabled is False:
         return skip("disabled_by_request")
@@ -182,8 +191,7 @@ def plan_search(
     if not query:
         return skip("no_query_text")
 
-    entry = docs.entry(index) if index else None
-    window = options.window or (entry.window if entry and entry.window else config.window)
+    window = options.window or settings.window
     if window > config.max_window:
         raise IllegalArgument(
             f"[rerank.window] {window} is larger than the configured maximum {config.max_window}"
@@ -209,17 +217,23 @@ def plan_search(
         source_filter = client_filter
         forward["_source"] = True
         drop += [p for p in _SOURCE_PARAMS if p in params]
+    if mode == "off":
+        # Everything above still ran: a bad ``rerank`` object is refused either way, and a
+        # search that could not be reranked anyway keeps its own reason.
+        return skip("rollout_off")
 
     return SearchPlan(
         skip_reason=None,
         body=forward,
+        settings=settings,
+        mode=mode,
         drop_params=tuple(drop),
         query_text=query,
-        instruction=options.instruction or (entry.instruction if entry else None),
+        instruction=options.instruction or settings.instruction,
         window=window,
         from_=from_,
         size=size,
         fields=options.fields,
-        index_hint=index,
+        index=index,
         source_filter=source_filter,
     )

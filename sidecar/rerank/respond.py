@@ -10,22 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.config import FusionConfig
 from sidecar.rerank.doc_text import lookup
+from sidecar.rerank.index_config import ScoreOptions
 from sidecar.rerank.plan import SearchPlan
 from sidecar.rerank.source_filter import apply_source_filter
-
-
-@dataclass(frozen=True)
-class ScoreOptions:
-    mode: str = "replace"
-    fusion: FusionConfig = field(default_factory=FusionConfig)
-    boost_fields: tuple[tuple[str, float], ...] = ()
-    min_score: float | None = None
-    annotate_field: str | None = "_rerank"
 
 
 def hits_of(body: Any) -> list[dict[str, Any]] | None:

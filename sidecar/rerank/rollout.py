@@ -13,47 +13,24 @@ and a bad file leaves the rules in force untouched.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from sidecar.config import ModeName, RolloutConfig, RolloutRule, read_yaml
 from sidecar.errors import ConfigError
+from sidecar.netmatch import Address, Network, parse_address
+from sidecar.netmatch import in_networks as _in
+from sidecar.netmatch import parse_networks as _networks
 
 log = logging.getLogger("sidecar.rollout")
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _MODES: tuple[ModeName, ...] = ("on", "off", "shadow")
-
-
-def _networks(items: Iterable[str]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(i, strict=False) for i in items)
-
-
-def parse_address(value: str | None) -> Address | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.startswith("[") and "]" in value:
-        value = value[1 : value.index("]")]
-    try:
-        addr = ipaddress.ip_address(value.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
-    return addr
-
-
-def _in(addr: Address, nets: Sequence[Network]) -> bool:
-    return any(addr.version == n.version and addr in n for n in nets)
 
 
 def bucket(addr: Address | None) -> float:
@@ -79,11 +56,22 @@ class CompiledRule:
         return self.rule.percent >= 100 or bucket(addr) < self.rule.percent
 
 
+class Headers(Protocol):
+    def get(self, key: str, default: str, /) -> str: ...
+    def getall(self, key: str, default: list[str], /) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Client:
+    addr: Address | None
+    #: The mode a trusted client asked for with the override header.
+    override: ModeName | None
+
+
 @dataclass(frozen=True)
 class Decision:
     mode: ModeName
     rule: str
-    client: str
 
 
 @dataclass(frozen=True)
@@ -152,13 +140,23 @@ class Rollout:
         log.info("rollout rules reloaded from %s (%d rules)", new.source, len(new.rules))
         return new
 
-    def client_address(self, peer: str | None, forwarded_for: str | None) -> Address | None:
+    def client(self, peer: str | None, headers: Headers) -> Client:
+        """Who is asking, read once per request: the client address behind trusted proxies,
+        and the override header when a trusted client sent one."""
         addr = parse_address(peer)
+        override: ModeName | None = None
+        wanted = headers.get(self.config.override_header, "").strip().lower()
+        if wanted and addr is not None and _in(addr, self._trusted_clients) and wanted in _MODES:
+            override = wanted
+        return Client(self._behind_proxies(addr, headers.getall("X-Forwarded-For", [])), override)
+
+    def _behind_proxies(self, addr: Address | None, forwarded_for: list[str]) -> Address | None:
         if addr is None or not forwarded_for or not _in(addr, self._trusted_proxies):
             return addr
-        # Walk X-Forwarded-For from the right: the first hop that is not one of our trusted
-        # proxies is the client. Anything further left could have been written by anyone.
-        for item in reversed(forwarded_for.split(",")):
+        # Repeated fields are one list (RFC 9110 5.3): a trusted proxy appends its own line.
+        # Walk from the right: the first hop that is not one of our trusted proxies is the
+        # client. Anything further left could have been written by anyone.
+        for item in reversed(",".join(forwarded_for).split(",")):
             hop = parse_address(item)
             if hop is None:
                 return addr
@@ -167,20 +165,8 @@ class Rollout:
             addr = hop
         return addr
 
-    def decide(
-        self,
-        peer: str | None,
-        forwarded_for: str | None,
-        override: str | None,
-        indices: Sequence[str],
-    ) -> Decision:
-        addr = self.client_address(peer, forwarded_for)
-        client = str(addr) if addr is not None else "unknown"
-        if override:
-            wanted = override.strip().lower()
-            peer_addr = parse_address(peer)
-            trusted = peer_addr is not None and _in(peer_addr, self._trusted_clients)
-            if trusted and wanted in _MODES:
-                return Decision(wanted, "override", client)
-        mode, rule = self.rules.decide(addr, indices)
-        return Decision(mode, rule, client)
+    def decide(self, client: Client, indices: Sequence[str]) -> Decision:
+        if client.override is not None:
+            return Decision(client.override, "override")
+        mode, rule = self.rules.decide(client.addr, indices)
+        return Decision(mode, rule)

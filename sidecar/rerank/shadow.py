@@ -8,23 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
-from sidecar.rerank.engine import RerankEngine
-from sidecar.rerank.plan import SearchPlan
+from sidecar.rerank.engine import ScoredWindow
 
 log = logging.getLogger("sidecar.shadow")
-
-
-@dataclass
-class ShadowStats:
-    compared: int = 0
-    dropped: int = 0
-    failed: int = 0
-    top1_changed: int = 0
-    total_displacement: float = 0.0
 
 
 def displacement(scores: Sequence[float]) -> list[int]:
@@ -37,36 +25,28 @@ class ShadowRunner:
     def __init__(self, max_tasks: int) -> None:
         self.max_tasks = max_tasks
         self.tasks: set[asyncio.Task[None]] = set()
-        self.stats = ShadowStats()
+        #: Comparisons finished (a test's signal that background work has run).
+        self.compared = 0
         #: Told the per-hit displacement of each comparison (metrics).
         self.observers: list[Callable[[Sequence[int]], None]] = []
 
-    def submit(
-        self, engine: RerankEngine, plan: SearchPlan, hits: Sequence[dict[str, Any]], rid: str
-    ) -> bool:
+    def submit(self, score: Callable[[], Awaitable[ScoredWindow]], rid: str) -> bool:
+        """Run ``score`` in the background, or drop it when ``max_tasks`` are running."""
         if len(self.tasks) >= self.max_tasks:
-            self.stats.dropped += 1
             return False
-        # Shallow copies: the response path filters _source on the originals afterwards.
-        snapshot = [dict(h) for h in hits]
-        task = asyncio.create_task(self._run(engine, plan, snapshot, rid))
+        task = asyncio.create_task(self._run(score, rid))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return True
 
-    async def _run(
-        self, engine: RerankEngine, plan: SearchPlan, hits: list[dict[str, Any]], rid: str
-    ) -> None:
-        scored = await engine.score_hits(plan, hits)
+    async def _run(self, score: Callable[[], Awaitable[ScoredWindow]], rid: str) -> None:
+        scored = await score()
         if scored.scores is None:
-            self.stats.failed += 1
             log.info("shadow rerank not done: %s", scored.outcome.header)
             return
         moves = displacement(scored.scores)
-        self.stats.compared += 1
-        self.stats.total_displacement += sum(moves) / max(1, len(moves))
+        self.compared += 1
         top_changed = moves[0] != 0 if moves else False
-        self.stats.top1_changed += int(top_changed)
         for observe in self.observers:
             observe(moves)
         log.info(

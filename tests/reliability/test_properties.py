@@ -21,13 +21,13 @@ from sidecar.config import RerankConfig
 from sidecar.errors import IllegalArgument
 from sidecar.handlers.msearch import parse_ndjson
 from sidecar.jsonutil import dumps, loads
-from sidecar.rerank.doc_text import DocTextResolver
+from sidecar.rerank.index_config import IndexRules, ScoreOptions
 from sidecar.rerank.plan import SearchPlan, plan_search
-from sidecar.rerank.respond import ScoreOptions, hits_of, rewrite
+from sidecar.rerank.respond import hits_of, rewrite
 from sidecar.rerank.source_filter import apply_source_filter, parse_source_spec
 
 CFG = RerankConfig(window=20, max_window=100)
-DOCS = DocTextResolver(CFG)
+DOCS = IndexRules(CFG)
 
 scalars = (
     st.none()
@@ -87,7 +87,7 @@ def test_msearch_lines_round_trip_and_plan_per_search(pairs: list[tuple[Any, Any
     for header, body in parsed:
         original = copy.deepcopy(body)
         try:
-            plan = plan_search(body, MultiDict(), CFG, DOCS, "idx")
+            plan = plan_search(body, MultiDict(), CFG, DOCS, "idx", "on")
         except IllegalArgument:
             continue
         assert body == original, "planning must not mutate the sub-search"
@@ -106,7 +106,7 @@ def test_paging_params_are_either_reranked_sanely_or_left_to_es(
     body: dict[str, Any], params: dict[str, str]
 ) -> None:
     try:
-        plan = plan_search(body, MultiDict(params), CFG, DOCS, "idx")
+        plan = plan_search(body, MultiDict(params), CFG, DOCS, "idx", "on")
     except IllegalArgument:
         return
     if plan.rerank:
@@ -151,7 +151,9 @@ def test_rewrite_never_raises_and_keeps_every_hit_once(
     data: st.DataObject,
 ) -> None:
     body: dict[str, Any] = {"hits": {"hits": copy.deepcopy(es_hits), "max_score": 1.0}}
-    plan = SearchPlan(None, {}, window=window, from_=from_, size=size, query_text="q")
+    plan = SearchPlan(
+        None, {}, DOCS.resolve("idx"), window=window, from_=from_, size=size, query_text="q"
+    )
     n = min(window, len(es_hits))
     scores = data.draw(
         st.none() | st.lists(st.floats(-10, 10, allow_nan=False), min_size=n, max_size=n)
@@ -173,7 +175,7 @@ def test_rewrite_never_raises_and_keeps_every_hit_once(
 @settings(max_examples=300, deadline=None)
 @given(json_values, json_values)
 def test_document_text_and_source_filter_never_raise(source: Any, spec: Any) -> None:
-    text = DOCS.spec("idx").text(source)
+    text = DOCS.doc_text("idx", None).text(source)
     assert isinstance(text, str)
     flt = parse_source_spec(spec)
     if flt is not None:

@@ -12,12 +12,13 @@ from multidict import MultiDict
 
 from sidecar.config import RerankConfig
 from sidecar.errors import IllegalArgument
-from sidecar.rerank.doc_text import DocTextResolver, DocTextSpec
+from sidecar.rerank.doc_text import DocTextSpec
+from sidecar.rerank.index_config import IndexRules
 from sidecar.rerank.plan import plan_search, strip_options
 from sidecar.rerank.query_text import extract_query_text
 
 CFG = RerankConfig(window=50)
-DOCS = DocTextResolver(CFG)
+DOCS = IndexRules(CFG)
 
 
 @pytest.mark.parametrize(
@@ -102,7 +103,7 @@ def test_forwarded_body_is_original_minus_rerank(body: dict[str, Any], rerank: A
     original = copy.deepcopy(body)
     with_rerank = {**body, "rerank": rerank}
     try:
-        plan = plan_search(with_rerank, MultiDict(), CFG, DOCS, "idx")
+        plan = plan_search(with_rerank, MultiDict(), CFG, DOCS, "idx", "on")
     except IllegalArgument:
         return  # a malformed rerank object is a clear 400, never an exception escaping
     assert body == original, "planning must not mutate the client's body"
@@ -152,32 +153,37 @@ def test_strip_options_validates_fields() -> None:
     ],
 )
 def test_plan_decisions(body: dict[str, Any], params: dict[str, str], reason: str | None) -> None:
-    plan = plan_search(body, MultiDict(params), CFG, DOCS, "idx")
+    plan = plan_search(body, MultiDict(params), CFG, DOCS, "idx", "on")
     assert plan.skip_reason == reason
 
 
 def test_plan_widens_paging_to_the_window() -> None:
     plan = plan_search(
-        {"query": {"match": {"t": "x"}}, "from": 10, "size": 10}, MultiDict(), CFG, DOCS, "i"
+        {"query": {"match": {"t": "x"}}, "from": 10, "size": 10}, MultiDict(), CFG, DOCS, "i", "on"
     )
     assert plan.body is not None and (plan.body["from"], plan.body["size"]) == (0, 50)
     straddle = plan_search(
-        {"query": {"match": {"t": "x"}}, "from": 45, "size": 10}, MultiDict(), CFG, DOCS, "i"
+        {"query": {"match": {"t": "x"}}, "from": 45, "size": 10}, MultiDict(), CFG, DOCS, "i", "on"
     )
     assert straddle.body is not None and straddle.body["size"] == 55
     url = plan_search(
-        {"query": {"match": {"t": "x"}}}, MultiDict({"size": "5", "from": "5"}), CFG, DOCS, "i"
+        {"query": {"match": {"t": "x"}}},
+        MultiDict({"size": "5", "from": "5"}),
+        CFG,
+        DOCS,
+        "i",
+        "on",
     )
     assert (url.from_, url.size) == (5, 5)
     assert set(url.drop_params) == {"from", "size"}
 
 
 def test_doc_text_fields_template_and_caps() -> None:
-    spec = DocTextSpec(("title", "meta.subjects", "missing"), None, 12, configured=True)
+    spec = DocTextSpec(("title", "meta.subjects", "missing"), None, 12)
     source = {"title": "A very long title indeed", "meta": {"subjects": ["maps", "atlases"]}}
     assert spec.text(source) == "A very long \nmaps\natlases"
-    tmpl = DocTextSpec((), "{title} | {meta.subjects}", 100, configured=True)
+    tmpl = DocTextSpec((), "{title} | {meta.subjects}", 100)
     assert tmpl.text(source) == "A very long title indeed | maps\natlases"
-    nested = DocTextSpec(("authors.name",), None, 100, configured=True)
+    nested = DocTextSpec(("authors.name",), None, 100)
     assert nested.text({"authors": [{"name": "Ada"}, {"name": "Grace"}]}) == "Ada\nGrace"
-    assert DocTextSpec(("dotted.key",), None, 100, configured=True).text({"dotted.key": "v"}) == "v"
+    assert DocTextSpec(("dotted.key",), None, 100).text({"dotted.key": "v"}) == "v"

@@ -10,9 +10,9 @@ from multidict import MultiDict
 
 from sidecar.config import FusionConfig, RerankConfig, build_config
 from sidecar.errors import ConfigError
-from sidecar.rerank.doc_text import DocTextResolver
+from sidecar.rerank.index_config import IndexRules, ScoreOptions
 from sidecar.rerank.plan import plan_search
-from sidecar.rerank.respond import ScoreOptions, fused_scores, rewrite
+from sidecar.rerank.respond import fused_scores, rewrite
 
 
 def _es_body(n: int) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def _es_body(n: int) -> dict[str, Any]:
 def _plan(from_: int = 0, size: int = 10, window: int = 5) -> Any:
     cfg = RerankConfig(window=window)
     body = {"query": {"match": {"title": "x"}}, "from": from_, "size": size}
-    return plan_search(body, MultiDict(), cfg, DocTextResolver(cfg), "i")
+    return plan_search(body, MultiDict(), cfg, IndexRules(cfg), "i", "on")
 
 
 def test_replace_reorders_window_and_keeps_the_rest() -> None:

@@ -14,12 +14,13 @@ from typing import Any
 import aiohttp
 import pytest
 import requests
+from multidict import CIMultiDict
 
 from es_integration.sidecar_proc import SidecarProcess
 from sidecar.config import RolloutConfig, RolloutRule
 from sidecar.errors import ConfigError
 from sidecar.keys import ROLLOUT, SHADOW
-from sidecar.rerank.rollout import Rollout, bucket
+from sidecar.rerank.rollout import Decision, Rollout, bucket
 from tests.conftest import ESTarget
 from tests.support.apps import running_sidecar
 from tests.support.search import BUNDLED_MODEL, SAMPLE, base_config, multi_match
@@ -37,6 +38,17 @@ async def _header(url: str, index: str = SAMPLE, **headers: str) -> str:
         return r.headers["X-Rerank"]
 
 
+def decide(
+    rollout: Rollout, peer: str, forwarded_for: str | None, override: str | None, indices: list[str]
+) -> Decision:
+    headers: CIMultiDict[str] = CIMultiDict()
+    if forwarded_for is not None:
+        headers["X-Forwarded-For"] = forwarded_for
+    if override is not None:
+        headers[rollout.config.override_header] = override
+    return rollout.decide(rollout.client(peer, headers), indices)
+
+
 def test_rules_first_match_wins_cidr_index_percent() -> None:
     rollout = Rollout(
         RolloutConfig(
@@ -51,7 +63,7 @@ def test_rules_first_match_wins_cidr_index_percent() -> None:
     )
 
     def mode(ip: str, *indices: str) -> tuple[str, str]:
-        d = rollout.decide(ip, None, None, list(indices))
+        d = decide(rollout, ip, None, None, list(indices))
         return d.mode, d.rule
 
     assert mode("10.9.1.1", "x") == ("off", "blocked")
@@ -83,15 +95,15 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
     )
     rollout = Rollout(config)
     # Trusted proxy: the right-most untrusted hop is the client.
-    assert rollout.decide("127.0.0.1", "10.1.1.1", None, ["i"]).mode == "on"
-    assert rollout.decide("127.0.0.1", "10.1.1.1, 172.16.0.9", None, ["i"]).mode == "on"
+    assert decide(rollout, "127.0.0.1", "10.1.1.1", None, ["i"]).mode == "on"
+    assert decide(rollout, "127.0.0.1", "10.1.1.1, 172.16.0.9", None, ["i"]).mode == "on"
     # A client cannot spoof by prepending: only the hop the proxy saw counts.
-    assert rollout.decide("127.0.0.1", "10.1.1.1, 198.51.100.7", None, ["i"]).mode == "off"
+    assert decide(rollout, "127.0.0.1", "10.1.1.1, 198.51.100.7", None, ["i"]).mode == "off"
     # Untrusted peer: its X-Forwarded-For is ignored.
-    assert rollout.decide("198.51.100.7", "10.1.1.1", None, ["i"]).mode == "off"
+    assert decide(rollout, "198.51.100.7", "10.1.1.1", None, ["i"]).mode == "off"
     # The override header works from trusted clients only.
-    assert rollout.decide("127.0.0.1", None, "shadow", ["i"]).mode == "shadow"
-    assert rollout.decide("198.51.100.7", None, "on", ["i"]).mode == "off"
+    assert decide(rollout, "127.0.0.1", None, "shadow", ["i"]).mode == "shadow"
+    assert decide(rollout, "198.51.100.7", None, "on", ["i"]).mode == "off"
 
 
 async def test_rules_through_the_sidecar(es: ESTarget, sample_index: str) -> None:
@@ -110,13 +122,13 @@ async def test_rules_through_the_sidecar(es: ESTarget, sample_index: str) -> Non
         assert await _header(sc.url) == "skipped; reason=rollout_off"
         assert await _header(sc.url, **{"X-Forwarded-For": "10.4.5.6"}) in ("applied", "cached")
         shadow = sc.app[SHADOW]
-        before = shadow.stats.compared
+        before = shadow.compared
         assert await _header(sc.url, **{"X-Forwarded-For": "2001:db8::42"}) == "shadow"
         for _ in range(100):
-            if shadow.stats.compared > before:
+            if shadow.compared > before:
                 break
             await asyncio.sleep(0.05)
-        assert shadow.stats.compared == before + 1, "the shadow rerank ran in the background"
+        assert shadow.compared == before + 1, "the shadow rerank ran in the background"
 
     untrusted = base_config(
         es.url, rollout={"default": "off", "rules": [{"clients": ["10.0.0.0/8"], "mode": "on"}]}
@@ -187,13 +199,13 @@ def test_sighup_reloads_rules_in_a_running_process(
 ) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text("default: 'off'\n")
-    env = {
-        "RERANK_SIDECAR__ROLLOUT__RULES_FILE": str(rules),
+    config = {
+        "rollout": {"rules_file": str(rules)},
         # A busy CI machine must not turn the first rerank into a timeout fallback.
-        "RERANK_SIDECAR__RERANK__BUDGET_MS": "25000",
+        "rerank": {"budget_ms": 25000},
     }
     with SidecarProcess.start(
-        es.url, log_path=tmp_path / "sc.log", model=BUNDLED_MODEL, env=env, wait_ready=True
+        es.url, log_path=tmp_path / "sc.log", model=BUNDLED_MODEL, config=config, wait_ready=True
     ) as sc:
         url = f"{sc.url}/{SAMPLE}/_search"
         assert requests.post(url, json=multi_match(QUERY)).headers["X-Rerank"] == (

@@ -1,0 +1,27 @@
+"""How a search handler answers: ES's answer streamed or rewritten, with the outcome in
+``X-Rerank`` and on the request's trace (logs and metrics read it there)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from sidecar.http.trace import trace_of
+from sidecar.keys import ES
+from sidecar.rerank.outcome import Outcome
+from sidecar.upstream import EsRequest
+
+RERANK_HEADER = "X-Rerank"
+
+
+async def forward(request: web.Request, req: EsRequest, outcome: Outcome) -> web.StreamResponse:
+    """A search that is not reranked: ES's answer is streamed back unchanged (never
+    buffered, so a huge aggregation or a large page costs the sidecar no memory)."""
+    resp = await request.app[ES].relay(request, req, on_headers={RERANK_HEADER: outcome.header})
+    trace_of(request).outcome = outcome
+    return resp
+
+
+def answer(request: web.Request, resp: web.Response, outcome: Outcome) -> web.Response:
+    resp.headers[RERANK_HEADER] = outcome.header
+    trace_of(request).outcome = outcome
+    return resp

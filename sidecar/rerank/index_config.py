@@ -1,0 +1,81 @@
+"""Per-index rerank settings, resolved from ``rerank.indices`` (first matching pattern wins).
+
+A search resolves its target once, into its plan (:class:`IndexSettings`): window,
+instruction, budget, how scores are combined, how documents become text. Hits of a
+multi-index search may come from indices with their own text fields, so their document
+text is resolved by the hit's ``_index`` (:meth:`IndexRules.doc_text`), memoized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from functools import lru_cache
+
+from sidecar.config import FusionConfig, IndexRerankConfig, RerankConfig
+from sidecar.rerank.doc_text import DocTextSpec
+
+#: Index names come from clients: the memo of resolved names is bounded.
+_MEMO = 4096
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    mode: str = "replace"
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    boost_fields: tuple[tuple[str, float], ...] = ()
+    min_score: float | None = None
+    annotate_field: str | None = "_rerank"
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    window: int
+    instruction: str | None
+    budget_s: float
+    score: ScoreOptions
+    doc_text: DocTextSpec
+
+
+class IndexRules:
+    def __init__(self, config: RerankConfig) -> None:
+        self._config = config
+        self.resolve = lru_cache(maxsize=_MEMO)(self._resolve)
+
+    def _entry(self, index: str) -> IndexRerankConfig | None:
+        if not index:
+            return None
+        for entry in self._config.indices:
+            if fnmatchcase(index, entry.pattern):
+                return entry
+        return None
+
+    def _resolve(self, index: str) -> IndexSettings:
+        rc = self._config
+        entry = self._entry(index)
+        if entry is None:
+            return IndexSettings(
+                window=rc.window,
+                instruction=None,
+                budget_s=rc.budget_ms / 1000.0,
+                score=ScoreOptions(rc.score_mode, rc.fusion, (), rc.min_score, rc.annotate_field),
+                doc_text=DocTextSpec(rc.default_fields, None, rc.max_chars_per_field),
+            )
+        return IndexSettings(
+            window=entry.window or rc.window,
+            instruction=entry.instruction,
+            budget_s=(entry.budget_ms or rc.budget_ms) / 1000.0,
+            score=ScoreOptions(
+                entry.score_mode or rc.score_mode,
+                rc.fusion,
+                tuple(entry.boost_fields.items()),
+                rc.min_score,
+                rc.annotate_field,
+            ),
+            doc_text=DocTextSpec(entry.fields, entry.template, entry.max_chars_per_field),
+        )
+
+    def doc_text(self, index: str, fields: tuple[str, ...] | None) -> DocTextSpec:
+        """How a hit of ``index`` becomes text; a request's own ``rerank.fields`` win."""
+        spec = self.resolve(index).doc_text
+        return DocTextSpec(fields, None, spec.max_chars) if fields else spec

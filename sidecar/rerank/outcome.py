@@ -1,0 +1,33 @@
+"""What happened to one search: the ``X-Rerank`` header, the metric label, the log field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    reason: str | None = None
+
+    @property
+    def header(self) -> str:
+        return self.status if self.reason is None else f"{self.status}; reason={self.reason}"
+
+    @property
+    def label(self) -> str:
+        return self.status if self.reason is None else f"{self.status}:{self.reason}"
+
+
+APPLIED = Outcome("applied")
+CACHED = Outcome("cached")
+SHADOWED = Outcome("shadow")
+
+
+def overall(outcomes: list[Outcome]) -> Outcome:
+    """One outcome for a request of several searches (``_msearch``): the most telling."""
+    for status in ("applied", "cached", "shadow", "fallback"):
+        for o in outcomes:
+            if o.status == status:
+                return o
+    return outcomes[0] if outcomes else Outcome("skipped", "no_searches")

@@ -1,0 +1,222 @@
+"""The Elasticsearch client: one pooled ``ClientSession`` and the two ways to use it.
+
+* :meth:`EsClient.relay` streams ES's answer back to the client as it arrives (pass-through
+  and searches that are not reranked): the sidecar never holds such a body.
+* :meth:`EsClient.fetch` reads the whole answer, at most ``es.max_response_bytes`` of it
+  (the rerank path must parse it).
+
+Bodies stay compressed in both directions (``auto_decompress=False``), the session adds no
+header of its own, and every failure is translated by :func:`~.errors.map_exceptions`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import zlib
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from sidecar.config import ESConfig
+from sidecar.encoding import TooLarge, decode, encode, readable
+from sidecar.errors import UpstreamBadResponse, UpstreamError, UpstreamResponseTooLarge
+from sidecar.http.trace import trace_of
+from sidecar.upstream.errors import UpstreamDisconnected, map_exceptions
+from sidecar.upstream.wire import Body, EsRequest, end_to_end_headers, upstream_url
+
+log = logging.getLogger("sidecar.upstream")
+
+_LARGE_BODY = 1 << 20
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class BufferedResponse:
+    status: int
+    reason: str | None
+    headers: CIMultiDictProxy[str]
+    #: As ES sent it (compressed when the client asked for that and ES obliged).
+    body: bytes
+    #: Until ES's status line and headers arrived (the ``es`` stage of Server-Timing).
+    elapsed_s: float
+
+    def decoded(self, limit: int) -> bytes:
+        """The body without ES's Content-Encoding, at most ``limit`` bytes of it."""
+        encoding = self.headers.get("Content-Encoding")
+        if not readable(encoding):
+            raise UpstreamBadResponse(
+                "Elasticsearch answered in a content encoding the sidecar cannot read"
+            )
+        try:
+            return decode(self.body, encoding, limit)
+        except zlib.error as exc:
+            raise UpstreamBadResponse("Elasticsearch sent a corrupt compressed body") from exc
+        except TooLarge as exc:
+            raise _too_large(limit) from exc
+
+    def response(self, body: bytes | None = None) -> web.Response:
+        """The client's response: ES's status and end-to-end headers, with ES's body or one
+        the sidecar rewrote, encoded as ES encoded its own."""
+        headers = end_to_end_headers(self.headers)
+        headers.popall("Content-Length", None)
+        if body is not None:
+            body = encode(body, headers.get("Content-Encoding"))
+        return web.Response(
+            status=self.status,
+            reason=self.reason,
+            headers=headers,
+            body=self.body if body is None else body,
+        )
+
+
+class EsClient:
+    """The one connection pool to ES, and everything that is sent on it."""
+
+    def __init__(self, config: ESConfig, session: aiohttp.ClientSession) -> None:
+        self.config = config
+        self.base = URL(config.url)
+        self.session = session
+
+    @staticmethod
+    def create_session(config: ESConfig) -> aiohttp.ClientSession:
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=config.timeouts.connect_s,
+            sock_connect=config.timeouts.connect_s,
+            sock_read=config.timeouts.read_s,
+        )
+        connector = aiohttp.TCPConnector(
+            limit=config.max_connections,
+            limit_per_host=config.max_connections,
+            ssl=config.verify_tls,
+            enable_cleanup_closed=False,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            auto_decompress=False,
+            # The client must not add headers the frontend did not send (User-Agent,
+            # Accept-Encoding): ES should see the original request.
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            raise_for_status=False,
+        )
+
+    def url(self, req: EsRequest) -> URL:
+        return upstream_url(self.base, req.path_qs)
+
+    @asynccontextmanager
+    async def open(self, req: EsRequest) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send ``req`` and yield ES's response once its headers have arrived."""
+        # Only a body the sidecar holds can be sent again: a streamed one is partly consumed
+        # by the failed attempt, and a retry would send ES a truncated body (even for GET).
+        attempts = 2 if isinstance(req.body, bytes | None) else 1
+        for attempt in range(attempts):
+            try:
+                with map_exceptions():
+                    resp = await self.session.request(
+                        req.method,
+                        self.url(req),
+                        headers=req.headers,
+                        data=_payload(req.body),
+                        allow_redirects=False,
+                        compress=None,
+                    )
+            except UpstreamDisconnected:
+                # A pooled keep-alive connection that ES closed (e.g. after a restart).
+                if attempt + 1 < attempts:
+                    log.debug("upstream closed a pooled connection; retrying once")
+                    continue
+                raise
+            try:
+                yield resp
+            finally:
+                resp.release()
+            return
+
+    async def fetch(self, req: EsRequest) -> BufferedResponse:
+        """Send ``req`` and read the whole answer, at most ``es.max_response_bytes`` of it
+        (encoded; :meth:`BufferedResponse.decoded` bounds the decoded size): past that,
+        UpstreamResponseTooLarge (502)."""
+        limit = self.config.max_response_bytes
+        t0 = time.perf_counter()
+        async with self.open(req) as resp:
+            elapsed = time.perf_counter() - t0
+            if resp.content_length is not None and resp.content_length > limit:
+                raise _too_large(limit)
+            buf = bytearray()
+            with map_exceptions(mid_response=True):
+                async for chunk in resp.content.iter_any():
+                    buf += chunk
+                    if len(buf) > limit:
+                        raise _too_large(limit)
+            return BufferedResponse(resp.status, resp.reason, resp.headers, bytes(buf), elapsed)
+
+    async def reachable(self) -> bool:
+        """The readiness probe, on the sidecar's own behalf: any HTTP answer to ``GET /``
+        counts (a secured cluster says 401 to a request without credentials)."""
+        try:
+            await self.fetch(EsRequest("GET", "/", CIMultiDict(), None))
+        except UpstreamError:
+            return False
+        return True
+
+    async def relay(
+        self,
+        request: web.Request,
+        req: EsRequest,
+        *,
+        on_headers: Mapping[str, str] | None = None,
+    ) -> web.StreamResponse:
+        """Send ``req`` and stream ES's answer to ``request``'s client unchanged (status,
+        reason, end-to-end headers, body; ``HEAD`` keeps ES's ``Content-Length``)."""
+        t0 = time.perf_counter()
+        async with self.open(req) as resp:
+            trace_of(request).es_s = time.perf_counter() - t0
+            out = web.StreamResponse(status=resp.status, reason=resp.reason)
+            out.headers.extend(end_to_end_headers(resp.headers))
+            if on_headers:
+                out.headers.update(on_headers)
+            if request.method == "HEAD" or resp.status in (204, 304):
+                await out.prepare(request)
+                await out.write_eof()
+                return out
+            if "Content-Length" not in resp.headers:
+                out.enable_chunked_encoding()
+            await out.prepare(request)
+            try:
+                with map_exceptions(mid_response=True):
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        await out.write(chunk)
+            except UpstreamError:
+                # The status line is already sent, so no error body can follow. Cutting the
+                # connection is the only honest signal: the client sees a truncated response
+                # instead of one that looks complete.
+                log.warning("Elasticsearch broke off mid-response on %s; closing", req.path_qs)
+                if request.transport is not None:
+                    request.transport.close()
+                return out
+            await out.write_eof()
+            return out
+
+
+def _payload(data: Body) -> object:
+    # aiohttp writes large ``bytes`` in one go (and warns that it may block the loop); a
+    # BytesIO is written in chunks. A fresh one per attempt keeps the body replayable.
+    if isinstance(data, bytes) and len(data) > _LARGE_BODY:
+        return io.BytesIO(data)
+    return data
+
+
+def _too_large(limit: int) -> UpstreamResponseTooLarge:
+    return UpstreamResponseTooLarge(
+        f"the Elasticsearch response is larger than {limit} bytes (es.max_response_bytes), "
+        "too large to rerank"
+    )

@@ -1,0 +1,104 @@
+"""What Elasticsearch receives, decided in one place.
+
+An :class:`EsRequest` is exactly what goes on the wire: method, origin-form path and query,
+headers and body. It is built from the client's request by one of two rules:
+
+* :meth:`EsRequest.passthrough`: the client's request unchanged, less hop-by-hop headers;
+* :meth:`EsRequest.rewritten`: the documented rerank rewrites (a new body, URL parameters
+  the plan moved into it). The body is new, so its length and encoding go; every other
+  end-to-end header (``Content-Type`` and ``Accept`` included, with any
+  ``compatible-with`` version) is the client's, byte for byte. ES's media-type checks
+  (``RestCompatibleVersionHelper``: both versioned or neither; its CSRF refusal of
+  ``text/plain``) then answer exactly as they would without the sidecar.
+
+The URL is always the configured base plus the request's *relative* path and query, so an
+absolute-URI request line or a ``Host`` header can never pick another host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+#: RFC 9110 7.6.1 hop-by-hop fields, plus Proxy-* and Host (the client sets the upstream's).
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+    }
+)
+
+Body = bytes | AsyncIterable[bytes] | None
+
+
+def end_to_end_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
+    """Copy ``headers`` without hop-by-hop fields (and the ones ``Connection`` lists)."""
+    extra: set[str] = set()
+    for value in headers.getall("Connection", []):
+        extra.update(token.strip().lower() for token in value.split(",") if token.strip())
+    out: CIMultiDict[str] = CIMultiDict()
+    items: Iterable[tuple[str, str]] = headers.items()
+    for name, value in items:
+        lname = name.lower()
+        if lname in HOP_BY_HOP or lname in extra:
+            continue
+        out.add(name, value)
+    return out
+
+
+def upstream_url(base: URL, path_qs: str) -> URL:
+    """The URL on the configured ES for an origin-form path and query string."""
+    if not path_qs.startswith("/"):
+        path_qs = "/" + path_qs
+    return URL(str(base).rstrip("/") + path_qs, encoded=True)
+
+
+def _path_qs_without(request: web.BaseRequest, drop: Sequence[str]) -> str:
+    """The raw path and query less the ``drop`` parameters; every other parameter keeps
+    its bytes (``?pretty`` stays ``?pretty``, not ``?pretty=``)."""
+    raw = request.rel_url.raw_path_qs
+    if not drop:
+        return raw
+    path, sep, query = raw.partition("?")
+    kept = [p for p in query.split("&") if unquote_plus(p.partition("=")[0]) not in drop]
+    return path + (sep + "&".join(kept) if any(kept) else "")
+
+
+@dataclass(frozen=True)
+class EsRequest:
+    method: str
+    #: Origin-form path and query, still percent-encoded as the client sent it.
+    path_qs: str
+    headers: CIMultiDict[str]
+    body: Body
+
+    @classmethod
+    def passthrough(cls, request: web.BaseRequest, body: Body) -> EsRequest:
+        return cls(
+            request.method, request.rel_url.raw_path_qs, end_to_end_headers(request.headers), body
+        )
+
+    @classmethod
+    def rewritten(
+        cls, request: web.BaseRequest, body: bytes, drop_params: Sequence[str] = ()
+    ) -> EsRequest:
+        """The client's request with a body the sidecar wrote (and ``drop_params`` taken
+        out of the query string, because the plan moved them into that body)."""
+        headers = end_to_end_headers(request.headers)
+        # The new body has its own length and is sent as plain bytes.
+        headers.popall("Content-Length", None)
+        headers.popall("Content-Encoding", None)
+        return cls(request.method, _path_qs_without(request, drop_params), headers, body)
