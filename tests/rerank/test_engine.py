@@ -1,0 +1,152 @@
+"""RerankEngine.score with an in-process scorer whose behaviour each test sets: what it
+answers, and how the breaker counts it. No model, no sockets, no sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from sidecar.config import build_config
+from sidecar.errors import ModelFailure, Overloaded
+from sidecar.rerank.engine import Doc, RerankEngine
+from sidecar.scoring.base import ModelInfo, ScoreResult
+
+DOCS = [Doc("i", "1", "alpha"), Doc("i", "2", "beta"), Doc("i", "3", "gamma")]
+
+
+@dataclass
+class ScriptedScorer:
+    """A Scorer that answers what ``behave`` says: scores, or an exception to raise, or
+    ``"hang"`` (waits until cancelled)."""
+
+    behave: object = "ok"
+    ready: bool = True
+    calls: list[list[str]] = field(default_factory=list)
+    called: asyncio.Event = field(default_factory=asyncio.Event)
+    info: ModelInfo = field(
+        default_factory=lambda: ModelInfo("scripted", "remote", "test", "cpu", "fp32", 512)
+    )
+    queued_pairs: int = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def add_batch_observer(self, observer: object) -> None:
+        return None
+
+    async def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> ScoreResult:
+        self.calls.append(list(documents))
+        self.called.set()
+        if self.behave == "hang":
+            await asyncio.Event().wait()
+        if isinstance(self.behave, BaseException):
+            raise self.behave
+        return ScoreResult([float(len(d)) for d in documents], model_s=0.01, queue_s=0.002)
+
+
+def engine_with(scorer: ScriptedScorer, **rerank: object) -> RerankEngine:
+    config = build_config(
+        {
+            "es": {"url": "http://127.0.0.1:9"},
+            "model": {"name": "http://127.0.0.1:9/rerank"},
+            "rerank": {"breaker": {"fail_max": 2, "reset_timeout_s": 60}, **rerank},
+        }
+    )
+    engine = RerankEngine(config, scorer)  # type: ignore[arg-type]
+    engine.start_language_gate()
+    return engine
+
+
+async def test_scores_in_order_then_from_the_cache() -> None:
+    scorer = ScriptedScorer()
+    engine = engine_with(scorer)
+    first = await engine.score("q", None, DOCS, budget_s=5)
+    assert first.outcome.header == "applied"
+    assert first.scores == [5.0, 4.0, 5.0]
+    assert (first.timings.model_s, first.timings.queue_s) == (0.01, 0.002)
+    again = await engine.score("q", None, DOCS, budget_s=5)
+    assert again.outcome.header == "cached" and again.scores == first.scores
+    assert len(scorer.calls) == 1, "a full cache hit never reaches the model"
+    # Only the missing document goes to the model; the others come from the cache.
+    more = await engine.score("q", None, [*DOCS, Doc("i", "4", "delta!")], budget_s=5)
+    assert more.scores == [5.0, 4.0, 5.0, 6.0]
+    assert scorer.calls[-1] == ["delta!"]
+
+
+async def test_the_instruction_is_part_of_the_cache_key() -> None:
+    scorer = ScriptedScorer()
+    engine = engine_with(scorer)
+    await engine.score("q", None, DOCS, budget_s=5)
+    await engine.score("q", "Judge by topic", DOCS, budget_s=5)
+    assert len(scorer.calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("docs", "ready", "reason"),
+    [
+        ([], True, "no_hits"),
+        (DOCS, False, "model_not_ready"),
+        ([Doc("i", "1", ""), Doc("i", "2", "")], True, "no_document_text"),
+    ],
+)
+async def test_skips_without_calling_the_model(docs: list[Doc], ready: bool, reason: str) -> None:
+    scorer = ScriptedScorer(ready=ready)
+    scored = await engine_with(scorer).score("q", None, docs, budget_s=5)
+    assert scored.scores is None
+    assert scored.outcome.header == f"skipped; reason={reason}"
+    assert scorer.calls == []
+
+
+@pytest.mark.parametrize(
+    ("behave", "reason", "counted"),
+    [
+        ("hang", "timeout", True),
+        (ModelFailure("bad scores"), "error", True),
+        (RuntimeError("backend bug"), "error", True),
+        (Overloaded("queue full"), "overloaded", False),
+    ],
+)
+async def test_fallbacks_and_what_the_breaker_counts(
+    behave: object, reason: str, counted: bool
+) -> None:
+    engine = engine_with(ScriptedScorer(behave=behave))
+    scored = await engine.score("q", None, DOCS, budget_s=0.05)
+    assert scored.scores is None
+    assert scored.outcome.header == f"fallback; reason={reason}"
+    assert engine.breaker.fail_counter == (1 if counted else 0)
+
+
+async def test_the_breaker_opens_and_then_skips_the_model() -> None:
+    scorer = ScriptedScorer(behave=ModelFailure("bad scores"))
+    engine = engine_with(scorer)
+    for _ in range(2):
+        await engine.score("q", None, DOCS, budget_s=5)
+    assert engine.breaker.state == "open"
+    scored = await engine.score("q", None, DOCS, budget_s=5)
+    assert scored.outcome.header == "fallback; reason=breaker_open"
+    assert len(scorer.calls) == 2
+
+
+async def test_a_client_that_goes_away_is_not_a_model_failure() -> None:
+    scorer = ScriptedScorer(behave="hang")
+    engine = engine_with(scorer)
+    task = asyncio.create_task(engine.score("q", None, DOCS, budget_s=60))
+    await scorer.called.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert engine.breaker.fail_counter == 0
+    assert engine.breaker.state == "closed"

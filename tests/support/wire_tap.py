@@ -1,0 +1,88 @@
+"""A wire tap: a transparent HTTP proxy that records exactly what the server behind it
+receives (method, raw path and query, headers in order, body bytes).
+
+The local ES-compatible servers accept what real Elasticsearch refuses, so tests compare
+what the tap saw on the direct path with what it saw through the sidecar: that comparison
+holds against any server, strict or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+#: Headers that describe one connection, not the request; they differ between any two
+#: clients and are not part of what a request means.
+CONNECTION_HEADERS = frozenset({"host", "connection", "keep-alive", "content-length"})
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path_qs: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def header_set(self, *, ignore: frozenset[str] = CONNECTION_HEADERS) -> list[tuple[str, str]]:
+        """Headers as (lower-case name, value), in order, without per-connection ones."""
+        return [(k.lower(), v) for k, v in self.headers if k.lower() not in ignore]
+
+
+@dataclass
+class WireTap:
+    url: str
+    seen: list[Seen] = field(default_factory=list)
+
+    def take(self) -> list[Seen]:
+        out, self.seen = self.seen, []
+        return out
+
+
+@asynccontextmanager
+async def wire_tap(target: str) -> AsyncIterator[WireTap]:
+    session = aiohttp.ClientSession(
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+    )
+    tap: WireTap
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        tap.seen.append(
+            Seen(
+                request.method,
+                request.raw_path,
+                tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers),
+                body,
+            )
+        )
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in ("host",)]
+        async with session.request(
+            request.method,
+            target.rstrip("/") + request.raw_path,
+            headers=headers,
+            data=body or None,
+            allow_redirects=False,
+        ) as upstream:
+            data = await upstream.read()
+            out = web.Response(status=upstream.status, body=data)
+            for k, v in upstream.headers.items():
+                if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                    out.headers.add(k, v)
+            return out
+
+    app = web.Application(client_max_size=1 << 30, handler_args={"auto_decompress": False})
+    app.router.add_route("*", "/{tail:.*}", record)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    tap = WireTap(str(server.make_url("")).rstrip("/"))
+    try:
+        yield tap
+    finally:
+        await server.close()
+        await session.close()
