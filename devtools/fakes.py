@@ -1,10 +1,12 @@
-"""Fault-injecting stand-ins for Elasticsearch and for a rerank server.
+"""Fault-injecting stand-ins for Elasticsearch and for a rerank server: the only fakes of
+the tests, the soak and the benchmarks.
 
 Both are real aiohttp servers on a loopback port, so the sidecar talks to them over real
 sockets exactly as it talks to production peers. Their behaviour can be switched while they
-run, from the same event loop (tests, ``es_integration.soak``) or over HTTP
-(``POST /_fault`` with a JSON object of the attributes to set), so a fault can be toggled in
-the middle of a load run.
+run, from the same event loop (tests, ``devtools.soak``) or over HTTP (``POST /_fault`` with
+a JSON object of the attributes to set), so a fault can be toggled in the middle of a load
+run. The benchmarks run them as processes of their own (``python -m devtools.fakes``), so
+that the stand-in does not share an event loop with the load generator.
 
 :class:`FaultModel` speaks the Cohere rerank shape (``POST /v1/rerank``). ``mode``:
 
@@ -17,8 +19,11 @@ the middle of a load run.
 * ``nan``: one score is NaN; ``wrong_count``: one score short; ``garbage``: not JSON.
 
 :class:`FaultES` is an Elasticsearch stand-in. With ``upstream`` set it proxies every request
-to a real ES when ``mode`` is ``ok``; without one it answers ``_search``/``_msearch`` with
-canned hits. ``mode``:
+to a real ES when ``mode`` is ``ok``; without one it answers ``_search`` with ``size`` (at
+most ``hits``) canned hits of distinct, passage-like documents (25 to 110 words, fixed per
+document id), ``_msearch`` with one such answer per search, ``/`` like ES's root endpoint,
+and anything else with ``{"acknowledged": true}``. A canned answer costs a fraction of a
+millisecond, so what is measured through the sidecar is the sidecar. ``mode``:
 
 * ``ok``; ``down`` (listening socket closed, open connections cut: connection refused);
 * ``status``: every request answers ``status`` (500, 503, 429...) with an ES-shaped error
@@ -34,8 +39,9 @@ requests behave as ``ok``.
 
 Run them from the command line (the fault then stays until changed over HTTP)::
 
-    python -m es_integration.faults model --port 9301 --mode slow --delay-s 2
-    python -m es_integration.faults es --port 9201 --upstream http://127.0.0.1:9200
+    python -m devtools.fakes model --port 9301 --mode slow --delay-s 2
+    python -m devtools.fakes es --port 9201 --upstream http://127.0.0.1:9200
+    python -m devtools.fakes es --port 9201 --hits 20
 """
 
 from __future__ import annotations
@@ -45,10 +51,10 @@ import asyncio
 import contextlib
 import json
 import math
+import random
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 from aiohttp import web
@@ -66,6 +72,21 @@ HOP_BY_HOP = {
     "content-length",
 }
 ES_HEADERS = {"X-Elastic-Product": "Elasticsearch"}
+ES_ROOT: dict[str, Any] = {
+    "name": "fault-es",
+    "cluster_name": "fakes",
+    "version": {"number": "8.15.0", "build_flavor": "default"},
+    "tagline": "You Know, for Search",
+}
+_PASSAGE_TEXT = (
+    "the capital city of france is paris which lies on the seine river and is known for "
+    "art fashion food and culture museums such as the louvre hold paintings sculptures "
+    "search engines rank documents by relevance to a query using inverted indexes and "
+    "neural rerankers score each candidate passage with a cross encoder model trained on "
+    "question answer pairs bananas are rich in potassium while berlin is the capital of "
+    "germany elasticsearch stores shards replicated across nodes in a cluster"
+)
+PASSAGE_WORDS = _PASSAGE_TEXT.split(" ")
 
 
 def overlap_score(query: str, doc: str) -> float:
@@ -74,6 +95,12 @@ def overlap_score(query: str, doc: str) -> float:
     if not q or not d:
         return 0.0
     return sum(w in q for w in d) / len(d)
+
+
+def passage(doc_id: int) -> str:
+    """A search-hit-like passage of 25 to 110 words, the same for the same id."""
+    rng = random.Random(doc_id)
+    return " ".join(rng.choice(PASSAGE_WORDS) for _ in range(rng.randint(25, 110)))
 
 
 class _Server:
@@ -93,7 +120,7 @@ class _Server:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    async def start(self, port: int = 0) -> Any:
+    async def start(self, port: int = 0) -> Self:
         app = self.make_app()
         app.router.add_post("/_fault", self._set_fault)
         # handler_cancellation: a client that gives up on a hanging request ends its handler
@@ -145,7 +172,7 @@ class _Server:
     def state(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -168,7 +195,11 @@ class FaultModel(_Server):
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/rerank", self.handle)
+        app.router.add_get("/", self._root)
         return app
+
+    async def _root(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state())
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.calls += 1
@@ -210,19 +241,32 @@ def canned_hit(i: int, index: str = "faults", text: str = "") -> dict[str, Any]:
     return {
         "_index": index,
         "_id": str(i),
-        "_score": 10.0 / (i + 1),
-        "_source": {"title": f"document {i}", "body": text or f"library card renew {i % 7}"},
+        "_score": round(20.0 - i * 0.1, 3),
+        "_source": {"title": f"document {i}", "body": text or passage(i)},
     }
 
 
-def canned_search(n: int = 10, index: str = "faults") -> dict[str, Any]:
-    hits = [canned_hit(i, index) for i in range(n)]
+def canned_search(size: int = 10, hits: int = 10, index: str = "faults") -> dict[str, Any]:
+    shown = [canned_hit(i, index) for i in range(max(0, min(size, hits)))]
     return {
         "took": 1,
         "timed_out": False,
         "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
-        "hits": {"total": {"value": n, "relation": "eq"}, "max_score": 10.0, "hits": hits},
+        "hits": {
+            "total": {"value": hits, "relation": "eq"},
+            "max_score": shown[0]["_score"] if shown else None,
+            "hits": shown,
+        },
     }
+
+
+def _requested_size(raw: bytes) -> int:
+    if not raw.strip():
+        return 10
+    try:
+        return int(json.loads(raw).get("size", 10))
+    except (ValueError, TypeError, AttributeError):
+        return 10
 
 
 @dataclass(eq=False)
@@ -233,12 +277,16 @@ class FaultES(_Server):
     delay_s: float = 0.0
     huge_bytes: int = 64 * 1024 * 1024
     only: str = ""
+    #: Documents behind the canned answers (without ``upstream``).
+    hits: int = 10
     requests: int = 0
     seen_auth: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _Server.__init__(self)
         self._session: aiohttp.ClientSession | None = None
+        # Encoded once per size: a benchmark's stand-in must cost next to nothing.
+        self._search_bodies: dict[tuple[int, int], bytes] = {}
 
     @property
     def url(self) -> str:
@@ -302,24 +350,38 @@ class FaultES(_Server):
         if mode == "huge":
             await request.read()
             return await self._huge(request)
-        return await self._ok(request)
-
-    async def _ok(self, request: web.Request) -> web.StreamResponse:
         if self.upstream is None:
-            await request.read()
-            if request.path.endswith("/_msearch"):
-                lines = [ln for ln in (await request.read()).split(b"\n") if ln.strip()]
-                body: Any = {"took": 1, "responses": [canned_search() for _ in lines[::2]]}
-            elif request.path.endswith("/_search"):
-                body = canned_search()
-            else:
-                body = {"acknowledged": True}
-            return web.json_response(body, headers=ES_HEADERS)
+            return await self._canned(request)
+        return await self._proxied(request, self.upstream)
+
+    def _search_body(self, size: int) -> bytes:
+        key = (size, self.hits)
+        if key not in self._search_bodies:
+            self._search_bodies[key] = json.dumps(canned_search(size, self.hits)).encode()
+        return self._search_bodies[key]
+
+    async def _canned(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        headers = {**ES_HEADERS, "Content-Type": "application/json"}
+        if request.path.endswith("/_msearch"):
+            lines = [ln for ln in raw.split(b"\n") if ln.strip()]
+            sizes = [
+                _requested_size(b"".join(lines[i + 1 : i + 2])) for i in range(0, len(lines), 2)
+            ]
+            answers = b",".join(self._search_body(size) for size in sizes)
+            return web.Response(body=b'{"took":1,"responses":[' + answers + b"]}", headers=headers)
+        if request.path.endswith("/_search"):
+            return web.Response(body=self._search_body(_requested_size(raw)), headers=headers)
+        if request.path == "/":
+            return web.json_response(ES_ROOT, headers=ES_HEADERS)
+        return web.json_response({"acknowledged": True}, headers=ES_HEADERS)
+
+    async def _proxied(self, request: web.Request, upstream: str) -> web.StreamResponse:
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         async with self._session.request(
             request.method,
-            self.upstream.rstrip("/") + request.rel_url.raw_path_qs,
+            upstream.rstrip("/") + request.rel_url.raw_path_qs,
             headers=headers,
             data=await request.read(),
             allow_redirects=False,
@@ -376,7 +438,7 @@ async def _serve_forever(server: _Server, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m es_integration.faults")
+    parser = argparse.ArgumentParser(prog="python -m devtools.fakes")
     sub = parser.add_subparsers(dest="kind", required=True)
     model = sub.add_parser("model", help="a fault-injecting rerank server")
     model.add_argument("--port", type=int, default=0)
@@ -388,17 +450,27 @@ def main(argv: list[str] | None = None) -> int:
     es.add_argument("--mode", default="ok")
     es.add_argument("--status", type=int, default=503)
     es.add_argument("--delay-s", type=float, default=0.0)
+    es.add_argument("--hits", type=int, default=10, help="documents behind canned answers")
     args = parser.parse_args(argv)
     server: _Server
     if args.kind == "model":
         server = FaultModel(mode=args.mode, delay_s=args.delay_s)
     else:
         server = FaultES(
-            upstream=args.upstream, mode=args.mode, status=args.status, delay_s=args.delay_s
+            upstream=args.upstream,
+            mode=args.mode,
+            status=args.status,
+            delay_s=args.delay_s,
+            hits=args.hits,
         )
-    run: Callable[[], Awaitable[None]] = lambda: _serve_forever(server, args.port)  # noqa: E731
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+        runner(_serve_forever(server, args.port))
     return 0
 
 

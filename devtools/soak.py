@@ -1,11 +1,12 @@
-"""Soak test: a mixed load against a real sidecar process for a set time, with model faults
-toggled on the way, and a report of what the sidecar did with it.
+"""Soak test: a mixed load against a real sidecar process for a set time (or a set number of
+requests), with model faults toggled on the way, and a report of what the sidecar did with it.
 
-    python -m es_integration.soak --duration 60
-    python -m es_integration.soak --duration 600 --json soak.json
+    python -m devtools.soak --duration 60
+    python -m devtools.soak --duration 600 --json soak.json
+    python -m devtools.soak --requests 800 --fault-every-requests 60
 
 It starts (unless given ``--es-url``) a local ES-compatible server with the sample corpus, a
-fault-injecting rerank server (:class:`es_integration.faults.FaultModel`) and
+fault-injecting rerank server (:class:`devtools.fakes.FaultModel`) and
 ``rerank-sidecar serve`` as a child process using that rerank server (remote backend).
 Then ``--concurrency`` clients send, at most ``--rate`` requests per second in all (all on
 127.0.0.1):
@@ -16,8 +17,9 @@ Then ``--concurrency`` clients send, at most ``--rate`` requests per second in a
 * pass-through writes (``_doc``) and reads (``_count``);
 * direct ``/v1/rerank`` calls, and a few malformed requests (which must get a 4xx).
 
-Every ``--fault-every`` seconds the rerank server switches between healthy and one fault
-(slow past the budget, hanging, HTTP 500, NaN, a score short, HTTP 503). Every response is
+Every ``--fault-every`` seconds (or ``--fault-every-requests`` requests) the rerank server
+switches between healthy and one fault (slow past the budget, hanging, HTTP 500, NaN, a score
+short, HTTP 503). Every response is
 checked: searches must be 200 with valid ES JSON and an ``X-Rerank`` header that agrees with
 the body, whatever the model does. Anything else is an *unexplained* error.
 
@@ -48,186 +50,31 @@ from typing import Any
 
 import aiohttp
 
-from es_integration.corpus import SAMPLE_INDEX, read_jsonl, sample_corpus_path, sample_queries_path
-from es_integration.faults import FaultModel
+from devtools.clients import (
+    Request,
+    Result,
+    Tally,
+    check_search_response,
+    parse_metrics,
+    run_clients,
+)
+from devtools.fakes import FaultModel
+from devtools.procfs import rss_bytes
+from es_integration.corpus import (
+    SAMPLE_INDEX,
+    load_sample,
+    read_jsonl,
+    sample_corpus_path,
+    sample_queries_path,
+)
+from es_integration.es_rest import ESRest
 from es_integration.local_es import LocalES
 from es_integration.sidecar_proc import SidecarProcess
 
 ADMIN_TOKEN = "soak-admin-token"
-FALLBACK_REASONS = frozenset({"timeout", "breaker_open", "overloaded", "error"})
-RERANK_STATUSES = frozenset({"applied", "cached", "shadow", "skipped", "fallback"})
 #: Model modes the soak cycles through, each followed by a healthy period.
 FAULT_CYCLE = ("slow", "error", "hang", "nan", "wrong_count", "overloaded")
 WRITE_INDEX = "soak-writes"
-
-
-# --- process figures ----------------------------------------------------------------------
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size of a process, from /proc (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-_METRIC = re.compile(r"^([a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+|NaN)$")
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """``name{labels} value`` lines of a Prometheus text page into ``{"name{labels}": v}``."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        m = _METRIC.match(line)
-        if m:
-            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-    return out
-
-
-# --- checking responses -------------------------------------------------------------------
-
-
-def rerank_header(value: str | None) -> tuple[str, str | None]:
-    status, _, reason = (value or "").partition("; reason=")
-    return status, reason or None
-
-
-def check_search_response(status: int, headers: Any, body: bytes, *, msearch: bool) -> str | None:
-    """Why a search response is not acceptable, or None. Acceptable: 200, valid ES JSON, an
-    X-Rerank header in the documented vocabulary that agrees with the body's ``_rerank``."""
-    if status != 200:
-        return f"status {status}"
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return "invalid JSON"
-    if not isinstance(data, dict):
-        return "not a JSON object"
-    if msearch:
-        if not isinstance(data.get("responses"), list):
-            return "no responses array"
-    elif not isinstance(data.get("hits"), dict):
-        return "no hits object"
-    rstatus, reason = rerank_header(headers.get("X-Rerank"))
-    if rstatus not in RERANK_STATUSES:
-        return f"bad X-Rerank {headers.get('X-Rerank')!r}"
-    if rstatus == "fallback" and reason not in FALLBACK_REASONS:
-        return f"undocumented fallback reason {reason!r}"
-    annotation = data.get("_rerank")
-    if (
-        not msearch
-        and isinstance(annotation, dict)
-        and (annotation.get("status") != rstatus or annotation.get("reason") != reason)
-    ):
-        return f"X-Rerank {headers.get('X-Rerank')!r} disagrees with _rerank {annotation}"
-    return None
-
-
-# --- load ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    kind: str
-    status: int
-    latency_s: float
-    outcome: str = ""
-    problem: str | None = None
-    #: An error that is the documented answer to what was sent (a 4xx for a bad request,
-    #: a 503 from /v1/rerank while the model is faulty).
-    explained: str | None = None
-
-
-@dataclass
-class Tally:
-    results: list[Result] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
-    ended: float = 0.0
-
-    def add(self, result: Result) -> None:
-        self.results.append(result)
-
-    @property
-    def wall_s(self) -> float:
-        return (self.ended or time.monotonic()) - self.started
-
-    def unexplained(self) -> Counter[str]:
-        return Counter(f"{r.kind}: {r.problem}" for r in self.results if r.problem)
-
-    def explained(self) -> Counter[str]:
-        return Counter(f"{r.kind}: {r.explained}" for r in self.results if r.explained)
-
-    def by_kind(self) -> Counter[str]:
-        return Counter(r.kind for r in self.results)
-
-    def outcomes(self) -> Counter[str]:
-        return Counter(r.outcome for r in self.results if r.outcome)
-
-    def percentile(self, q: float, kind: str | None = None) -> float:
-        data = sorted(r.latency_s for r in self.results if kind is None or r.kind == kind)
-        if not data:
-            return float("nan")
-        return data[min(len(data) - 1, max(0, round(q / 100 * (len(data) - 1))))]
-
-
-class Pacer:
-    """Spreads requests of all workers to at most ``rate`` per second."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.next_t = time.monotonic()
-
-    async def wait(self) -> None:
-        if not self.interval:
-            return
-        now = time.monotonic()
-        self.next_t = max(self.next_t + self.interval, now)
-        delay = self.next_t - now
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
-async def run_clients(
-    base_url: str,
-    pick: Callable[[random.Random], Callable[[aiohttp.ClientSession, str], Any]],
-    *,
-    duration_s: float,
-    concurrency: int,
-    rate: float = 0.0,
-    seed: int = 7,
-    tally: Tally | None = None,
-    request_timeout_s: float = 30.0,
-) -> Tally:
-    """``concurrency`` closed-loop clients for ``duration_s``; each request is chosen by
-    ``pick`` and is a coroutine function ``(session, base_url) -> Result``."""
-    tally = tally or Tally()
-    pacer = Pacer(rate)
-    deadline = time.monotonic() + duration_s
-    timeout = aiohttp.ClientTimeout(total=request_timeout_s)
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-
-        async def worker(n: int) -> None:
-            rng = random.Random(seed * 1000 + n)
-            while time.monotonic() < deadline:
-                await pacer.wait()
-                if time.monotonic() >= deadline:
-                    return
-                request = pick(rng)
-                t0 = time.perf_counter()
-                try:
-                    result = await request(session, base_url)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    name = getattr(request, "kind", "request")
-                    result = Result(
-                        name, 0, time.perf_counter() - t0, problem=f"client {type(exc).__name__}"
-                    )
-                tally.add(result)
-
-        await asyncio.gather(*(worker(n) for n in range(concurrency)))
-    tally.ended = time.monotonic()
-    return tally
 
 
 # --- the soak's request mix -----------------------------------------------------------------
@@ -271,10 +118,10 @@ class Mix:
             (self.bad_request, 6),
         ]
 
-    def pick(self, rng: random.Random) -> Callable[[aiohttp.ClientSession, str], Any]:
+    def pick(self, rng: random.Random) -> Request:
         makers, weights = zip(*self.weights, strict=True)
         maker: Callable[[random.Random], Any] = rng.choices(makers, weights)[0]
-        made: Callable[[aiohttp.ClientSession, str], Any] = maker(rng)
+        made: Request = maker(rng)
         return made
 
     def _fresh_query(self, rng: random.Random) -> str:
@@ -448,10 +295,15 @@ async def sample_figures(
 
 @dataclass
 class SoakConfig:
-    duration_s: float = 60.0
+    duration_s: float | None = 60.0
+    #: Stop after this many requests instead of (or before) ``duration_s``.
+    requests: int | None = None
     concurrency: int = 32
     rate: float = 150.0
     fault_every_s: float = 5.0
+    #: Toggle faults every this many requests instead of every ``fault_every_s`` seconds.
+    fault_every_requests: int | None = None
+    sample_every_s: float = 2.0
     es_url: str | None = None
     max_rss_growth_mb: float = 50.0
     score_cache_entries: int = 20000
@@ -460,6 +312,12 @@ class SoakConfig:
     max_shadow_tasks: int = 16
     log_dir: Path | None = None
     seed: int = 7
+
+    @property
+    def load_text(self) -> str:
+        bounds = [f"{self.duration_s:g} s" if self.duration_s is not None else ""]
+        bounds.append(f"{self.requests} requests" if self.requests is not None else "")
+        return " or ".join(b for b in bounds if b)
 
 
 @dataclass
@@ -533,40 +391,49 @@ async def _es(url: str | None, data_dir: Path) -> AsyncIterator[str]:
 
 
 async def _load_corpus(es_url: str, index: str) -> None:
-    from elasticsearch import Elasticsearch
-
-    from es_integration.corpus import load_sample
-
     def load() -> None:
-        client = Elasticsearch(es_url, request_timeout=120)
-        load_sample(client, index)
-        client.options(ignore_status=404).indices.delete(index=WRITE_INDEX)
-        client.close()
+        load_sample(es_url, index)
+        ESRest(es_url).call("DELETE", f"/{WRITE_INDEX}", missing_ok=True)
 
     await asyncio.to_thread(load)
 
 
-def sidecar_env(cfg: SoakConfig) -> dict[str, str]:
-    p = "RERANK_SIDECAR__"
+def sidecar_config(cfg: SoakConfig) -> dict[str, Any]:
     return {
-        f"{p}RERANK__BUDGET_MS": "300",
-        f"{p}RERANK__WINDOW": "20",
-        f"{p}RERANK__BREAKER__FAIL_MAX": "3",
-        f"{p}RERANK__BREAKER__RESET_TIMEOUT_S": "1.0",
-        f"{p}RERANK__CACHE__MAX_ENTRIES": str(cfg.score_cache_entries),
-        f"{p}RERANK__RESPONSE_CACHE__ENABLED": "true",
-        f"{p}RERANK__RESPONSE_CACHE__MAX_ENTRIES": str(cfg.response_cache_entries),
-        f"{p}RERANK__MAX_SHADOW_TASKS": str(cfg.max_shadow_tasks),
-        f"{p}WORKER__MAX_QUEUE_PAIRS": str(cfg.max_queue_pairs),
-        f"{p}MODEL__REMOTE__READ_TIMEOUT_S": "5",
-        f"{p}API__TIMEOUT_S": "2",
-        f"{p}ROLLOUT__TRUSTED_CLIENTS": "[127.0.0.1/32]",
-        f"{p}ADMIN__TOKEN": ADMIN_TOKEN,
+        "rerank": {
+            "budget_ms": 300,
+            "window": 20,
+            "breaker": {"fail_max": 3, "reset_timeout_s": 1.0},
+            "cache": {"max_entries": cfg.score_cache_entries},
+            "response_cache": {"enabled": True, "max_entries": cfg.response_cache_entries},
+            "max_shadow_tasks": cfg.max_shadow_tasks,
+        },
+        "worker": {"max_queue_pairs": cfg.max_queue_pairs},
+        "model": {"remote": {"read_timeout_s": 5}},
+        "api": {"timeout_s": 2},
+        "rollout": {"trusted_clients": ["127.0.0.1/32"]},
+        "admin": {"token": ADMIN_TOKEN},
     }
 
 
+async def _next_phase(cfg: SoakConfig, tally: Tally, step: int, stop: asyncio.Event) -> None:
+    if cfg.fault_every_requests is not None:
+        phase_over = asyncio.ensure_future(tally.reached(step * cfg.fault_every_requests))
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({phase_over, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for fut in (phase_over, stopped):
+            fut.cancel()
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), cfg.fault_every_s)
+
+
 async def _toggle_faults(
-    model: FaultModel, cfg: SoakConfig, stop: asyncio.Event, log: list[tuple[float, str]]
+    model: FaultModel,
+    cfg: SoakConfig,
+    tally: Tally,
+    stop: asyncio.Event,
+    log: list[tuple[float, str]],
 ) -> None:
     t0 = time.monotonic()
     step = 0
@@ -576,18 +443,33 @@ async def _toggle_faults(
         model.mode, model.delay_s = mode, 1.0
         log.append((round(time.monotonic() - t0, 1), mode))
         step += 1
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), cfg.fault_every_s)
+        await _next_phase(cfg, tally, step, stop)
     model.mode = "ok"
 
 
-async def _sampler(base: str, pid: int, figures: Figures, stop: asyncio.Event) -> None:
+async def _drained(session: aiohttp.ClientSession, base: str, timeout_s: float = 30.0) -> None:
+    """Wait until the model queue and the shadow tasks are empty (the load is over)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        async with session.get(f"{base}/_sidecar/metrics") as resp:
+            metrics = parse_metrics(await resp.text())
+        busy = metrics.get(LIVE_FIGURES["queue_pairs"], 0.0) + metrics.get(
+            LIVE_FIGURES["shadow_tasks"], 0.0
+        )
+        if busy == 0:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _sampler(
+    base: str, pid: int, figures: Figures, stop: asyncio.Event, every_s: float
+) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         while not stop.is_set():
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 await sample_figures(session, base, pid, figures)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 2.0)
+                await asyncio.wait_for(stop.wait(), every_s)
 
 
 async def soak(cfg: SoakConfig, *, progress: Callable[[str], None] | None = None) -> SoakReport:
@@ -604,7 +486,7 @@ async def soak(cfg: SoakConfig, *, progress: Callable[[str], None] | None = None
             es_url,
             log_path=log_path,
             model=model.url,
-            env=sidecar_env(cfg),
+            config=sidecar_config(cfg),
             wait_ready=True,
         )
         figures = Figures(
@@ -621,29 +503,33 @@ async def soak(cfg: SoakConfig, *, progress: Callable[[str], None] | None = None
             figures.rss_start = rss_bytes(sc.proc.pid)
             say(
                 f"sidecar pid {sc.proc.pid} at {sc.url}, RSS {figures.rss_start / 2**20:.1f} MB; "
-                f"{cfg.concurrency} clients, <= {cfg.rate:g} req/s, {cfg.duration_s:g} s"
+                f"{cfg.concurrency} clients, <= {cfg.rate:g} req/s, {cfg.load_text}"
             )
             stop = asyncio.Event()
+            tally = Tally()
+            every = cfg.sample_every_s
             background = [
-                asyncio.create_task(_toggle_faults(model, cfg, stop, faults)),
-                asyncio.create_task(_sampler(sc.url, sc.proc.pid, figures, stop)),
+                asyncio.create_task(_toggle_faults(model, cfg, tally, stop, faults)),
+                asyncio.create_task(_sampler(sc.url, sc.proc.pid, figures, stop, every)),
             ]
             mix = Mix(index, cfg.seed)
             try:
-                tally = await run_clients(
+                await run_clients(
                     sc.url,
                     mix.pick,
                     duration_s=cfg.duration_s,
+                    requests=cfg.requests,
                     concurrency=cfg.concurrency,
                     rate=cfg.rate,
                     seed=cfg.seed,
+                    tally=tally,
                 )
             finally:
                 stop.set()
                 await asyncio.gather(*background)
             # A last look once the load is over: queues drained, process still serving.
-            await asyncio.sleep(1.0)
             async with aiohttp.ClientSession() as session:
+                await _drained(session, sc.url)
                 await sample_figures(session, sc.url, sc.proc.pid, figures)
             figures.rss_end = rss_bytes(sc.proc.pid)
             if sc.proc.poll() is not None:
@@ -681,9 +567,11 @@ def format_report(report: SoakReport) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=60.0, help="seconds of load (60)")
+    p.add_argument("--requests", type=int, help="stop after this many requests")
     p.add_argument("--concurrency", type=int, default=32, help="concurrent clients (32)")
     p.add_argument("--rate", type=float, default=150.0, help="max requests/s in all (150)")
     p.add_argument("--fault-every", type=float, default=5.0, help="seconds per fault phase")
+    p.add_argument("--fault-every-requests", type=int, help="requests per fault phase")
     p.add_argument("--es-url", help="use this ES instead of starting a local one")
     p.add_argument("--max-rss-growth-mb", type=float, default=50.0)
     p.add_argument("--log-dir", type=Path, help="where the sidecar's log goes")
@@ -694,9 +582,11 @@ def run_cli(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg = SoakConfig(
         duration_s=args.duration,
+        requests=args.requests,
         concurrency=args.concurrency,
         rate=args.rate,
         fault_every_s=args.fault_every,
+        fault_every_requests=args.fault_every_requests,
         es_url=args.es_url,
         max_rss_growth_mb=args.max_rss_growth_mb,
         log_dir=args.log_dir,
@@ -711,7 +601,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m es_integration.soak",
+        prog="python -m devtools.soak",
         description=(__doc__ or "").split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -3,8 +3,9 @@
 python -m es_integration demo [--dataset DIR] [--port 9280]
 python -m es_integration es [--port 9200] [--data-dir .local-es]
 python -m es_integration load --es-url URL [--dataset DIR] [--index NAME]
-python -m es_integration eval [--dataset DIR] [--window 20 100] ...   (es_integration.eval)
-python -m es_integration bench [--quick] [--write-docs] ...          (es_integration.bench)
+
+The evaluation harness, the benchmark suite and the soak are dev tools, not shipped:
+``python -m devtools.eval``, ``python -m devtools.bench``, ``python -m devtools.soak``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ import json
 import os
 import shlex
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 
-from elasticsearch import Elasticsearch
-
-from es_integration.corpus import SAMPLE_INDEX, load_beir, load_sample, sample_queries_path
+from es_integration.corpus import (
+    SAMPLE_INDEX,
+    index_beir,
+    load_sample,
+    read_beir,
+    sample_queries_path,
+)
 from es_integration.local_es import LocalES, free_port
 from es_integration.sidecar_proc import SidecarProcess
 
@@ -30,10 +36,9 @@ DEMO_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 def _load(es_url: str, dataset: Path | None, index: str | None) -> tuple[str, int, str]:
     """Load the sample corpus or a BEIR folder; returns (index, count, an example query)."""
-    es = Elasticsearch(es_url, request_timeout=120)
     if dataset is None:
         name = index or SAMPLE_INDEX
-        count = load_sample(es, name)
+        count = load_sample(es_url, name)
         example = "my library card stopped working at the self-checkout machine"
         qpath = sample_queries_path()
         if qpath.is_file():
@@ -43,15 +48,14 @@ def _load(es_url: str, dataset: Path | None, index: str | None) -> tuple[str, in
                     break
         return name, count, example
     name = index or dataset.name.replace(".", "-").lower()
-    ds = load_beir(es, dataset, name)
+    ds = read_beir(dataset)
+    count, _ = index_beir(es_url, ds, name)
     example = next(iter(ds.judged_queries.values()), "example query")
-    return name, len(ds.corpus), example
+    return name, count, example
 
 
 def _port(wanted: int) -> int:
     try:
-        import socket
-
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", wanted))
         return wanted
@@ -72,7 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             port=_port(args.port),
             model=args.model,
             log_path=log_path,
-            config=args.config,
+            config_file=args.config,
             wait_ready=True,
             timeout=300,
         ) as sc:
@@ -146,22 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--es-url", default=os.environ.get("ES_URL", "http://localhost:9200"))
     load.add_argument("--dataset", type=Path)
     load.add_argument("--index")
-    from es_integration import bench as bench_cmd
-    from es_integration import eval as eval_cmd
-    from es_integration import soak as soak_cmd
-
-    eval_cmd.add_arguments(sub.add_parser("eval", help="relevance: ES vs through the sidecar"))
-    bench_cmd.add_arguments(sub.add_parser("bench", help="the benchmark suite"))
-    soak_cmd.add_arguments(sub.add_parser("soak", help="mixed load with faults, RSS report"))
     args = parser.parse_args(argv)
-    handlers = {
-        "demo": cmd_demo,
-        "es": cmd_es,
-        "load": cmd_load,
-        "eval": eval_cmd.run_cli,
-        "bench": bench_cmd.run_cli,
-        "soak": soak_cmd.run_cli,
-    }
+    handlers = {"demo": cmd_demo, "es": cmd_es, "load": cmd_load}
     return handlers[args.command](args)
 
 

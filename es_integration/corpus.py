@@ -2,19 +2,21 @@
 
 BEIR layout: ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl`` (``_id``,
 ``text``) and ``qrels.tsv`` (``query-id``, ``corpus-id``, ``score``; the header row is
-optional).
+optional). Only queries and judgments are held in memory; the corpus is streamed into the
+index in bulk chunks, so a multi-million-passage collection loads like the 5k slice.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from importlib.resources import files
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from elasticsearch import Elasticsearch, helpers
+from es_integration.es_rest import ESRest
 
 SAMPLE_INDEX = "sample"
 
@@ -34,12 +36,17 @@ SAMPLE_MAPPING: dict[str, Any] = {
     }
 }
 
+#: One shard, so BM25 statistics are collection-wide (several shards each score with their
+#: own term statistics, which makes a baseline depend on document routing); no replicas on
+#: a development node. ``title`` and ``text`` are analysed with the standard analyzer, as in
+#: the reference figures; nothing else is indexed.
+BEIR_SETTINGS: dict[str, Any] = {"number_of_shards": 1, "number_of_replicas": 0}
 BEIR_MAPPING: dict[str, Any] = {
-    "properties": {
-        "title": {"type": "text"},
-        "text": {"type": "text"},
-    }
+    "dynamic": False,
+    "properties": {"title": {"type": "text"}, "text": {"type": "text"}},
 }
+BEIR_FILES = ("corpus.jsonl", "queries.jsonl", "qrels.tsv")
+CHUNK = 500
 
 
 def sample_corpus_path() -> Path:
@@ -56,22 +63,12 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{lineno}: not valid JSON") from exc
-
-
-@dataclass
-class BeirDataset:
-    path: Path
-    corpus: dict[str, dict[str, Any]] = field(default_factory=dict)
-    queries: dict[str, str] = field(default_factory=dict)
-    #: query id -> {doc id: graded relevance}
-    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    @property
-    def judged_queries(self) -> dict[str, str]:
-        return {qid: text for qid, text in self.queries.items() if self.qrels.get(qid)}
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{lineno}: not a JSON object")
+            yield record
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
@@ -93,56 +90,91 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
+@dataclass(frozen=True)
+class BeirDataset:
+    path: Path
+    #: id -> text, in the order of queries.jsonl.
+    queries: dict[str, str]
+    #: query id -> {doc id: graded relevance}
+    qrels: dict[str, dict[str, int]]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def judged_queries(self) -> dict[str, str]:
+        return {qid: text for qid, text in self.queries.items() if self.qrels.get(qid)}
+
+    def documents(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for doc in read_jsonl(self.path / "corpus.jsonl"):
+            yield str(doc["_id"]), {"title": doc.get("title") or "", "text": doc.get("text") or ""}
+
+    def count_documents(self) -> int:
+        with (self.path / "corpus.jsonl").open("rb") as fh:
+            return sum(1 for line in fh if line.strip())
+
+
 def read_beir(path: Path) -> BeirDataset:
     path = Path(path)
-    for name in ("corpus.jsonl", "queries.jsonl", "qrels.tsv"):
+    for name in BEIR_FILES:
         if not (path / name).is_file():
             raise FileNotFoundError(f"{path} is not a BEIR folder: {name} is missing")
-    ds = BeirDataset(path)
-    for doc in read_jsonl(path / "corpus.jsonl"):
-        ds.corpus[str(doc["_id"])] = {
-            "title": doc.get("title") or "",
-            "text": doc.get("text") or "",
-        }
-    for q in read_jsonl(path / "queries.jsonl"):
-        ds.queries[str(q["_id"])] = str(q["text"])
-    ds.qrels = read_qrels(path / "qrels.tsv")
-    return ds
+    queries = {str(q["_id"]): str(q["text"]) for q in read_jsonl(path / "queries.jsonl")}
+    return BeirDataset(path, queries, read_qrels(path / "qrels.tsv"))
 
 
-def _actions(index: str, docs: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[dict[str, Any]]:
-    for doc_id, source in docs:
-        yield {"_index": index, "_id": doc_id, "_source": source}
+def _chunks(
+    docs: Iterable[tuple[str, dict[str, Any]]], size: int
+) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    it = iter(docs)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
-def load_documents(
-    es: Elasticsearch,
+def index_beir(
+    es_url: str,
+    dataset: BeirDataset,
     index: str,
-    docs: Iterable[tuple[str, dict[str, Any]]],
-    mapping: dict[str, Any],
     *,
-    recreate: bool = True,
-    chunk_size: int = 500,
-) -> int:
-    """(Re)create ``index`` with ``mapping`` and bulk-load ``docs``; returns the count."""
-    if recreate:
-        es.options(ignore_status=404).indices.delete(index=index)
-    if not es.indices.exists(index=index):
-        es.indices.create(index=index, mappings=mapping)
-    ok, errors = helpers.bulk(
-        es, _actions(index, docs), chunk_size=chunk_size, refresh="true", raise_on_error=False
-    )
-    if errors:
-        raise RuntimeError(f"{len(errors)} documents failed to load into {index}: {errors[:1]}")
-    return int(ok)
+    reload: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, bool]:
+    """Make ``index`` hold the folder's corpus; returns (documents, whether it was loaded).
+
+    An index that already holds as many documents as the corpus is kept unless ``reload``.
+    ``progress`` is told how many documents each chunk added.
+    """
+    es = ESRest(es_url, timeout=300)
+    total = dataset.count_documents()
+    if not reload and es.index_exists(index):
+        es.refresh(index)
+        if es.count(index) == total:
+            return total, False
+    es.recreate_index(index, BEIR_MAPPING, BEIR_SETTINGS)
+    for chunk in _chunks(dataset.documents(), CHUNK):
+        added = es.bulk_index(index, chunk)
+        if progress is not None:
+            progress(added)
+    es.refresh(index)
+    count = es.count(index)
+    if count != total:
+        raise RuntimeError(f"{index} holds {count} documents after loading {total}")
+    return total, True
 
 
-def load_sample(es: Elasticsearch, index: str = SAMPLE_INDEX) -> int:
+def load_beir(es_url: str, path: Path, index: str) -> BeirDataset:
+    """Read a BEIR folder and make ``index`` hold its corpus."""
+    dataset = read_beir(path)
+    index_beir(es_url, dataset, index)
+    return dataset
+
+
+def load_sample(es_url: str, index: str = SAMPLE_INDEX) -> int:
+    """(Re)create ``index`` with the bundled sample corpus; returns the count."""
+    es = ESRest(es_url)
+    es.recreate_index(index, SAMPLE_MAPPING)
     docs = ((str(d.pop("_id")), d) for d in read_jsonl(sample_corpus_path()))
-    return load_documents(es, index, docs, SAMPLE_MAPPING)
-
-
-def load_beir(es: Elasticsearch, path: Path, index: str) -> BeirDataset:
-    ds = read_beir(path)
-    load_documents(es, index, ds.corpus.items(), BEIR_MAPPING)
-    return ds
+    loaded = sum(es.bulk_index(index, chunk) for chunk in _chunks(docs, CHUNK))
+    es.refresh(index)
+    return loaded

@@ -1,8 +1,15 @@
-"""Run ``rerank-sidecar serve`` as a child process (demo, benchmarks, tests)."""
+"""Run ``rerank-sidecar serve`` as a child process (demo, benchmarks, tests).
+
+The child is configured from a nested dict shaped like the sidecar's YAML: it is merged
+over an optional config file, validated here (a typo fails in the caller, naming the key,
+instead of in a child's log), and written beside the log as the child's ``--config``. Callers
+say ``{"rerank": {"budget_ms": 300}}`` and never spell environment variable names.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -10,15 +17,44 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+import yaml
 
 from es_integration.local_es import free_port
+from sidecar.config import build_config, merge, read_yaml
 
 
 class SidecarStartError(RuntimeError):
     pass
+
+
+def write_config(
+    path: Path,
+    es_url: str,
+    port: int,
+    *,
+    model: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    config_file: Path | None = None,
+) -> dict[str, Any]:
+    """Merge, validate and write the child's config file; returns what was written."""
+    tree: dict[str, Any] = read_yaml(config_file) if config_file is not None else {}
+    tree = merge(tree, config or {})
+    placed: dict[str, Any] = {"es": {"url": es_url}, "server": {"host": "127.0.0.1", "port": port}}
+    if model is not None:
+        placed["model"] = {"name": model}
+    tree = merge(tree, placed)
+    build_config(tree)
+    # JSON first: tuples and paths become what YAML can write and the sidecar reads back.
+    plain: dict[str, Any] = json.loads(json.dumps(tree, default=str))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(plain, sort_keys=False), encoding="utf-8")
+    return plain
 
 
 @dataclass
@@ -26,6 +62,7 @@ class SidecarProcess:
     port: int
     log_path: Path
     proc: subprocess.Popen[bytes] = field(repr=False)
+    config_path: Path | None = None
     #: Seconds from spawn until /_sidecar/health answered.
     startup_s: float = 0.0
 
@@ -39,28 +76,24 @@ class SidecarProcess:
         es_url: str,
         *,
         log_path: Path,
-        port: int | None = None,
-        config: Path | None = None,
         model: str | None = None,
-        env: dict[str, str] | None = None,
+        config: Mapping[str, Any] | None = None,
+        config_file: Path | None = None,
+        port: int | None = None,
         wait_ready: bool = False,
         timeout: float = 60.0,
     ) -> SidecarProcess:
         port = port or free_port()
-        cmd = [sys.executable, "-m", "sidecar", "serve", "--es-url", es_url, "--port", str(port)]
-        cmd += ["--host", "127.0.0.1"]
-        if config is not None:
-            cmd += ["--config", str(config)]
-        if model is not None:
-            cmd += ["--model", model]
-        full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        config_path = log_path.with_name(log_path.stem + ".config.yaml")
+        write_config(config_path, es_url, port, model=model, config=config, config_file=config_file)
+        cmd = [sys.executable, "-m", "sidecar", "serve", "--config", str(config_path)]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         t0 = time.monotonic()
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-        sc = cls(port=port, log_path=log_path, proc=proc)
+        sc = cls(port=port, log_path=log_path, proc=proc, config_path=config_path)
         sc.wait("/_sidecar/health", timeout)
         sc.startup_s = time.monotonic() - t0
         if wait_ready:

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from elasticsearch import Elasticsearch
 
+from devtools.fakes import FaultModel
 from es_integration.corpus import load_sample, sample_queries_path
 from es_integration.local_es import LocalES
 from es_integration.sidecar_proc import SidecarProcess
 from tests.support.apps import RunningSidecar, running_sidecar
-from tests.support.fake_reranker import FakeReranker
 from tests.support.search import BUNDLED_MODEL, SAMPLE, base_config
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -135,7 +134,7 @@ def sidecar(es: ESTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         es.url,
         log_path=logs / "sidecar.log",
         model=BUNDLED_MODEL,
-        env={"RERANK_SIDECAR__ROLLOUT__DEFAULT": "off"},
+        config={"rollout": {"default": "off"}},
         wait_ready=True,
     ) as proc:
         yield proc
@@ -149,7 +148,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def sample_index(es: ESTarget) -> str:
     """The bundled sample corpus, loaded once per ES target."""
-    load_sample(Elasticsearch(es.url, request_timeout=60), SAMPLE)
+    load_sample(es.url, SAMPLE)
     return SAMPLE
 
 
@@ -167,7 +166,6 @@ async def bundled(es: ESTarget, sample_index: str) -> AsyncIterator[RunningSidec
 
 
 @pytest.fixture
-async def fake_reranker() -> AsyncIterator[FakeReranker]:
-    fake = await FakeReranker().start()
-    yield fake
-    await fake.close()
+async def fake_reranker() -> AsyncIterator[FaultModel]:
+    async with FaultModel() as fake:
+        yield fake

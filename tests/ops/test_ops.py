@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 import requests
 
+from devtools.fakes import FaultModel
 from es_integration.sidecar_proc import SidecarProcess
 from tests.conftest import ESTarget
 from tests.support.apps import running_sidecar
-from tests.support.fake_reranker import FakeReranker
 from tests.support.search import SAMPLE, base_config, multi_match
 
 TOKEN = "s3cret-admin-token"
@@ -91,7 +91,7 @@ async def _admin(
 
 
 async def test_admin_api_auth_and_actions(
-    es: ESTarget, sample_index: str, tmp_path: Path, fake_reranker: FakeReranker
+    es: ESTarget, sample_index: str, tmp_path: Path, fake_reranker: FaultModel
 ) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text("default: 'off'\n")
@@ -152,8 +152,8 @@ async def test_admin_unreachable_from_other_networks(es: ESTarget, sample_index:
 def test_sigterm_drains_in_flight_requests(es: ESTarget, sample_index: str, tmp_path: Path) -> None:
     """SIGTERM: stop accepting, finish what is in flight, stop the model worker, exit 0."""
 
-    async def slow_server() -> tuple[FakeReranker, asyncio.AbstractEventLoop]:
-        fake = await FakeReranker(mode="slow", delay_s=1.5).start()
+    async def slow_server() -> tuple[FaultModel, asyncio.AbstractEventLoop]:
+        fake = await FaultModel(mode="slow", delay_s=1.5).start()
         return fake, asyncio.get_running_loop()
 
     loop = asyncio.new_event_loop()
@@ -161,12 +161,9 @@ def test_sigterm_drains_in_flight_requests(es: ESTarget, sample_index: str, tmp_
     thread.start()
     fake, _ = asyncio.run_coroutine_threadsafe(slow_server(), loop).result(10)
     try:
-        env = {
-            "RERANK_SIDECAR__RERANK__BUDGET_MS": "5000",
-            "RERANK_SIDECAR__SERVER__SHUTDOWN_TIMEOUT_S": "10",
-        }
+        config = {"rerank": {"budget_ms": 5000}, "server": {"shutdown_timeout_s": 10}}
         sc = SidecarProcess.start(
-            es.url, log_path=tmp_path / "sc.log", model=fake.url, env=env, wait_ready=True
+            es.url, log_path=tmp_path / "sc.log", model=fake.url, config=config, wait_ready=True
         )
         result: dict[str, Any] = {}
 

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from es_integration.faults import FaultES, FaultModel
+from devtools.fakes import FaultES, FaultModel
 from tests.conftest import ESTarget
 
 #: Seconds of load in the load tests; the long variant of the issue is
-#: RELIABILITY_LOAD_S=60 (or the soak tool, python -m es_integration.soak).
+#: RELIABILITY_LOAD_S=60 (or the soak tool, python -m devtools.soak).
 LOAD_S = float(os.environ.get("RELIABILITY_LOAD_S", "8"))
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from es_integration.faults import FaultES, FaultModel
+from devtools.fakes import FaultES, FaultModel
 from sidecar.keys import ENGINE, SCORER, SHADOW
 from tests.conftest import ESTarget
 from tests.support.apps import RunningSidecar, running_sidecar

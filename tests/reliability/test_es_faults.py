@@ -22,12 +22,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from es_integration.faults import FaultES, FaultModel, es_error_body
+from devtools.clients import Result, check_search_response, run_clients
+from devtools.fakes import FaultES, FaultModel, es_error_body
+from devtools.procfs import rss_bytes
 from es_integration.local_es import LocalES, free_port
-from es_integration.soak import Result, check_search_response, rss_bytes, run_clients
 from tests.conftest import ESTarget
 from tests.support.apps import running_sidecar
-from tests.support.reliability import env, es_error, sidecar_process
+from tests.support.reliability import es_error, overrides, sidecar_process
 from tests.support.search import SAMPLE, base_config, multi_match
 
 QUERY = "library card renew borrow books online account"
@@ -281,9 +282,11 @@ async def test_huge_es_answers_bounded_memory(
     """A 256 MiB ES answer: pass-through and searches that are not reranked stream it (the
     sidecar's RSS barely moves); on the rerank path, where the answer must be read, it is
     refused past es.max_response_bytes with a clear 502 and the read stops there."""
-    config = env(es__max_response_bytes=8 * 1024 * 1024)
+    config = overrides(es__max_response_bytes=8 * 1024 * 1024)
     async with (
-        sidecar_process(fault_es.url, tmp_path / "sc.log", model=fault_model.url, env=config) as sc,
+        sidecar_process(
+            fault_es.url, tmp_path / "sc.log", model=fault_model.url, config=config
+        ) as sc,
         aiohttp.ClientSession() as s,
     ):
         fault_es.mode, fault_es.huge_bytes = "huge", HUGE

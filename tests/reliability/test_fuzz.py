@@ -56,16 +56,15 @@ def _ndjson(ctx: Any, value: Any) -> bytes:
 def fuzz_target(
     es: ESTarget, sample_index: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:
-    env = {
-        "RERANK_SIDECAR__ADMIN__TOKEN": TOKEN,
-        "RERANK_SIDECAR__RERANK__WINDOW": "20",
-        "RERANK_SIDECAR__RERANK__BUDGET_MS": "5000",
-        "RERANK_SIDECAR__ROLLOUT__TRUSTED_CLIENTS": "[127.0.0.1/32]",
-        "RERANK_SIDECAR__SERVER__ACCESS_LOG": "false",
+    config = {
+        "admin": {"token": TOKEN},
+        "rerank": {"window": 20, "budget_ms": 5000},
+        "rollout": {"trusted_clients": ["127.0.0.1/32"]},
+        "server": {"access_log": False},
     }
     log = tmp_path_factory.mktemp("fuzz") / "sidecar.log"
     with SidecarProcess.start(
-        es.url, log_path=log, model=BUNDLED_MODEL, env=env, wait_ready=True, timeout=120
+        es.url, log_path=log, model=BUNDLED_MODEL, config=config, wait_ready=True, timeout=120
     ) as sc:
         yield sc.url, es.url
         assert sc.proc.poll() is None, "the sidecar died under fuzzing"

@@ -8,7 +8,7 @@ every fallback, and the breaker opens under failures and closes again once the m
 
 Single faults, one request at a time, are covered in tests/rerank/test_fail_open.py. The CI
 variant runs ``RELIABILITY_LOAD_S`` (default 8) seconds; ``RELIABILITY_LOAD_S=60`` is the
-long variant of the issue (``python -m es_integration.soak`` runs the mixed long one).
+long variant of the issue (``python -m devtools.soak`` runs the mixed long one).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from typing import Any
 
 import aiohttp
 
+from devtools.clients import Result, check_search_response, rerank_header, run_clients
+from devtools.fakes import FaultModel
 from es_integration.corpus import read_jsonl, sample_queries_path
-from es_integration.faults import FaultModel
-from es_integration.soak import Result, check_search_response, rerank_header, run_clients
 from tests.conftest import ESTarget
 from tests.reliability.conftest import LOAD_S
-from tests.support.reliability import env, metrics, sidecar_process
+from tests.support.reliability import metrics, overrides, sidecar_process
 from tests.support.search import BUNDLED_MODEL, SAMPLE, multi_match
 
 CLIENTS = 100
@@ -97,7 +97,7 @@ async def test_model_faults_under_100_concurrent_clients(
 ) -> None:
     queries = _queries()
     direct = await _es_order(es.url, queries)
-    config = env(
+    config = overrides(
         model__remote__read_timeout_s=5,
         rerank__budget_ms=300,
         rerank__window=20,
@@ -132,7 +132,7 @@ async def test_model_faults_under_100_concurrent_clients(
         return go
 
     log = tmp_path / "sidecar.log"
-    async with sidecar_process(es.url, log, model=fault_model.url, env=config) as sc:
+    async with sidecar_process(es.url, log, model=fault_model.url, config=config) as sc:
         with BreakerWatch(sc.url) as watch:
             cycling = asyncio.create_task(_cycle(fault_model, LOAD_S / len(PHASES)))
             tally = await run_clients(sc.url, pick, duration_s=LOAD_S, concurrency=CLIENTS)
@@ -175,7 +175,7 @@ async def test_bundled_model_overload_sheds_load_and_drains(
     """The real model on this CPU, 100 clients, a small queue: excess searches fall back at
     once (overloaded) instead of queueing; the queue never exceeds its bound and drains."""
     bound = 60
-    config = env(
+    config = overrides(
         worker__max_queue_pairs=bound,
         worker__max_batch_pairs=20,
         rerank__window=20,
@@ -208,7 +208,7 @@ async def test_bundled_model_overload_sheds_load_and_drains(
         return go
 
     log = tmp_path / "sidecar.log"
-    async with sidecar_process(es.url, log, model=BUNDLED_MODEL, env=config) as sc:
+    async with sidecar_process(es.url, log, model=BUNDLED_MODEL, config=config) as sc:
         with BreakerWatch(sc.url) as watch:
             tally = await run_clients(
                 sc.url, pick, duration_s=min(LOAD_S, 6.0), concurrency=CLIENTS

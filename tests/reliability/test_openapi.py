@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from es_integration.faults import FaultES, FaultModel
+from devtools.fakes import FaultES, FaultModel
 from sidecar.app import create_app
 from sidecar.config import build_config
 from tests.support.apps import running_sidecar

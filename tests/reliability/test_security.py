@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from es_integration.faults import FaultES, FaultModel
+from devtools.fakes import FaultES, FaultModel
 from tests.support.apps import running_sidecar
 from tests.support.reliability import (
     SECRET,

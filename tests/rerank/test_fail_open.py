@@ -12,16 +12,16 @@ import aiohttp
 import pytest
 from elasticsearch import Elasticsearch
 
+from devtools.fakes import FaultModel
 from sidecar.keys import ENGINE
 from tests.conftest import ESTarget
 from tests.support.apps import running_sidecar
-from tests.support.fake_reranker import FakeReranker
 from tests.support.search import SAMPLE, base_config, multi_match
 
 QUERY = "library card renew borrow books online account"
 
 
-def _config(es_url: str, fake: FakeReranker, **over: Any) -> dict[str, Any]:
+def _config(es_url: str, fake: FaultModel, **over: Any) -> dict[str, Any]:
     return base_config(
         es_url,
         model={"name": fake.url, "remote": {"read_timeout_s": 5.0}},
@@ -57,7 +57,7 @@ def _ids(body: dict[str, Any]) -> list[str]:
     ],
 )
 async def test_model_faults_fall_back_to_es_order(
-    es: ESTarget, sample_index: str, fake_reranker: FakeReranker, mode: str, reason: str
+    es: ESTarget, sample_index: str, fake_reranker: FaultModel, mode: str, reason: str
 ) -> None:
     fake_reranker.mode, fake_reranker.delay_s = mode, 1.0
     direct = Elasticsearch(es.url).search(index=SAMPLE, body=multi_match(QUERY, size=10)).body
@@ -77,7 +77,7 @@ async def test_model_faults_fall_back_to_es_order(
 
 
 async def test_breaker_opens_half_opens_and_closes(
-    es: ESTarget, sample_index: str, fake_reranker: FakeReranker
+    es: ESTarget, sample_index: str, fake_reranker: FaultModel
 ) -> None:
     fake_reranker.mode = "error"
     async with running_sidecar(_config(es.url, fake_reranker)) as sc:
@@ -109,7 +109,7 @@ async def test_breaker_opens_half_opens_and_closes(
 
 
 async def test_client_disconnect_is_not_a_model_failure(
-    es: ESTarget, sample_index: str, fake_reranker: FakeReranker
+    es: ESTarget, sample_index: str, fake_reranker: FaultModel
 ) -> None:
     fake_reranker.mode, fake_reranker.delay_s = "slow", 0.25
     config = _config(es.url, fake_reranker)

@@ -13,8 +13,8 @@ from typing import Any
 
 import aiohttp
 
+from devtools.clients import parse_metrics
 from es_integration.sidecar_proc import SidecarProcess
-from es_integration.soak import parse_metrics
 
 SECRET = "Basic c2VjcmV0LXVzZXI6aHVudGVyMg=="  # secret-user:hunter2
 SECRET_PARTS = ("c2VjcmV0LXVzZXI6aHVudGVyMg", "hunter2")
@@ -26,7 +26,7 @@ async def sidecar_process(
     log_path: Path,
     *,
     model: str,
-    env: dict[str, str] | None = None,
+    config: dict[str, Any] | None = None,
     wait_ready: bool = True,
 ) -> AsyncIterator[SidecarProcess]:
     """``rerank-sidecar serve`` as a child process; started in a thread so that fault
@@ -36,7 +36,7 @@ async def sidecar_process(
         es_url,
         log_path=log_path,
         model=model,
-        env=env or {},
+        config=config,
         wait_ready=wait_ready,
     )
     try:
@@ -45,13 +45,16 @@ async def sidecar_process(
         await asyncio.to_thread(proc.stop)
 
 
-def env(**values: Any) -> dict[str, str]:
-    """``env(rerank__budget_ms=300)`` -> ``{"RERANK_SIDECAR__RERANK__BUDGET_MS": "300"}``."""
-    out = {}
+def overrides(**values: Any) -> dict[str, Any]:
+    """``overrides(rerank__budget_ms=300)`` -> ``{"rerank": {"budget_ms": 300}}``."""
+    tree: dict[str, Any] = {}
     for key, value in values.items():
-        text = json.dumps(value) if isinstance(value, list | bool) else str(value)
-        out["RERANK_SIDECAR__" + key.upper()] = text
-    return out
+        *sections, name = key.split("__")
+        node = tree
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = value
+    return tree
 
 
 async def metrics(session: aiohttp.ClientSession, base: str) -> dict[str, float]:
