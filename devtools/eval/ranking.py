@@ -9,6 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+NDCG_K = 10
+MRR_K = 10
+RECALL_DEPTH = 100
+
 
 def dcg(gains: Sequence[float]) -> float:
     return sum(g / math.log2(i + 2) for i, g in enumerate(gains))
@@ -33,3 +37,19 @@ def recall_at(ranking: Sequence[str], qrels: Mapping[str, int], k: int) -> float
     if not relevant:
         return 0.0
     return len(relevant & set(ranking[:k])) / len(relevant)
+
+
+def metric_names(window: int) -> tuple[str, ...]:
+    return (f"ndcg@{NDCG_K}", f"mrr@{MRR_K}", f"recall@{window}", f"recall@{RECALL_DEPTH}")
+
+
+def query_metrics(
+    ranking: Sequence[str], qrels: Mapping[str, int], window: int
+) -> dict[str, float]:
+    """The harness's metrics of one query: nDCG@10, MRR@10, Recall@window, Recall@100."""
+    return {
+        f"ndcg@{NDCG_K}": ndcg_at(ranking, qrels, NDCG_K),
+        f"mrr@{MRR_K}": mrr_at(ranking, qrels, MRR_K),
+        f"recall@{window}": recall_at(ranking, qrels, window),
+        f"recall@{RECALL_DEPTH}": recall_at(ranking, qrels, RECALL_DEPTH),
+    }

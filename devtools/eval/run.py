@@ -1,6 +1,6 @@
 """Relevance evaluation: every judged query straight to ES and through the sidecar.
 
-    python -m es_integration eval [--dataset DIR] [--window 20 100] [--score-mode replace fusion]
+    python -m devtools.eval [--dataset DIR] [--window 20 100] [--score-mode replace fusion]
         [--fusion-weight 0.5 0.7] [--instruction TEXT ...] [--fields title,text ...]
         [--model ID ...] [--cpu-quantization none dynamic_int8]
         [--es-url URL] [--sidecar-url URL] [--out DIR] [--write-docs]
@@ -20,7 +20,7 @@ Steps:
    seeded paired randomization (sign-flip) test of the nDCG@10 difference.
 4. A report in ``--out``: ``report.md`` (the table), ``results.json`` (every per-query
    number), one PNG per configuration (per-query nDCG@10 deltas, sorted); the table is also
-   printed. ``--write-docs`` puts the table into docs/benchmarks.md.
+   printed. ``--write-docs`` puts the table into docs/benchmarks.md (``devtools.eval.report``).
 
 Sweeps: every option that takes several values is swept and all combinations run, one row
 each. Request-level options (window, instruction, fields) are sent per request in the
@@ -34,11 +34,9 @@ than applied/cached) is counted in the ``reranked`` column and flagged.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import itertools
-import os
 import sys
 import tempfile
 import time
@@ -49,20 +47,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from elasticsearch import Elasticsearch
 from tqdm import tqdm
 
-from es_integration.eval_data import EvalSet, load_corpus, read_eval_set
-from es_integration.eval_stats import DEFAULT_PERMUTATIONS, DEFAULT_SEED, Paired, compare
+from devtools.eval.data import EvalSet, load_corpus, read_eval_set
+from devtools.eval.ranking import NDCG_K, RECALL_DEPTH, query_metrics
+from devtools.eval.stats import DEFAULT_PERMUTATIONS, DEFAULT_SEED, Paired, compare
 from es_integration.local_es import LocalES
-from es_integration.metrics import mrr_at, ndcg_at, recall_at
 from es_integration.sidecar_proc import SidecarProcess
 
 BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "data" / "msmarco-dl-5k"
-NDCG_K = 10
-MRR_K = 10
-RECALL_DEPTH = 100
+DEFAULT_DATASET = Path(__file__).resolve().parents[3] / "shared" / "data" / "msmarco-dl-5k"
 #: The model stage of a sidecar the tool starts: long enough that no query falls back.
 EVAL_BUDGET_MS = 600_000
 RERANKED = ("applied", "cached")
@@ -90,23 +84,25 @@ class ServerVariant:
     def fp32_twin(self) -> ServerVariant:
         return replace(self, quantization="none", dtype="auto")
 
-    def env(self, max_window: int) -> dict[str, str]:
-        env = {
-            "RERANK_SIDECAR__SERVER__ACCESS_LOG": "false",
-            "RERANK_SIDECAR__ROLLOUT__DEFAULT": "on",
-            "RERANK_SIDECAR__RERANK__BUDGET_MS": str(EVAL_BUDGET_MS),
-            "RERANK_SIDECAR__ES__TIMEOUTS__READ_S": "120",
-            "RERANK_SIDECAR__RERANK__MAX_WINDOW": str(max(500, max_window)),
-            "RERANK_SIDECAR__MODEL__CPU_QUANTIZATION": self.quantization,
-            "RERANK_SIDECAR__MODEL__DTYPE": self.dtype,
-            "RERANK_SIDECAR__RERANK__SCORE_MODE": self.score_mode,
+    def config(self, max_window: int) -> dict[str, Any]:
+        """The sidecar's config for this variant (over ``Settings.config_file``, if any)."""
+        rerank: dict[str, Any] = {
+            "budget_ms": EVAL_BUDGET_MS,
+            "max_window": max(500, max_window),
+            "score_mode": self.score_mode,
         }
         if self.score_mode == "fusion" and self.fusion_weight is not None:
-            env["RERANK_SIDECAR__RERANK__FUSION__RERANK_WEIGHT"] = repr(self.fusion_weight)
-            env["RERANK_SIDECAR__RERANK__FUSION__BM25_WEIGHT"] = repr(
-                round(1.0 - self.fusion_weight, 10)
-            )
-        return env
+            rerank["fusion"] = {
+                "rerank_weight": self.fusion_weight,
+                "bm25_weight": round(1.0 - self.fusion_weight, 10),
+            }
+        return {
+            "server": {"access_log": False},
+            "rollout": {"default": "on"},
+            "es": {"timeouts": {"read_s": 120}},
+            "rerank": rerank,
+            "model": {"cpu_quantization": self.quantization, "dtype": self.dtype},
+        }
 
 
 @dataclass(frozen=True)
@@ -139,7 +135,7 @@ class Settings:
     models: tuple[str, ...] = (BUNDLED_MODEL,)
     quantizations: tuple[str, ...] = ("none",)
     dtypes: tuple[str, ...] = ("auto",)
-    config: Path | None = None
+    config_file: Path | None = None
     es_url: str | None = None
     sidecar_url: str | None = None
     concurrency: int = 2
@@ -189,19 +185,6 @@ class Settings:
 
 
 # --- results -------------------------------------------------------------------------------
-
-
-def metric_names(window: int) -> tuple[str, ...]:
-    return (f"ndcg@{NDCG_K}", f"mrr@{MRR_K}", f"recall@{window}", f"recall@{RECALL_DEPTH}")
-
-
-def query_metrics(ranking: Sequence[str], qrels: dict[str, int], window: int) -> dict[str, float]:
-    return {
-        f"ndcg@{NDCG_K}": ndcg_at(ranking, qrels, NDCG_K),
-        f"mrr@{MRR_K}": mrr_at(ranking, qrels, MRR_K),
-        f"recall@{window}": recall_at(ranking, qrels, window),
-        f"recall@{RECALL_DEPTH}": recall_at(ranking, qrels, RECALL_DEPTH),
-    }
 
 
 @dataclass
@@ -392,8 +375,8 @@ def _sidecar(
         es_url,
         log_path=work / f"sidecar-{n}.log",
         model=variant.model,
-        config=settings.config,
-        env=variant.env(max(settings.windows)),
+        config=variant.config(max(settings.windows)),
+        config_file=settings.config_file,
         wait_ready=True,
         timeout=900,
     ) as sc:
@@ -416,7 +399,7 @@ def _check(settings: Settings) -> None:
             "--score-mode": settings.score_modes != ("replace",),
             "--cpu-quantization": settings.quantizations != ("none",),
             "--dtype": settings.dtypes != ("auto",),
-            "--config": settings.config is not None,
+            "--config": settings.config_file is not None,
         }
         named = [flag for flag, given in server_side.items() if given]
         if named:
@@ -436,10 +419,9 @@ def evaluate(settings: Settings) -> EvalReport:
         )
         work.mkdir(parents=True, exist_ok=True)
         es_url = stack.enter_context(_elasticsearch(settings, work))
-        es = stack.enter_context(Elasticsearch(es_url, request_timeout=300))
         index = settings.index_name
         count, loaded = load_corpus(
-            es, settings.dataset, index, reload=settings.reload, progress=settings.progress
+            es_url, data, index, reload=settings.reload, progress=settings.progress
         )
         _say(settings, f"index {index}: {count} documents ({'loaded' if loaded else 'kept'})")
 
@@ -543,150 +525,6 @@ def quantization_comparisons(report: EvalReport) -> list[QuantComparison]:
     return out
 
 
-# --- command line --------------------------------------------------------------------------
-
-
-def _fields(value: str) -> tuple[str, ...] | None:
-    if value.strip().lower() in ("", "default"):
-        return None
-    return tuple(f.strip() for f in value.split(",") if f.strip())
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dataset",
-        type=Path,
-        default=DEFAULT_DATASET,
-        help=f"BEIR-layout folder (default {os.path.relpath(DEFAULT_DATASET)})",
-    )
-    parser.add_argument("--index", help="index name (default: the folder name)")
-    parser.add_argument("--reload", action="store_true", help="reload even if the index is full")
-    parser.add_argument(
-        "--query-fields",
-        default="title,text",
-        help="fields of the multi_match query, comma-separated (default title,text)",
-    )
-    parser.add_argument("--es-url", help="an existing ES (default: start a local one)")
-    parser.add_argument("--sidecar-url", help="a running sidecar (default: start one)")
-    parser.add_argument("--config", type=Path, help="config file for the sidecar the tool starts")
-    parser.add_argument(
-        "--model", nargs="+", default=[BUNDLED_MODEL], help="model(s) (default: bundled MiniLM)"
-    )
-    parser.add_argument(
-        "--window", nargs="+", type=int, default=[20], help="rerank window(s) (default 20)"
-    )
-    parser.add_argument(
-        "--instruction",
-        action="append",
-        help="instruction sent with each search; repeat to sweep (default: the model's)",
-    )
-    parser.add_argument(
-        "--fields",
-        action="append",
-        type=_fields,
-        help="document fields the model reads, comma-separated; repeat to sweep "
-        "(default: the sidecar's default_fields)",
-    )
-    parser.add_argument(
-        "--score-mode", nargs="+", choices=["replace", "fusion"], default=["replace"]
-    )
-    parser.add_argument(
-        "--fusion-weight",
-        nargs="+",
-        type=float,
-        default=[0.7],
-        help="rerank weight(s) w in fusion mode; the BM25 weight is 1 - w (default 0.7)",
-    )
-    parser.add_argument(
-        "--cpu-quantization",
-        nargs="+",
-        choices=["none", "dynamic_int8"],
-        default=["none"],
-        help="model.cpu_quantization value(s); int8 rows are also compared with fp32",
-    )
-    parser.add_argument(
-        "--dtype",
-        nargs="+",
-        choices=["auto", "float32", "bfloat16", "float16"],
-        default=["auto"],
-        help="model.dtype value(s); half-precision rows are also compared with fp32",
-    )
-    parser.add_argument("--concurrency", type=int, default=2, help="searches in flight")
-    parser.add_argument("--permutations", type=int, default=DEFAULT_PERMUTATIONS)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--max-queries", type=int, help="only the first N judged queries")
-    parser.add_argument("--out", type=Path, help="report folder (default eval-out/<dataset>)")
-    parser.add_argument(
-        "--write-docs",
-        nargs="?",
-        const=Path("docs/benchmarks.md"),
-        type=Path,
-        help="also put the table into this markdown file (default docs/benchmarks.md)",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    return Settings(
-        dataset=args.dataset,
-        index=args.index,
-        query_fields=tuple(f for f in args.query_fields.split(",") if f),
-        windows=tuple(args.window),
-        instructions=tuple(args.instruction) if args.instruction else (None,),
-        fields=tuple(args.fields) if args.fields else (None,),
-        score_modes=tuple(args.score_mode),
-        fusion_weights=tuple(args.fusion_weight),
-        models=tuple(args.model),
-        quantizations=tuple(args.cpu_quantization),
-        dtypes=tuple(args.dtype),
-        config=args.config,
-        es_url=args.es_url,
-        sidecar_url=args.sidecar_url,
-        concurrency=args.concurrency,
-        permutations=args.permutations,
-        seed=args.seed,
-        max_queries=args.max_queries,
-        reload=args.reload,
-        progress=not args.quiet,
-    )
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    from es_integration.eval_report import update_docs, write_report
-
-    settings = settings_from(args)
-    try:
-        report = evaluate(settings)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"eval: {exc}", file=sys.stderr)
-        return 2
-    out = args.out or Path("eval-out") / settings.dataset.name
-    paths = write_report(report, out)
-    print(paths.table)
-    print(f"\nreport: {paths.markdown}\nper-query numbers: {paths.json}")
-    for png in paths.plots:
-        print(f"plot: {png}")
-    if args.write_docs:
-        update_docs(args.write_docs, report)
-        print(f"updated {args.write_docs}")
-    missing = sum(len(r.outcomes) - r.reranked for r in report.runs)
-    if missing:
-        print(f"warning: {missing} searches were not reranked (see the 'reranked' column)")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m es_integration eval", description=(__doc__ or "").split("\n\n")[0]
-    )
-    add_arguments(parser)
-    return run_cli(parser.parse_args(argv))
-
-
 def as_dict(settings: Settings) -> dict[str, Any]:
     data = asdict(settings)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 from elasticsearch import Elasticsearch
 
-from es_integration import eval as harness
-from es_integration.eval_data import EVAL_SETTINGS, load_corpus, read_eval_set
-from es_integration.eval_report import replace_section, write_report
-from es_integration.eval_stats import compare
+from devtools.docs_sections import replace_section
+from devtools.eval import cli
+from devtools.eval import run as harness
+from devtools.eval.data import load_corpus, read_eval_set
+from devtools.eval.report import write_report
+from devtools.eval.stats import compare
+from es_integration.corpus import BEIR_SETTINGS
 from tests.conftest import ESTarget
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "msmarco-dl-5k"
@@ -60,12 +63,12 @@ def test_a_folder_without_qrels_is_refused(tmp_path: Path) -> None:
 
 def test_loads_into_one_shard_and_keeps_a_full_index(es: ESTarget, tmp_path: Path) -> None:
     client = Elasticsearch(es.url, request_timeout=60)
-    path = _beir(tmp_path / "tiny", header=True)
-    assert load_corpus(client, path, "eval-tiny", progress=False) == (3, True)
-    assert load_corpus(client, path, "eval-tiny", progress=False) == (3, False)
-    assert load_corpus(client, path, "eval-tiny", reload=True, progress=False) == (3, True)
+    data = read_eval_set(_beir(tmp_path / "tiny", header=True))
+    assert load_corpus(es.url, data, "eval-tiny", progress=False) == (3, True)
+    assert load_corpus(es.url, data, "eval-tiny", progress=False) == (3, False)
+    assert load_corpus(es.url, data, "eval-tiny", reload=True, progress=False) == (3, True)
     settings = client.indices.get_settings(index="eval-tiny")["eval-tiny"]["settings"]["index"]
-    assert str(settings["number_of_shards"]) == str(EVAL_SETTINGS["number_of_shards"])
+    assert str(settings["number_of_shards"]) == str(BEIR_SETTINGS["number_of_shards"])
     hit = client.get(index="eval-tiny", id="d3")["_source"]
     assert hit == {"title": "Late fees", "text": "Late fees are refunded on request."}
 
@@ -133,9 +136,9 @@ def test_sweeps_run_every_combination() -> None:
     assert len(servers) == 2 * 3  # quantization x (replace, fusion 0.5, fusion 0.8)
     assert len(settings.request_variants()) == 2
     fusion = next(s for s in servers if s.fusion_weight == 0.8)
-    env = fusion.env(max_window=20)
-    assert env["RERANK_SIDECAR__RERANK__SCORE_MODE"] == "fusion"
-    assert float(env["RERANK_SIDECAR__RERANK__FUSION__BM25_WEIGHT"]) == pytest.approx(0.2)
+    rerank = fusion.config(max_window=20)["rerank"]
+    assert rerank["score_mode"] == "fusion"
+    assert float(rerank["fusion"]["bm25_weight"]) == pytest.approx(0.2)
 
 
 @pytest.mark.slow
@@ -147,7 +150,7 @@ def test_reproduces_the_reference_figures(
     out = tmp_path / "report"
     argv = ["--dataset", str(DATA), "--index", "msmarco-dl-5k-eval", "--es-url", es.url]
     argv += ["--window", "20", "100", "--out", str(out), "--quiet"]
-    assert harness.main(argv) == 0
+    assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "| BM25 (straight to ES) | 0.57" in printed
     results = json.loads((out / "results.json").read_text())

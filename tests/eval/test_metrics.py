@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from es_integration.eval_stats import compare, randomization_p, wins_losses_ties
-from es_integration.metrics import mrr_at, ndcg_at, recall_at
+from devtools.eval.ranking import mrr_at, ndcg_at, recall_at
+from devtools.eval.stats import compare, randomization_p, wins_losses_ties
 
 #: Graded judgments: 3 perfectly relevant, 2 highly, 1 related, 0 judged non-relevant.
 QRELS = {"a": 3, "b": 1, "c": 0, "d": 2}

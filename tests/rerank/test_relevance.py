@@ -12,10 +12,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from elasticsearch import Elasticsearch
 
+from devtools.eval.ranking import ndcg_at
 from es_integration.corpus import load_beir
-from es_integration.metrics import ndcg_at
 from tests.conftest import ESTarget
 from tests.support.apps import running_sidecar
 from tests.support.search import base_config
@@ -27,7 +26,7 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "msmarco
 def msmarco(es: ESTarget) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
     if not DATA.is_dir():
         pytest.fail(f"the judged set is missing: {DATA} (CI provides ../shared beside the clone)")
-    ds = load_beir(Elasticsearch(es.url, request_timeout=120), DATA, "msmarco-dl")
+    ds = load_beir(es.url, DATA, "msmarco-dl")
     return ds.judged_queries, ds.qrels
 
 
