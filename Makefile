@@ -32,9 +32,9 @@ $(CHROMEDRIVER):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check sidecar es_integration tests
-	$(BIN)/ruff check sidecar es_integration tests
-	$(BIN)/mypy sidecar
+	$(BIN)/ruff format --check sidecar es_integration devtools tests
+	$(BIN)/ruff check sidecar es_integration devtools tests
+	$(BIN)/mypy sidecar es_integration devtools
 
 test: $(STAMP) $(CHROMEDRIVER) lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
