@@ -19,9 +19,9 @@ Then ``--concurrency`` clients send, at most ``--rate`` requests per second in a
 
 Every ``--fault-every`` seconds (or ``--fault-every-requests`` requests) the rerank server
 switches between healthy and one fault (slow past the budget, hanging, HTTP 500, NaN, a score
-short, HTTP 503). Every response is
-checked: searches must be 200 with valid ES JSON and an ``X-Rerank`` header that agrees with
-the body, whatever the model does. Anything else is an *unexplained* error.
+short, HTTP 503). Every response is checked: searches must be 200 with valid ES JSON and an
+``X-Rerank`` header that agrees with the body, whatever the model does. Anything else is an
+*unexplained* error.
 
 The report gives throughput, counts and errors by kind, p50/p99 latency, the sidecar's RSS
 (``/proc/PID/status``) at start and end, and the largest score cache, response cache, model
@@ -566,7 +566,7 @@ def format_report(report: SoakReport) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--duration", type=float, default=60.0, help="seconds of load (60)")
+    p.add_argument("--duration", type=float, help="seconds of load (60 unless --requests is given)")
     p.add_argument("--requests", type=int, help="stop after this many requests")
     p.add_argument("--concurrency", type=int, default=32, help="concurrent clients (32)")
     p.add_argument("--rate", type=float, default=150.0, help="max requests/s in all (150)")
@@ -581,7 +581,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg = SoakConfig(
-        duration_s=args.duration,
+        duration_s=args.duration if args.duration or args.requests else 60.0,
         requests=args.requests,
         concurrency=args.concurrency,
         rate=args.rate,
