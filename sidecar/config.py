@@ -146,9 +146,11 @@ class ModelConfig(_Section):
     long_documents: Literal["truncate", "chunk"] = "truncate"
     chunk_overlap_tokens: Annotated[int, Field(ge=0)] = 64
     max_chunks_per_doc: PositiveInt = 8
-    #: Languages (ISO 639-1) the model serves well; empty means "all". Queries detected as
-    #: another language are not reranked.
-    languages: tuple[str, ...] = ()
+    #: Languages (ISO 639-1) the model serves well. Queries confidently detected as another
+    #: language are not reranked (short or ambiguous ones always are). Unset (null): the
+    #: model's own declaration (the bundled MiniLM declares ``[en]``; other models none, so
+    #: every language). ``[]``: every language, no language gate at all.
+    languages: tuple[str, ...] | None = None
     #: Torch intra-op threads on CPU; 0 leaves torch's default.
     cpu_threads: Annotated[int, Field(ge=0)] = 0
     #: CPU speed-up for the seqcls (cross-encoder) and biencoder backends: ``dynamic_int8``
@@ -291,6 +293,9 @@ class RerankConfig(_Section):
     min_score: float | None = None
     #: Per-hit object with the original score and rank; null turns it off.
     annotate_field: str | None = "_rerank"
+    #: A search with a ``rescore`` clause is the client's own second-stage ranking:
+    #: ``skip`` passes it through (``reason=rescore``), ``rerank`` reranks it anyway.
+    rescore: Literal["skip", "rerank"] = "skip"
     #: Text fields tried, in order, for indices no ``indices`` entry matches.
     default_fields: tuple[str, ...] = ("title", "body", "text", "content", "abstract")
     max_chars_per_field: PositiveInt = 4000

@@ -1,23 +1,41 @@
 """``_msearch``: each sub-search is rolled out and planned on its own by the rerank step;
-ES answers them all at once; the step reranks the ones planned for it."""
+ES answers them all at once; the step reranks the ones planned for it.
+
+What ES receives is the client's payload byte for byte except the bodies the plans rewrite
+(a ``rerank`` object removed, a page widened): every header line, blank line and untouched
+body keeps its bytes. A body that cannot be rewritten faithfully (a repeated key, nesting
+past what the sidecar writes) is sent as the client wrote it, so ES answers that search as
+it would directly. ``filter_path`` is applied by the sidecar when any search is reranked;
+an answer that cannot be given back as rewritten is asked for again with the client's
+own payload.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
-from multidict import MultiDict
 
 from sidecar.handlers.outcomes import answer, forward
-from sidecar.handlers.search import indices_of
-from sidecar.http.body import decode_body, parse_ndjson, read_body
+from sidecar.handlers.search import indices_of, other_format
+from sidecar.http.body import (
+    NdjsonLines,
+    decode_body,
+    has_duplicate_keys,
+    parse_ndjson,
+    read_body,
+)
 from sidecar.http.trace import trace_of
-from sidecar.jsonutil import dumps
 from sidecar.keys import CONFIG, ES, ROLLOUT, STEP
+from sidecar.rerank.filter_path import parse_filter_path
 from sidecar.rerank.outcome import Outcome, overall
-from sidecar.rerank.plan import RERANK_KEY
-from sidecar.rerank.step import ES_ERROR
+from sidecar.rerank.plan import SearchPlan
+from sidecar.rerank.render import compact
+from sidecar.rerank.step import ES_ERROR, Reask
 from sidecar.upstream import EsRequest
+
+__all__ = ["handle_msearch", "parse_ndjson"]
 
 
 def _header_indices(header: Any, path_index: str) -> str:
@@ -33,42 +51,44 @@ def _header_indices(header: Any, path_index: str) -> str:
 async def handle_msearch(request: web.Request) -> web.StreamResponse:
     path_index = request.match_info.get("index", "")
     raw = await read_body(request)
+    as_sent = EsRequest.passthrough(request, raw)
     if raw is None:
-        return await forward(
-            request, EsRequest.passthrough(request, raw), Outcome("skipped", "no_body")
-        )
+        return await forward(request, as_sent, Outcome("skipped", "no_body"))
     limit = request.app[CONFIG].server.max_body_bytes
     data = decode_body(raw, request.headers.get("Content-Encoding"), limit)
     if data is None:
-        return await forward(
-            request, EsRequest.passthrough(request, raw), Outcome("skipped", "encoded_body")
-        )
-    pairs = parse_ndjson(data)
-    if pairs is None:
-        return await forward(
-            request, EsRequest.passthrough(request, raw), Outcome("skipped", "unparsed_body")
-        )
+        return await forward(request, as_sent, Outcome("skipped", "encoded_body"))
+    payload = NdjsonLines.parse(data)
+    if payload is None:
+        return await forward(request, as_sent, Outcome("skipped", "unparsed_body"))
 
     rollout, step = request.app[ROLLOUT], request.app[STEP]
     client = rollout.client(request.remote, request.headers)
-    plans = []
-    lines: list[bytes] = []
-    for header, body in pairs:
+    force = "format" if other_format(request) else None
+    raw_filter = request.rel_url.query.get("filter_path")
+    shape = parse_filter_path(raw_filter) if raw_filter else None
+    if shape is not None and not shape.wants_below(("responses", "hits", "hits")):
+        force = force or "filter_path"  # the client does not want hits
+    plans: list[SearchPlan] = []
+    bodies: dict[int, bytes] = {}
+    for i, (header, body) in enumerate(payload.pairs):
         index = _header_indices(header, path_index)
         mode = rollout.decide(client, indices_of(index)).mode
-        plan = step.plan(body, MultiDict(), index, mode)
+        plan = step.plan(body, {}, index, mode, force_skip=force)
+        if plan.rewrites_body and plan.body is not None:
+            new = compact(plan.body)
+            if new is None or has_duplicate_keys(payload.body_line(i)):
+                # The client's own line: ES answers it as it would directly.
+                reason = "unserializable_body" if new is None else "duplicate_keys"
+                plan = replace(plan, skip_reason=reason, rewrites_body=False, body=None)
+            else:
+                bodies[i] = new
         plans.append(plan)
-        lines.append(dumps(header))
-        lines.append(dumps(plan.body if plan.body is not None else body))
-    # Only a body that lost a ``rerank`` object or was widened is written anew: any other
-    # reaches ES as the client's own bytes.
-    rewritten = any(isinstance(body, dict) and RERANK_KEY in body for _, body in pairs)
-    forwarded = (
-        EsRequest.rewritten(request, b"\n".join(lines) + b"\n")
-        if rewritten or any(plan.rerank for plan in plans)
-        else EsRequest.passthrough(request, raw)
-    )
-    if not any(plan.rerank for plan in plans):
+    reranked = any(plan.rerank for plan in plans)
+    # The sidecar applies filter_path itself when it rewrites the answer.
+    drop = ("filter_path",) if reranked and shape is not None else ()
+    forwarded = EsRequest.rewritten(request, payload.replaced(bodies), drop) if bodies else as_sent
+    if not reranked:
         # Nothing to rerank: ES's answer is streamed back, never held in memory.
         skipped = [Outcome("skipped", plan.skip_reason) for plan in plans]
         return await forward(request, forwarded, overall(skipped))
@@ -79,6 +99,10 @@ async def handle_msearch(request: web.Request) -> web.StreamResponse:
     if es_resp.status != 200:
         return answer(request, es_resp.response(), ES_ERROR)
     es_limit = request.app[CONFIG].es.max_response_bytes
-    applied = await step.apply_many(plans, es_resp.decoded(es_limit), trace.request_id)
+    applied = await step.apply_many(
+        plans, es_resp.decoded(es_limit), trace.request_id, filter_path=shape if drop else None
+    )
+    if isinstance(applied, Reask):
+        return await forward(request, as_sent, applied.outcome)
     trace.model_s, trace.queue_s = applied.timings.model_s, applied.timings.queue_s
     return answer(request, es_resp.response(applied.body), applied.outcome)

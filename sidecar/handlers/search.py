@@ -2,7 +2,10 @@
 let the step rewrite the answer, write the response.
 
 Anything unexpected on the way means "ES order", never an error that ES itself would not
-have produced.
+have produced: a body the sidecar cannot rewrite faithfully (duplicate keys, nesting past
+what it can write) reaches ES as the client's bytes; an answer it cannot give back as
+rewritten (a result window the index refuses, not JSON, too deep to write) is asked for
+again with the client's own request and relayed.
 """
 
 from __future__ import annotations
@@ -11,19 +14,36 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from sidecar.handlers.outcomes import answer, forward
-from sidecar.http.body import decode_body, read_body
+from sidecar.http.body import decode_body, has_duplicate_keys, read_body
 from sidecar.http.trace import trace_of
-from sidecar.jsonutil import dumps, loads
+from sidecar.jsonutil import loads
 from sidecar.keys import CONFIG, ENGINE, ES, ROLLOUT, STEP
 from sidecar.rerank.cache import CachedResponse
 from sidecar.rerank.outcome import APPLIED, CACHED, Outcome
-from sidecar.rerank.plan import RERANK_KEY, SearchPlan
-from sidecar.rerank.step import ES_ERROR, Applied
+from sidecar.rerank.plan import SearchPlan
+from sidecar.rerank.render import compact, render
+from sidecar.rerank.step import ES_ERROR, RESULT_WINDOW, Applied, Reask
 from sidecar.upstream import EsRequest
+
+#: Media types ES answers in that are not JSON (``?format=`` or ``Accept``/``Content-Type``).
+OTHER_FORMATS = ("yaml", "cbor", "smile")
 
 
 def indices_of(index: str) -> list[str]:
     return [i for i in index.split(",") if i] if index else []
+
+
+def other_format(request: web.BaseRequest) -> bool:
+    """Whether ES will answer this request in a format other than JSON: the sidecar
+    cannot rewrite that answer, so such a search is passed through (``reason=format``)."""
+    fmt = request.rel_url.query.get("format", "").strip().lower()
+    if fmt in OTHER_FORMATS:
+        return True
+    for name in ("Accept", "Content-Type"):
+        value = request.headers.get(name, "").lower()
+        if any(f in value for f in OTHER_FORMATS):
+            return True
+    return False
 
 
 async def search_handler(request: web.Request) -> web.StreamResponse:
@@ -48,17 +68,33 @@ async def search_handler(request: web.Request) -> web.StreamResponse:
         # Not JSON: ES answers its own 400 for it, exactly as without the sidecar.
         return await forward(request, as_sent, Outcome("skipped", "unparsed_body"))
 
-    plan = request.app[STEP].plan(body, request.rel_url.query, index, decision.mode)
+    step = request.app[STEP]
+    force = "format" if other_format(request) else None
+    plan = step.plan(body, request.rel_url.query, index, decision.mode, force_skip=force)
     trace.query = plan.query_text
+    if plan.rewrites_body and body_bytes is not None and has_duplicate_keys(body_bytes):
+        # ES refuses a body with a repeated key; the sidecar's parse kept only the last
+        # one. ES gets the client's bytes and answers them.
+        return await forward(request, as_sent, Outcome("skipped", "duplicate_keys"))
     if not plan.rerank:
         outcome = Outcome("skipped", plan.skip_reason)
-        if isinstance(body, dict) and RERANK_KEY in body:
-            return await forward(request, EsRequest.rewritten(request, dumps(plan.body)), outcome)
+        if plan.rewrites_body and plan.body is not None:
+            # Only the sidecar's own ``rerank`` object is taken out.
+            data = compact(plan.body)
+            if data is None:
+                return await forward(request, as_sent, Outcome("skipped", "unserializable_body"))
+            return await forward(request, EsRequest.rewritten(request, data), outcome)
         return await forward(request, as_sent, outcome)
-    return await _rerank(request, plan, raw or b"")
+    data = compact(plan.body) if plan.body is not None else None
+    if plan.body is not None and data is None:
+        return await forward(request, as_sent, Outcome("skipped", "unserializable_body"))
+    rewritten = EsRequest.rewritten(request, data, plan.drop_params, plan.set_params)
+    return await _rerank(request, plan, raw or b"", rewritten, as_sent)
 
 
-async def _rerank(request: web.Request, plan: SearchPlan, raw: bytes) -> web.Response:
+async def _rerank(
+    request: web.Request, plan: SearchPlan, raw: bytes, req: EsRequest, as_sent: EsRequest
+) -> web.StreamResponse:
     responses = request.app[ENGINE].responses
     cache_key = ""
     if responses.enabled and plan.mode == "on":
@@ -74,28 +110,41 @@ async def _rerank(request: web.Request, plan: SearchPlan, raw: bytes) -> web.Res
             resp = web.Response(status=hit.status, body=hit.body, headers=CIMultiDict(hit.headers))
             return answer(request, resp, CACHED)
 
-    req = EsRequest.rewritten(request, dumps(plan.body), plan.drop_params)
+    step = request.app[STEP]
     es_resp = await request.app[ES].fetch(req)
     trace = trace_of(request)
     trace.es_s = es_resp.elapsed_s
+    limit = request.app[CONFIG].es.max_response_bytes
     if es_resp.status != 200:
+        if step.refused(plan, es_resp.status, es_resp.decoded(limit)):
+            # The index's max_result_window is below the widened page: the client's own
+            # page gets ES's own answer.
+            return await forward(request, as_sent, Outcome("skipped", RESULT_WINDOW))
         # ES said no: its answer goes back untouched and the model is not called.
         return answer(request, es_resp.response(), ES_ERROR)
-    limit = request.app[CONFIG].es.max_response_bytes
-    applied = await request.app[STEP].apply(plan, es_resp.decoded(limit), trace.request_id)
+    applied = await step.apply(plan, es_resp.decoded(limit), trace.request_id)
+    if isinstance(applied, Reask):
+        return await forward(request, as_sent, applied.outcome)
     trace.model_s, trace.queue_s = applied.timings.model_s, applied.timings.queue_s
     out = es_resp.response(applied.body)
     if cache_key and applied.outcome in (APPLIED, CACHED):
         annotate = request.app[CONFIG].rerank.annotate_field
-        responses.put(cache_key, _cacheable(out, applied, annotate))
+        cached = _cacheable(out, applied, annotate)
+        if cached is not None:
+            responses.put(cache_key, cached)
     return answer(request, out, applied.outcome)
 
 
-def _cacheable(resp: web.Response, applied: Applied, annotate: str | None) -> CachedResponse:
+def _cacheable(resp: web.Response, applied: Applied, annotate: str | None) -> CachedResponse | None:
     """The response as a later cache hit serves it: its ``_rerank`` annotation says
-    ``cached``, as its X-Rerank header will."""
-    data, body = applied.body, applied.document
+    ``cached``, as its X-Rerank header will. It is kept uncompressed (the cache key does
+    not tell clients that accept gzip from those that do not)."""
+    data: bytes | None = applied.body
+    body = applied.document
     status = body.get(annotate) if annotate and isinstance(body, dict) else None
     if annotate and isinstance(status, dict) and status.get("status") != CACHED.status:
-        data = dumps({**body, annotate: {**status, "status": CACHED.status}})
-    return CachedResponse(resp.status, tuple(resp.headers.items()), data)
+        data = render({**body, annotate: {**status, "status": CACHED.status}}, applied.body)
+    if data is None:
+        return None
+    headers = tuple((k, v) for k, v in resp.headers.items() if k.lower() != "content-encoding")
+    return CachedResponse(resp.status, headers, data)

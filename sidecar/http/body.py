@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import zlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -58,14 +60,73 @@ def decode_body(raw: bytes, encoding: str | None, limit: int) -> bytes | None:
 def parse_ndjson(data: bytes) -> list[tuple[Any, Any]] | None:
     """``_msearch`` header/body pairs, or None when the payload is not well-formed NDJSON
     pairs."""
-    lines = [line for line in data.split(b"\n") if line.strip()]
-    if len(lines) % 2:
-        return None
+    lines = NdjsonLines.parse(data)
+    return None if lines is None else lines.pairs
+
+
+@dataclass
+class NdjsonLines:
+    """An ``_msearch`` payload as the client sent it: its segments (split on ``\\n``,
+    blank ones and ``\\r`` kept), which of them are lines, and those lines parsed in pairs.
+    :meth:`replaced` writes it back with some lines changed and every other byte as sent."""
+
+    segments: list[bytes]
+    #: Indices into ``segments`` of the non-blank lines: header, body, header, body...
+    lines: list[int]
+    pairs: list[tuple[Any, Any]]
+
+    @classmethod
+    def parse(cls, data: bytes) -> NdjsonLines | None:
+        segments = data.split(b"\n")
+        lines = [i for i, seg in enumerate(segments) if seg.strip()]
+        if len(lines) % 2:
+            return None
+        try:
+            parsed = [loads(segments[i]) for i in lines]
+        except ValueError:
+            return None
+        pairs = [(parsed[i], parsed[i + 1]) for i in range(0, len(parsed), 2)]
+        return cls(segments, lines, pairs)
+
+    def body_line(self, search: int) -> bytes:
+        return self.segments[self.lines[2 * search + 1]]
+
+    def replaced(self, bodies: dict[int, bytes]) -> bytes:
+        """The payload with the bodies of the given searches replaced."""
+        segments = list(self.segments)
+        for search, body in bodies.items():
+            at = self.lines[2 * search + 1]
+            segments[at] = body + (b"\r" if segments[at].endswith(b"\r") else b"")
+        return b"\n".join(segments)
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Duplicate(key)
+        out[key] = value
+    return out
+
+
+def has_duplicate_keys(data: bytes | str) -> bool:
+    """Whether a JSON document repeats a key in any object. ES refuses such a body (400);
+    the sidecar's parser would keep the last one, so a body it must rewrite is checked
+    first and, when this says yes (or it cannot tell: nesting past the stack), ES gets the
+    client's own bytes and gives its own answer."""
     try:
-        parsed = [loads(line) for line in lines]
+        json.loads(data, object_pairs_hook=_no_duplicates)
+    except _Duplicate:
+        return True
+    except RecursionError:
+        return True
     except ValueError:
-        return None
-    return [(parsed[i], parsed[i + 1]) for i in range(0, len(parsed), 2)]
+        return False
+    return False
 
 
 class BodyPace:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_PLACEHOLDER = re.compile(r"{([^{}]+)}")
+PLACEHOLDER = re.compile(r"{([^{}]+)}")
 
 
 def lookup(source: Any, path: str) -> Any:
@@ -46,7 +46,7 @@ class DocTextSpec:
 
     def text(self, source: Any) -> str:
         if self.template is not None:
-            return _PLACEHOLDER.sub(
+            return PLACEHOLDER.sub(
                 lambda m: as_text(lookup(source, m.group(1).strip()), self.max_chars),
                 self.template,
             ).strip()

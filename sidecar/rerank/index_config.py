@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from sidecar.config import FusionConfig, IndexRerankConfig, RerankConfig
-from sidecar.rerank.doc_text import DocTextSpec
+from sidecar.rerank.doc_text import PLACEHOLDER, DocTextSpec
 
 #: Index names come from clients: the memo of resolved names is bounded.
 _MEMO = 4096
@@ -74,6 +74,30 @@ class IndexRules:
             ),
             doc_text=DocTextSpec(entry.fields, entry.template, entry.max_chars_per_field),
         )
+
+    def source_fields(self, fields: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        """The ``_source`` fields a rerank may read: the request's own ``rerank.fields``, or
+        every configured text field (defaults, every entry's fields and template
+        placeholders), and the fusion boost fields. The union, not the fields of the path's
+        index: hits of a wildcard, an alias or a multi-index search are read with the
+        settings of their own ``_index``."""
+        boosts = self._boost_fields
+        if fields:
+            return tuple(dict.fromkeys(fields + boosts))
+        return self._all_fields
+
+    @cached_property
+    def _boost_fields(self) -> tuple[str, ...]:
+        return tuple(name for entry in self._config.indices for name in entry.boost_fields)
+
+    @cached_property
+    def _all_fields(self) -> tuple[str, ...]:
+        names = list(self._config.default_fields)
+        for entry in self._config.indices:
+            names += entry.fields
+            if entry.template:
+                names += [m.group(1).strip() for m in PLACEHOLDER.finditer(entry.template)]
+        return tuple(dict.fromkeys(names + list(self._boost_fields)))
 
     def doc_text(self, index: str, fields: tuple[str, ...] | None) -> DocTextSpec:
         """How a hit of ``index`` becomes text; a request's own ``rerank.fields`` win."""

@@ -1,11 +1,18 @@
-"""Find the user's query text inside an Elasticsearch query DSL body.
+"""Find the words the user typed inside an Elasticsearch query DSL body.
 
 Only full-text leaves carry text a user typed: ``match``, ``match_phrase``,
-``match_phrase_prefix``, ``match_bool_prefix``, ``multi_match``, ``query_string``,
-``simple_query_string``, ``combined_fields``. Compound queries are walked: ``bool``
-(``must``, ``should``, ``filter``; never ``must_not``, whose text is what the user does *not*
-want), ``function_score``, ``dis_max``, ``constant_score``, ``boosting.positive``,
-``nested``. Distinct texts are joined with a space in document order.
+``match_phrase_prefix``, ``match_bool_prefix``, ``multi_match``, ``combined_fields``, and
+``query_string`` / ``simple_query_string``, whose Lucene syntax is parsed (luqum) so that
+only the free text is kept: field-qualified terms (``itype:BK``, the facet limits Koha
+glues into the string), ranges, regular expressions and negated terms are dropped, and
+operators, boosts, fuzziness, proximity and wildcard markers are stripped from the words
+they decorate.
+
+Compound queries are walked where they score: ``bool.must`` and ``bool.should`` (never
+``filter`` or ``must_not``: they constrain the results, they are not what the user typed),
+``function_score``, ``script_score``, ``dis_max``, ``boosting.positive``, ``nested``,
+``has_child``/``has_parent``. Distinct texts are joined with a space in document order
+(the same words in Search UI's four ``multi_match`` variants count once).
 
 The function never raises: any shape it does not understand yields no text, which means
 "do not rerank" rather than an error.
@@ -15,14 +22,20 @@ from __future__ import annotations
 
 from typing import Any
 
-_LEAF_KEYS = {
-    "match": "query",
-    "match_phrase": "query",
-    "match_phrase_prefix": "query",
-    "match_bool_prefix": "query",
-}
-_DIRECT = ("multi_match", "query_string", "simple_query_string", "combined_fields")
+from luqum import tree
+from luqum.exceptions import ParseError
+from luqum.parser import parser as _lucene
+
+_LEAF_KEYS = ("match", "match_phrase", "match_phrase_prefix", "match_bool_prefix")
+_DIRECT = ("multi_match", "combined_fields")
+_LUCENE = ("query_string", "simple_query_string")
+_WRAPPERS = ("function_score", "script_score", "nested", "has_child", "has_parent")
 _MAX_DEPTH = 64
+#: Lucene syntax longer than this is not parsed (a user does not type it).
+_MAX_LUCENE_CHARS = 4096
+#: Characters that mark, rather than make, a word: wildcards, and the ``simple_query_string``
+#: operators that luqum reads as parts of words (``|``, ``&&``, ``||``, ``!``).
+_MARKERS = "*?|&!\\"
 
 
 def extract_query_text(query: Any) -> str | None:
@@ -43,26 +56,31 @@ def _walk(node: Any, out: list[str], depth: int) -> None:
     if depth > _MAX_DEPTH or not isinstance(node, dict):
         return
     for kind, body in node.items():
-        if kind in _LEAF_KEYS and isinstance(body, dict):
+        if not isinstance(body, dict):
+            continue
+        if kind in _LEAF_KEYS:
             for field_body in body.values():
-                if isinstance(field_body, dict):
-                    text = _text(field_body.get(_LEAF_KEYS[kind]))
-                else:
-                    text = _text(field_body)
+                value = field_body.get("query") if isinstance(field_body, dict) else field_body
+                text = _text(value)
                 if text:
                     out.append(text)
-        elif kind in _DIRECT and isinstance(body, dict):
+        elif kind in _DIRECT:
             text = _text(body.get("query"))
             if text:
                 out.append(text)
-        elif kind == "bool" and isinstance(body, dict):
-            for clause in ("must", "should", "filter"):
+        elif kind in _LUCENE:
+            text = _text(body.get("query"))
+            free = lucene_free_text(text, simple=kind == "simple_query_string") if text else ""
+            if free:
+                out.append(free)
+        elif kind == "bool":
+            for clause in ("must", "should"):
                 _walk_many(body.get(clause), out, depth)
-        elif kind in ("function_score", "constant_score", "nested") and isinstance(body, dict):
-            _walk(body.get("query") or body.get("filter"), out, depth + 1)
-        elif kind == "dis_max" and isinstance(body, dict):
+        elif kind in _WRAPPERS:
+            _walk(body.get("query"), out, depth + 1)
+        elif kind == "dis_max":
             _walk_many(body.get("queries"), out, depth)
-        elif kind == "boosting" and isinstance(body, dict):
+        elif kind == "boosting":
             _walk(body.get("positive"), out, depth + 1)
 
 
@@ -72,3 +90,65 @@ def _walk_many(value: Any, out: list[str], depth: int) -> None:
             _walk(item, out, depth + 1)
     else:
         _walk(value, out, depth + 1)
+
+
+def lucene_free_text(text: str, *, simple: bool = False) -> str:
+    """The free text of a Lucene query string: the words and phrases a user typed, without
+    field-qualified terms, ranges, negations or syntax. ``simple`` is the
+    ``simple_query_string`` dialect (``|`` for OR, ``+`` for AND, ``-`` for NOT)."""
+    if len(text) > _MAX_LUCENE_CHARS:
+        return ""
+    source = text
+    if simple:
+        # Its operators, spelled the way the Lucene grammar reads them.
+        source = source.replace("|", " OR ").replace("+", " AND ")
+    try:
+        parsed = _lucene.parse(source)
+    except (ParseError, RecursionError, ValueError, TypeError, IndexError):
+        # ES refuses a query_string it cannot parse, and is lenient with
+        # simple_query_string: keep the words between the operator characters.
+        return _words_only(text) if simple else ""
+    words: list[str] = []
+    _free(parsed, words, 0)
+    return " ".join(words)
+
+
+def _clean(word: str) -> str:
+    if word.upper() in ("AND", "OR", "NOT"):
+        return ""
+    unescaped = word.replace("\\", "")
+    return unescaped.strip(_MARKERS).replace("*", "").replace("?", "").strip()
+
+
+def _words_only(text: str) -> str:
+    out = []
+    for token in text.split():
+        if token.startswith("-"):
+            continue
+        word = _clean(token.strip('+-"()~0123456789'))
+        if word:
+            out.append(word)
+    return " ".join(out)
+
+
+def _free(node: tree.Item, out: list[str], depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        return
+    if isinstance(node, tree.SearchField | tree.Range | tree.From | tree.To | tree.Regex):
+        return  # a filter on a field, a range or a pattern: not what the user typed
+    if isinstance(node, tree.Prohibit | tree.Not):
+        return  # what the user does not want
+    if isinstance(node, tree.Phrase):
+        phrase = node.value.strip('"').replace('\\"', '"').strip()
+        if phrase:
+            out.append(phrase)
+        return
+    if isinstance(node, tree.Word):
+        if node.value.startswith("!"):
+            return  # ``!term`` is NOT term
+        word = _clean(node.value)
+        if word:
+            out.append(word)
+        return
+    for child in node.children:
+        _free(child, out, depth + 1)

@@ -1,7 +1,9 @@
 """Elasticsearch ``_source`` filtering, applied by the sidecar itself.
 
-When a client's ``_source`` filter would hide the fields the reranker reads, the sidecar asks
-ES for the whole ``_source`` and applies the client's filter afterwards, so the client gets
+When a client's ``_source`` filter would hide the fields the reranker reads (``_source:
+false``, includes that leave them out, excludes that take them, ``stored_fields`` without
+``_source``), the sidecar asks ES for the client's view plus those text fields
+(:meth:`SourceFilter.widened`) and applies the client's filter afterwards, so the client gets
 exactly what it asked for. Semantics follow ES: ``false`` drops ``_source``; ``includes``
 (empty = everything) then ``excludes``; patterns are wildcards on dotted paths, and a pattern
 naming an object selects everything below it.
@@ -23,6 +25,66 @@ class SourceFilter:
     @property
     def is_identity(self) -> bool:
         return self.enabled and not self.includes and not self.excludes
+
+    def widened(self, needed: tuple[str, ...]) -> SourceFilter:
+        """A filter that keeps what this one keeps and the ``needed`` fields too."""
+        if not self.enabled:
+            return SourceFilter(includes=needed)
+        excludes = tuple(p for p in self.excludes if not any(_hides(p, f) for f in needed))
+        if not self.includes:
+            return SourceFilter(excludes=excludes)
+        includes = tuple(dict.fromkeys(self.includes + needed))
+        return SourceFilter(includes=includes, excludes=excludes)
+
+    def as_spec(self) -> Any:
+        """As a body's ``_source`` value."""
+        if not self.enabled:
+            return False
+        if self.is_identity:
+            return True
+        spec: dict[str, list[str]] = {}
+        if self.includes:
+            spec["includes"] = list(self.includes)
+        if self.excludes:
+            spec["excludes"] = list(self.excludes)
+        return spec
+
+    def as_params(self) -> list[tuple[str, str]]:
+        """As URL parameters (for a search without a body)."""
+        if not self.enabled:
+            return [("_source", "false")]
+        out = []
+        if self.includes:
+            out.append(("_source_includes", ",".join(self.includes)))
+        if self.excludes:
+            out.append(("_source_excludes", ",".join(self.excludes)))
+        return out or [("_source", "true")]
+
+
+def _prefixes(path: str) -> list[str]:
+    parts = path.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _hides(exclude: str, path: str) -> bool:
+    """Whether the exclude pattern takes ``path`` (or an object above it) away."""
+    return any(fnmatchcase(p, exclude) for p in _prefixes(path))
+
+
+def hides_any(flt: SourceFilter, needed: tuple[str, ...]) -> bool:
+    """Whether ``flt`` would hide any of the ``needed`` fields (entirely or in part)."""
+    if not needed or flt.is_identity:
+        return False
+    if not flt.enabled:
+        return True
+    for path in needed:
+        if any(_hides(p, path) for p in flt.excludes):
+            return True
+        if flt.includes and not any(
+            fnmatchcase(prefix, p) for prefix in _prefixes(path) for p in flt.includes
+        ):
+            return True
+    return False
 
 
 def _as_patterns(value: Any) -> tuple[str, ...] | None:

@@ -3,28 +3,38 @@
 Before ES: :meth:`RerankStep.plan` turns a search body and its rollout mode into a
 :class:`~sidecar.rerank.plan.SearchPlan` (rerank it, or why not). After ES:
 :meth:`RerankStep.apply` scores the window (or hands it to shadow mode), rewrites the
-response and says what happened in an :class:`~sidecar.rerank.outcome.Outcome`. It knows
-nothing of HTTP: bodies in, bodies out.
+response and says what happened in an :class:`~sidecar.rerank.outcome.Outcome`; or, when
+ES's answer to the rewritten request cannot be given to the client as rewritten (not JSON,
+no hits, a result window the index refuses, a document too deep to write again), it says
+:class:`Reask`: the handler then asks ES again with the client's own request and relays
+that answer, so a widened page never reaches the client and the sidecar never answers 5xx
+where ES would not. It knows nothing of HTTP: bodies in, bodies out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sidecar.config import ModeName, SidecarConfig
-from sidecar.errors import UpstreamBadResponse
-from sidecar.jsonutil import dumps, loads
+from sidecar.jsonutil import loads
 from sidecar.rerank.engine import Doc, RerankEngine, ScoredWindow, Timings
+from sidecar.rerank.filter_path import FilterPath
 from sidecar.rerank.index_config import IndexRules
 from sidecar.rerank.outcome import SHADOWED, Outcome, overall
 from sidecar.rerank.plan import SearchPlan, plan_search
+from sidecar.rerank.render import render
 from sidecar.rerank.respond import hits_of, rewrite
 from sidecar.rerank.shadow import ShadowRunner
+from sidecar.rerank.windows import ResultWindows
+
+log = logging.getLogger("sidecar.rerank")
 
 ES_ERROR = Outcome("skipped", "es_error")
+RESULT_WINDOW = "result_window"
 
 
 @dataclass(frozen=True)
@@ -38,15 +48,56 @@ class Applied:
     timings: Timings
 
 
+@dataclass(frozen=True)
+class Reask:
+    """ES's answer to the rewritten request cannot go to the client: ask ES again with the
+    client's own request, and say ``skipped; reason=<reason>``."""
+
+    reason: str
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome("skipped", self.reason)
+
+
 class RerankStep:
     def __init__(self, config: SidecarConfig, engine: RerankEngine, shadow: ShadowRunner) -> None:
         self.config = config
         self.engine = engine
         self.shadow = shadow
         self.indices = IndexRules(config.rerank)
+        self.windows = ResultWindows()
 
-    def plan(self, body: Any, params: Mapping[str, str], index: str, mode: ModeName) -> SearchPlan:
-        return plan_search(body, params, self.config.rerank, self.indices, index, mode)
+    def plan(
+        self,
+        body: Any,
+        params: Mapping[str, str],
+        index: str,
+        mode: ModeName,
+        *,
+        force_skip: str | None = None,
+    ) -> SearchPlan:
+        return plan_search(
+            body,
+            params,
+            self.config.rerank,
+            self.indices,
+            index,
+            mode,
+            window_limit=self.windows.limit(index),
+            force_skip=force_skip,
+        )
+
+    def refused(self, plan: SearchPlan, status: int, raw: bytes) -> bool:
+        """Whether ES's error answer to a widened search is its result-window refusal (the
+        limit is learned); the client's own page then gets ES's answer to it."""
+        if status != 400 or not plan.rerank:
+            return False
+        try:
+            body = loads(raw)
+        except ValueError:
+            return False
+        return self.windows.learn(plan.index, body, plan.es_size)
 
     def docs(self, plan: SearchPlan, hits: Sequence[dict[str, Any]]) -> list[Doc]:
         out = []
@@ -55,6 +106,11 @@ class RerankStep:
             text = spec.text(hit.get("_source"))
             out.append(Doc(str(hit.get("_index", "")), str(hit.get("_id", "")), text))
         return out
+
+    def _window_refused(self, plan: SearchPlan, response: Any) -> bool:
+        """A widened search that ES answered with some shards (or, in ``_msearch``, the
+        whole item) refusing the result window: its hits are incomplete."""
+        return self.windows.learn(plan.index, response, plan.es_size)
 
     async def rerank(self, plan: SearchPlan, response: Any, rid: str) -> tuple[Outcome, Timings]:
         """Rerank one parsed search response in place (a ``_msearch`` item is one too)."""
@@ -81,37 +137,85 @@ class RerankStep:
         )
         return scored.outcome, scored.timings
 
-    async def apply(self, plan: SearchPlan, raw: bytes, rid: str) -> Applied:
+    async def apply(self, plan: SearchPlan, raw: bytes, rid: str) -> Applied | Reask:
         """Rerank ES's ``_search`` answer (``raw``, status 200)."""
-        body = _parse(raw, "a search response that is not valid JSON")
-        if hits_of(body) is None:
-            raise UpstreamBadResponse("Elasticsearch returned a search response without hits")
-        outcome, timings = await self.rerank(plan, body, rid)
-        return Applied(outcome, dumps(body), body, timings)
+        body = _parse(raw)
+        if body is None or hits_of(body) is None:
+            return Reask("unexpected_response")
+        if self._window_refused(plan, body):
+            return Reask(RESULT_WINDOW)
+        try:
+            outcome, timings = await self.rerank(plan, body, rid)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("rewriting a search response failed; ES's own answer is used")
+            return Reask("rewrite_failed")
+        return _written(body, raw, plan.filter_path, outcome, timings)
 
-    async def apply_many(self, plans: Sequence[SearchPlan], raw: bytes, rid: str) -> Applied:
+    async def apply_many(
+        self,
+        plans: Sequence[SearchPlan],
+        raw: bytes,
+        rid: str,
+        filter_path: FilterPath | None = None,
+    ) -> Applied | Reask:
         """Rerank ES's ``_msearch`` answer: the sub-searches are scored concurrently, so
         the batching worker coalesces them into shared forward passes."""
-        body = _parse(raw, "an _msearch response that is not valid JSON")
+        body = _parse(raw)
         responses = body.get("responses") if isinstance(body, dict) else None
         if not isinstance(responses, list) or len(responses) != len(plans):
-            raise UpstreamBadResponse("Elasticsearch returned an unexpected _msearch response")
+            return Reask("unexpected_response")
+        refused = [
+            self._window_refused(plan, response)
+            for plan, response in zip(plans, responses, strict=True)
+            if plan.rerank
+        ]
+        if any(refused):
+            return Reask(RESULT_WINDOW)
+        if any(
+            plan.rerank and hits_of(response) is None and _ok(response)
+            for plan, response in zip(plans, responses, strict=True)
+        ):
+            return Reask("unexpected_response")
 
         async def one(plan: SearchPlan, response: Any) -> tuple[Outcome, Timings]:
             if not plan.rerank:
                 return Outcome("skipped", plan.skip_reason), Timings()
             return await self.rerank(plan, response, rid)
 
-        results = await asyncio.gather(*(one(p, r) for p, r in zip(plans, responses, strict=True)))
+        try:
+            results = await asyncio.gather(
+                *(one(p, r) for p, r in zip(plans, responses, strict=True))
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("rewriting an _msearch response failed; ES's own answer is used")
+            return Reask("rewrite_failed")
         timings = Timings(
             model_s=max((t.model_s for _, t in results), default=0.0),
             queue_s=max((t.queue_s for _, t in results), default=0.0),
         )
-        return Applied(overall([o for o, _ in results]), dumps(body), body, timings)
+        return _written(body, raw, filter_path, overall([o for o, _ in results]), timings)
 
 
-def _parse(raw: bytes, what: str) -> Any:
+def _ok(response: Any) -> bool:
+    return isinstance(response, dict) and response.get("status", 200) == 200
+
+
+def _parse(raw: bytes) -> Any:
     try:
         return loads(raw)
-    except ValueError as exc:
-        raise UpstreamBadResponse(f"Elasticsearch returned {what}") from exc
+    except ValueError:
+        return None
+
+
+def _written(
+    body: Any, raw: bytes, filter_path: FilterPath | None, outcome: Outcome, timings: Timings
+) -> Applied | Reask:
+    document = filter_path.apply(body) if filter_path is not None else body
+    data = render(document, raw)
+    if data is None:
+        return Reask("unserializable_response")
+    return Applied(outcome, data, document, timings)

@@ -97,7 +97,7 @@ class RemoteScorer:
             device="remote",
             dtype="n/a",
             max_length=model.max_length,
-            languages=model.languages,
+            languages=model.languages or (),
             extra={"protocol": self._protocol},
         )
 

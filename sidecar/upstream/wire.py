@@ -5,7 +5,8 @@ headers and body. It is built from the client's request by one of two rules:
 
 * :meth:`EsRequest.passthrough`: the client's request unchanged, less hop-by-hop headers;
 * :meth:`EsRequest.rewritten`: the documented rerank rewrites (a new body, URL parameters
-  the plan moved into it). The body is new, so its length and encoding go; every other
+  the plan moved into it or set). The body is new, so its length goes; it is compressed
+  again as the client compressed its own (``Content-Encoding`` stays), and every other
   end-to-end header (``Content-Type`` and ``Accept`` included, with any
   ``compatible-with`` version) is the client's, byte for byte. ES's media-type checks
   (``RestCompatibleVersionHelper``: both versioned or neither; its CSRF refusal of
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
+
+from sidecar.encoding import encode, readable
 
 #: RFC 9110 7.6.1 hop-by-hop fields, plus Proxy-* and Host (the client sets the upstream's).
 HOP_BY_HOP = frozenset(
@@ -66,15 +69,20 @@ def upstream_url(base: URL, path_qs: str) -> URL:
     return URL(str(base).rstrip("/") + path_qs, encoded=True)
 
 
-def _path_qs_without(request: web.BaseRequest, drop: Sequence[str]) -> str:
-    """The raw path and query less the ``drop`` parameters; every other parameter keeps
-    its bytes (``?pretty`` stays ``?pretty``, not ``?pretty=``)."""
+def _path_qs_without(
+    request: web.BaseRequest, drop: Sequence[str], add: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The raw path and query less the ``drop`` parameters (and any that ``add`` sets),
+    with ``add`` appended; every other parameter keeps its bytes (``?pretty`` stays
+    ``?pretty``, not ``?pretty=``)."""
     raw = request.rel_url.raw_path_qs
-    if not drop:
+    if not drop and not add:
         return raw
-    path, sep, query = raw.partition("?")
-    kept = [p for p in query.split("&") if unquote_plus(p.partition("=")[0]) not in drop]
-    return path + (sep + "&".join(kept) if any(kept) else "")
+    gone = set(drop) | {name for name, _ in add}
+    path, _, query = raw.partition("?")
+    kept = [p for p in query.split("&") if p and unquote_plus(p.partition("=")[0]) not in gone]
+    kept += [f"{quote(k, safe='')}={quote(v, safe=',*')}" for k, v in add]
+    return path + ("?" + "&".join(kept) if kept else "")
 
 
 @dataclass(frozen=True)
@@ -93,12 +101,23 @@ class EsRequest:
 
     @classmethod
     def rewritten(
-        cls, request: web.BaseRequest, body: bytes, drop_params: Sequence[str] = ()
+        cls,
+        request: web.BaseRequest,
+        body: bytes | None,
+        drop_params: Sequence[str] = (),
+        set_params: Sequence[tuple[str, str]] = (),
     ) -> EsRequest:
-        """The client's request with a body the sidecar wrote (and ``drop_params`` taken
-        out of the query string, because the plan moved them into that body)."""
+        """The client's request with a body the sidecar wrote (None: the client's request
+        had none, and gets none), ``drop_params`` taken out of the query string (the plan
+        moved them into that body) and ``set_params`` set in it."""
         headers = end_to_end_headers(request.headers)
-        # The new body has its own length and is sent as plain bytes.
-        headers.popall("Content-Length", None)
-        headers.popall("Content-Encoding", None)
-        return cls(request.method, _path_qs_without(request, drop_params), headers, body)
+        if body is not None:
+            # The new body has its own length, and the client's encoding.
+            headers.popall("Content-Length", None)
+            encoding = headers.get("Content-Encoding")
+            if encoding and readable(encoding):
+                body = encode(body, encoding)
+            else:
+                headers.popall("Content-Encoding", None)
+        path_qs = _path_qs_without(request, drop_params, set_params)
+        return cls(request.method, path_qs, headers, body)

@@ -146,8 +146,14 @@ def test_rewritten_requests_change_only_the_body_and_moved_parameters() -> None:
         ("Content-Type", VENDOR.format(8)),
         ("Accept", VENDOR.format(8)),
         ("Accept-Encoding", "gzip"),
+        ("Content-Encoding", "gzip"),
         ("Authorization", "ApiKey abc"),
     ]
+    # The new body is compressed as the client compressed its own.
+    assert isinstance(req.body, bytes) and gzip.decompress(req.body) == b"{}"
+    widened = EsRequest.rewritten(request, None, ("from",), (("size", "20"), ("from", "0")))
+    assert widened.path_qs == "/i/_search?pretty&q=x&size=20&from=0"
+    assert widened.body is None
 
 
 @pytest.mark.parametrize("accept_encoding", ["gzip", None])

@@ -28,8 +28,9 @@ DOCS = IndexRules(CFG)
         ({"match": {"title": {"query": "rare maps", "operator": "and"}}}, "rare maps"),
         ({"match_phrase": {"body": "printing press"}}, "printing press"),
         ({"multi_match": {"query": "wifi down", "fields": ["a", "b"]}}, "wifi down"),
-        ({"query_string": {"query": "title:maps AND year:1900"}}, "title:maps AND year:1900"),
-        ({"simple_query_string": {"query": "maps -modern"}}, "maps -modern"),
+        ({"query_string": {"query": "title:maps AND year:1900"}}, None),
+        ({"query_string": {"query": "old maps AND year:[1800 TO 1900]"}}, "old maps"),
+        ({"simple_query_string": {"query": "maps -modern"}}, "maps"),
         (
             {
                 "bool": {
@@ -43,7 +44,8 @@ DOCS = IndexRules(CFG)
         ),
         ({"function_score": {"query": {"match": {"t": "maps"}}, "functions": []}}, "maps"),
         ({"dis_max": {"queries": [{"match": {"t": "a"}}, {"match": {"b": "b"}}]}}, "a b"),
-        ({"constant_score": {"filter": {"match": {"t": "maps"}}}}, "maps"),
+        # A filter constrains the results; it is not what the user typed.
+        ({"constant_score": {"filter": {"match": {"t": "maps"}}}}, None),
         ({"bool": {"must": [{"match": {"a": "x"}}, {"match": {"b": "x"}}]}}, "x"),
         ({"match_all": {}}, None),
         ({"term": {"id": "x"}}, None),
@@ -148,7 +150,15 @@ def test_strip_options_validates_fields() -> None:
         ({"query": {"match": {"t": "x"}}, "size": 0}, {}, "size_zero"),
         ({"query": {"match": {"t": "x"}}}, {"size": "0"}, "size_zero"),
         ({"query": {"match": {"t": "x"}}, "from": 50}, {}, "beyond_window"),
-        ({}, {"q": "title:maps"}, None),
+        ({}, {"q": "maps"}, None),
+        ({}, {"q": "title:maps"}, "no_query_text"),
+        ({"query": {"match": {"t": "x"}}, "pit": {"id": "abc"}}, {}, "pit"),
+        ({"query": {"match": {"t": "x"}}, "search_after": [1.0, "a"]}, {}, "search_after"),
+        ({"query": {"match": {"t": "x"}}, "rescore": {"query": {}}}, {}, "rescore"),
+        ({"query": {"match": {"t": "x"}}, "stored_fields": "_none_"}, {}, "stored_fields_none"),
+        ({"query": {"match": {"t": "x"}}}, {"filter_path": "aggregations"}, "filter_path"),
+        ({"query": {"match": {"t": "x"}}}, {"filter_path": "-hits.hits"}, "filter_path"),
+        ({"query": {"match": {"t": "x"}}}, {"filter_path": "hits.hits._id"}, None),
         ({"query": {"match_all": {}}}, {}, "no_query_text"),
     ],
 )

@@ -72,7 +72,7 @@ class HFBackend(Generic[LoadedT]):
             device=str(self._device),
             dtype=dtype_name(self._dtype),
             max_length=config.max_length,
-            languages=config.languages,
+            languages=config.languages or (),
         )
 
     def load(self) -> None:

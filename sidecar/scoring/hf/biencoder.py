@@ -74,9 +74,10 @@ class BiEncoderBackend(HFBackend[_Loaded]):
         model = self._weights(AutoModel.from_pretrained, layout.transformer)
         model, quantization = self._quantized(model)
         limits = [self._config.max_length, layout.max_seq_length, tokenizer_limit(tokenizer)]
+        # Unset: the bundled model declares its own; an explicit [] means every language.
         languages = self._config.languages
-        if not languages and self._resolved.bundled:
-            languages = bundled.LANGUAGES
+        if languages is None:
+            languages = bundled.LANGUAGES if self._resolved.bundled else ()
         extra: dict[str, str] = {"pooling": layout.pooling, "quantization": quantization}
         if self._resolved.bundled:
             extra["bundled"] = bundled.DIST
