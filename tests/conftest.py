@@ -6,7 +6,12 @@
   ``es_integration.local_es`` starts on a free loopback port;
 * ``container``: a real Elasticsearch 8.x through testcontainers. It needs a Docker engine,
   so it is a parameter only where one answers (decided once, at collection); without one each
-  ES-backed test is collected once, and the session says why in one line.
+  ES-backed test is collected once, and the session says why in one line;
+* ``opensearch``: an ``osmem-server`` process (OpenSearch 3 API) that
+  ``es_integration.local_opensearch`` starts, for the tests about what goes over the wire
+  (``tests/integration``, ``tests/proxy``, ``tests/wire``): each of those runs against both
+  an ES and an OpenSearch server. (The relevance tests of the rerank path stay on ES: their
+  expectations are ES's BM25 ranks.)
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import pytest
 from devtools.fakes import FaultModel
 from es_integration.corpus import load_sample, sample_queries_path
 from es_integration.local_es import LocalES
+from es_integration.local_opensearch import LocalOpenSearch
 from es_integration.sidecar_proc import SidecarProcess
 from tests.support.apps import RunningSidecar, running_sidecar
 from tests.support.search import BUNDLED_MODEL, SAMPLE, base_config
@@ -37,8 +43,13 @@ ES_IMAGE = os.environ.get("ES_IMAGE", "docker.elastic.co/elasticsearch/elasticse
 class ESTarget:
     url: str
     kind: str
-    #: The LocalES process when this session started it (tests may stop/restart only those).
-    local: LocalES | None = None
+    #: The local server process when this session started it (tests may stop/restart only
+    #: those).
+    local: LocalES | LocalOpenSearch | None = None
+
+    @property
+    def opensearch(self) -> bool:
+        return self.kind == "osmem"
 
 
 def _docker_engine_reason() -> str | None:
@@ -87,6 +98,19 @@ def _container_es() -> Iterator[ESTarget]:
 #: Why the ``container`` variant of the ES-backed tests is not collected here (None: it is).
 NO_CONTAINER_REASON = _docker_engine_reason()
 ES_SOURCES = ["local"] if NO_CONTAINER_REASON else ["local", "container"]
+#: Test folders whose ES-backed tests also run against OpenSearch.
+OPENSEARCH_DIRS = ("integration", "proxy", "wire")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``es`` is parametrized per test: every ES source, plus OpenSearch for the wire tests."""
+    if "es" not in metafunc.fixturenames:
+        return
+    path = Path(str(metafunc.definition.fspath))
+    sources = list(ES_SOURCES)
+    if path.parent.name in OPENSEARCH_DIRS:
+        sources.append("opensearch")
+    metafunc.parametrize("es", sources, indirect=True, scope="session")
 
 
 def pytest_report_collectionfinish(
@@ -100,13 +124,18 @@ def pytest_report_collectionfinish(
     return f"ES-backed tests: local ES only, container variant not collected: {NO_CONTAINER_REASON}"
 
 
-@pytest.fixture(scope="session", params=ES_SOURCES)
+@pytest.fixture(scope="session")
 def es(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ESTarget]:
     if request.param == "container":
         with _container_es() as target:
             yield target
+        return
+    if request.param == "opensearch":
+        logs = tmp_path_factory.mktemp("opensearch")
+        with LocalOpenSearch.start(log_path=logs / "server.log") as server:
+            yield ESTarget(url=server.url, kind="osmem", local=server)
         return
     if os.environ.get("ES_URL"):
         yield ESTarget(url=os.environ["ES_URL"].rstrip("/"), kind="es_url")

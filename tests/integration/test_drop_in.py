@@ -1,7 +1,9 @@
-"""The official ``elasticsearch`` client cannot tell the sidecar from Elasticsearch.
+"""The official clients cannot tell the sidecar from the server behind it.
 
-The same script of operations runs once straight against ES and once through the sidecar;
-the status codes and JSON bodies must match (``took`` and index UUIDs aside).
+The same script of operations runs once straight against the server and once through the
+sidecar; the status codes and JSON bodies must match (``took`` and index UUIDs aside). On
+Elasticsearch it is the official ``elasticsearch`` 8 client (plain and with
+``http_compress``), on OpenSearch the official ``opensearch-py``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from typing import Any
 
 import pytest
 from elasticsearch import ApiError, Elasticsearch, helpers
+from opensearchpy import OpenSearch
+from opensearchpy import helpers as os_helpers
+from opensearchpy.exceptions import TransportError
 
 from es_integration.sidecar_proc import SidecarProcess
 from tests.conftest import ESTarget
@@ -102,9 +107,75 @@ def _script(es: Elasticsearch) -> list[tuple[str, int, Any]]:
     return out
 
 
-def test_client_sees_same_answers(es: ESTarget, sidecar: SidecarProcess) -> None:
-    direct = _script(Elasticsearch(es.url, request_timeout=30))
-    proxied = _script(Elasticsearch(sidecar.url, request_timeout=30))
+def _os_call(fn: Callable[[], Any]) -> tuple[int, Any]:
+    try:
+        return 200, _normalize(fn())
+    except TransportError as exc:
+        status = exc.status_code if isinstance(exc.status_code, int) else 0
+        return status, _normalize(exc.info)
+
+
+def _os_script(client: OpenSearch) -> list[tuple[str, int, Any]]:
+    """The same operations through opensearch-py (its own call shapes)."""
+    client.indices.delete(index=INDEX, ignore=[404])
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("create", lambda: client.indices.create(index=INDEX, body={"mappings": MAPPING})),
+        ("get", lambda: client.get(index=INDEX, id="42")),
+        (
+            "update",
+            lambda: client.update(index=INDEX, id="42", body={"doc": {"year": 2024}}, refresh=True),
+        ),
+        ("get-after-update", lambda: client.get(index=INDEX, id="42")),
+        ("count", lambda: client.count(index=INDEX)),
+        (
+            "count-query",
+            lambda: client.count(index=INDEX, body={"query": {"term": {"genre": "poetry"}}}),
+        ),
+        (
+            "search-aggs",
+            lambda: client.search(
+                index=INDEX,
+                body={
+                    "query": {"match": {"title": "stars"}},
+                    "aggs": {
+                        "by_genre": {"terms": {"field": "genre"}},
+                        "max_year": {"max": {"field": "year"}},
+                    },
+                    "size": 5,
+                },
+            ),
+        ),
+        ("cat-indices", lambda: client.cat.indices(index=INDEX, format="json")),
+        (
+            "missing-index",
+            lambda: client.search(index="no-such-index-dropin", body={"query": {"match_all": {}}}),
+        ),
+        (
+            "malformed-query",
+            lambda: client.search(index=INDEX, body={"query": {"no_such_query_type": {"x": 1}}}),
+        ),
+        ("delete", lambda: client.indices.delete(index=INDEX)),
+    ]
+    out: list[tuple[str, int, Any]] = []
+    for name, fn in steps:
+        status, body = _os_call(fn)
+        out.append((name, status, body))
+        if name == "create":
+            ok, errors = os_helpers.bulk(client, _docs(), refresh="true", raise_on_error=False)
+            out.append(("bulk", int(ok), errors))
+    return out
+
+
+def _run(es: ESTarget, url: str, compress: bool) -> list[tuple[str, int, Any]]:
+    if es.opensearch:
+        return _os_script(OpenSearch([url], timeout=30, http_compress=compress))
+    return _script(Elasticsearch(url, request_timeout=30, http_compress=compress))
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "http_compress"])
+def test_client_sees_same_answers(es: ESTarget, sidecar: SidecarProcess, compress: bool) -> None:
+    direct = _run(es, es.url, compress)
+    proxied = _run(es, sidecar.url, compress)
 
     names = [n for n, _, _ in direct]
     assert names == [n for n, _, _ in proxied]
@@ -126,6 +197,11 @@ def test_client_sees_same_answers(es: ESTarget, sidecar: SidecarProcess) -> None
     "path", ["/", "/_cluster/health", "/_cat/indices?format=json&h=index,docs.count&s=index"]
 )
 def test_raw_bodies_match(es: ESTarget, sidecar: SidecarProcess, path: str) -> None:
+    if es.opensearch:
+        d = OpenSearch([es.url]).transport.perform_request("GET", path)
+        p = OpenSearch([sidecar.url]).transport.perform_request("GET", path)
+        assert _normalize(p) == _normalize(d)
+        return
     d = Elasticsearch(es.url).perform_request("GET", path)
     p = Elasticsearch(sidecar.url).perform_request("GET", path)
     assert p.meta.status == d.meta.status

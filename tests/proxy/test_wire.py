@@ -67,8 +67,13 @@ async def test_reranked_search_keeps_the_clients_media_types(
             direct = _one(tap.take())
             status, content_type, rerank = await _post(sc.url, f"/{SAMPLE}/_search", raw, headers)
             via = _one(tap.take())
-    assert rerank == "applied"
-    assert status == direct_status == 200
+    if es.opensearch:
+        # OpenSearch knows no Elasticsearch vendor media types: 406, as directly.
+        assert rerank == "skipped; reason=es_error"
+        assert status == direct_status == 406
+    else:
+        assert rerank == "applied"
+        assert status == direct_status == 200
     assert via.method == direct.method and via.path_qs == direct.path_qs
     # Every header byte for byte, in order, but the body's new length.
     assert via.header_set() == direct.header_set()
@@ -115,7 +120,7 @@ async def test_the_client_sends_exactly_the_request_it_is_given(es: ESTarget) ->
         finally:
             await session.close()
     seen = _one(tap.take())
-    assert answer.status in (200, 400, 404)
+    assert answer.status in (200, 400, 404, 406)
     assert seen.path_qs == "/a%2Cb/_search?q=x%20y&pretty"
     assert seen.header_set() == [("x-opaque-id", "abc"), ("content-type", "text/plain")]
     assert seen.body == b"{}"
@@ -175,8 +180,9 @@ async def test_a_reranked_answer_is_encoded_as_es_encodes_it(
             encoding = resp.headers.get("Content-Encoding")
             data = await resp.read()
     assert encoding == direct_encoding
-    if accept_encoding:
-        assert encoding == "gzip", "the local server compresses when asked"
+    if accept_encoding and not es.opensearch:
+        assert encoding == "gzip", "noida-db compresses when asked (osmem-server never does)"
+    if encoding == "gzip":
         data = gzip.decompress(data)
     body = json.loads(data)
     assert len(body["hits"]["hits"]) == 3 and body["_rerank"]["status"] == "applied"
