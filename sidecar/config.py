@@ -47,13 +47,54 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
 
+def _check_networks(value: tuple[str, ...]) -> tuple[str, ...]:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not an IP network") from exc
+    return value
+
+
+#: IPv4/IPv6 networks in CIDR notation (a single address is a /32 or /128).
+Networks = Annotated[tuple[str, ...], AfterValidator(_check_networks)]
+
+
 def _check_http_url(value: str) -> str:
     parts = urlsplit(value)
+    if "@" in parts.netloc:
+        # Credentials in a URL end up in every place the URL is shown (readiness, admin,
+        # logs), and an HTTP client sends them on every request made with it: for es.url,
+        # on every client's request. The sidecar's own credentials have their own keys.
+        raise ValueError(
+            "must not carry credentials (user:password@host); the sidecar's own credentials "
+            "go in es.auth (for ES) or model.remote.api_key (for a rerank server)"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
     if parts.query or parts.fragment:
         raise ValueError("must not carry a query string or fragment")
     return value.rstrip("/")
+
+
+def public_url(value: str) -> str:
+    """``value`` as it may be shown to anyone: scheme, host, port and path, never user-info,
+    query or fragment (config load already refuses them; this holds for any other URL)."""
+    parts = urlsplit(value)
+    if not parts.scheme or not parts.hostname:
+        return value if "@" not in value and "?" not in value else "<redacted>"
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def public_name(model: str) -> str:
+    """A model name as clients see it: a rerank server's URL without credentials or query."""
+    return public_url(model) if model.startswith(("http://", "https://")) else model
+
+
+#: Peers on this machine only: the default of every surface that is not meant for the network.
+LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
 class ServerConfig(_Section):
@@ -89,10 +130,62 @@ class ESTimeouts(_Section):
     read_s: PositiveFloat = 30.0
 
 
+def _readable_secret(value: Path | None) -> Path | None:
+    if value is None:
+        return value
+    try:
+        text = value.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the file ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError("the file is not UTF-8 text") from exc
+    if not text or "\n" in text:
+        raise ValueError("the file must hold the secret on one line")
+    return value
+
+
+SecretFile = Annotated[Path | None, AfterValidator(_readable_secret)]
+
+
+class ESAuthConfig(_Section):
+    """The sidecar's own credentials for Elasticsearch, used only on requests the sidecar
+    makes on its own behalf (the readiness probe). Never added to a client's request: each
+    client authenticates with its own headers, which pass through unchanged."""
+
+    #: Basic authentication: both username and a password (or password_file).
+    username: str | None = None
+    password: str | None = None
+    password_file: SecretFile = None
+    #: An ES API key (the base64 ``id:api_key`` credential), sent as ``ApiKey <key>``.
+    api_key: str | None = None
+    api_key_file: SecretFile = None
+
+    @model_validator(mode="after")
+    def _one_scheme(self) -> ESAuthConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if self.api_key is not None and self.api_key_file is not None:
+            raise ValueError("set api_key or api_key_file, not both")
+        basic = self.password is not None or self.password_file is not None
+        key = self.api_key is not None or self.api_key_file is not None
+        if basic and key:
+            raise ValueError("set either username/password or api_key, not both")
+        if basic != (self.username is not None):
+            raise ValueError("username and password (or password_file) go together")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return (
+            self.username is not None or self.api_key is not None or self.api_key_file is not None
+        )
+
+
 class ESConfig(_Section):
     #: The only upstream the sidecar ever talks to. Request lines and Host headers cannot
-    #: change it.
+    #: change it. It must not carry credentials (see ``auth``).
     url: str = "http://localhost:9200"
+    auth: ESAuthConfig = ESAuthConfig()
     timeouts: ESTimeouts = ESTimeouts()
     #: Pooled connections to ES (one aiohttp ClientSession for the whole process).
     max_connections: PositiveInt = 256
@@ -205,12 +298,67 @@ class WorkerConfig(_Section):
     pass_overhead_tokens: Annotated[int, Field(ge=0)] | None = None
 
 
-class ApiConfig(_Section):
-    """The direct rerank API (/v1/rerank, /rerank)."""
+def _check_origins(value: tuple[str, ...]) -> tuple[str, ...]:
+    for item in value:
+        if item == "*":
+            continue
+        parts = urlsplit(item)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or "@" in parts.netloc
+        ):
+            raise ValueError(f"{item!r} is not an origin (scheme://host[:port]) or '*'")
+    return tuple(item.rstrip("/") for item in value)
+
+
+class SurfaceConfig(_Section):
+    """Who may reach one of the sidecar's own surfaces: peers in ``allow_from`` (anyone else
+    gets a plain 404, as if the path did not exist) and, when ``token`` is set, only with
+    ``Authorization: Bearer <token>`` (or HTTP Basic with the token as the password): 401
+    without it, 403 with a wrong one."""
+
+    allow_from: Networks = LOOPBACK
+    token: str | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or not value.isprintable()):
+            raise ValueError("must be printable and not blank")
+        return value
+
+
+class UiConfig(SurfaceConfig):
+    """The debug page under /_sidecar/ui."""
+
+    enabled: bool = True
+
+
+class MetricsConfig(SurfaceConfig):
+    """Prometheus metrics at /_sidecar/metrics (counts and timings only: no query text, no
+    credentials). Open to every peer by default, for scrapers on other hosts."""
+
+    allow_from: Networks = ("0.0.0.0/0", "::/0")
+
+
+class ApiConfig(SurfaceConfig):
+    """The direct rerank API (/_sidecar/v1/rerank, /_sidecar/rerank)."""
 
     max_documents: PositiveInt = 1000
     #: Seconds a direct API call may wait for the model.
     timeout_s: PositiveFloat = 30.0
+    #: Also serve the API at the Cohere-compatible root paths /v1/rerank and /rerank.
+    #: Off by default: those paths then belong to Elasticsearch, like every path outside
+    #: /_sidecar/.
+    cohere_root_path: bool = False
+    #: Origins (``https://app.example.com``, or ``*``) whose pages may call the API from a
+    #: browser (CORS). Empty: same-origin pages only; any other Origin gets 403.
+    cors_origins: Annotated[tuple[str, ...], AfterValidator(_check_origins)] = ()
+    #: Each document's text is cut to this many characters before it is tokenized.
+    max_chars_per_document: PositiveInt = 65536
 
 
 def _yaml_mode(value: Any) -> Any:
@@ -259,19 +407,63 @@ class BreakerConfig(_Section):
 
 
 class ScoreCacheConfig(_Section):
-    """Scores per (model, instruction, query, document id, document text hash)."""
+    """Scores per (model, instruction, query, index, document id, document text hash),
+    all hashed into one fixed-size key."""
 
     enabled: bool = True
     max_entries: PositiveInt = 200_000
+    #: Memory the cache may hold, keys and values included; it keeps fewer entries when
+    #: this is reached first.
+    max_bytes: Annotated[int, Field(ge=1 << 20)] = 128 * 1024 * 1024
     ttl_s: PositiveFloat = 3600.0
+    #: ``shared``: one user's search warms the cache for everyone (fast, but a hit, seen in
+    #: ``X-Rerank: cached`` or in the latency, tells a user that someone searched the same
+    #: words over the same documents). ``identity``: entries are also keyed by the caller's
+    #: identity headers, so a hit only ever comes from the caller's own earlier searches.
+    scope: Literal["shared", "identity"] = "shared"
 
 
 class ResponseCacheConfig(_Section):
-    """Whole reranked responses; keyed by a hash of Authorization and the full request."""
+    """Whole reranked responses, keyed by a hash of every identity header (Authorization,
+    run-as, proxy-auth user and roles, cookies, ``rerank.extra_identity_headers``), every
+    header that changes the representation (Accept, Accept-Encoding, Content-Type) and the
+    full request. A revoked credential is served from here until ``ttl_s`` unless
+    ``verify_identity`` is ``authenticate``."""
 
     enabled: bool = False
     max_entries: PositiveInt = 2000
     ttl_s: PositiveFloat = 30.0
+    #: Memory all cached responses may hold, and the largest one that is cached at all.
+    max_bytes: Annotated[int, Field(ge=1 << 20)] = 128 * 1024 * 1024
+    max_entry_bytes: PositiveInt = 4 * 1024 * 1024
+    #: ``off``: a hit is served without asking ES. ``authenticate``: before each hit the
+    #: caller's identity headers are sent to ES on ``GET verify_path``; the hit is served
+    #: only on a 200, otherwise the search goes to ES as if there were no entry.
+    verify_identity: Literal["off", "authenticate"] = "off"
+    #: ``/_security/_authenticate`` (Elasticsearch) or ``/_plugins/_security/authinfo``
+    #: (OpenSearch).
+    verify_path: str = "/_security/_authenticate"
+
+    @field_validator("verify_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or "?" in value or "#" in value or not value.isprintable():
+            raise ValueError("must be a path starting with / (no query string)")
+        return value
+
+    @model_validator(mode="after")
+    def _sizes(self) -> ResponseCacheConfig:
+        if self.max_entry_bytes > self.max_bytes:
+            raise ValueError("max_entry_bytes must not exceed max_bytes")
+        return self
+
+
+def _check_header_names(value: tuple[str, ...]) -> tuple[str, ...]:
+    for item in value:
+        name = item[:-1] if item.endswith("*") else item
+        if not name or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            raise ValueError(f"{item!r} is not a header name (a trailing * matches a prefix)")
+    return tuple(item.lower() for item in value)
 
 
 class FusionConfig(_Section):
@@ -303,6 +495,15 @@ class RerankConfig(_Section):
     breaker: BreakerConfig = BreakerConfig()
     cache: ScoreCacheConfig = ScoreCacheConfig()
     response_cache: ResponseCacheConfig = ResponseCacheConfig()
+    #: Headers that tell users apart beyond the built-in ones (see docs/security.md), for
+    #: the response cache key and the identity-scoped score cache; ``x-my-attr-*`` matches
+    #: a prefix.
+    extra_identity_headers: Annotated[tuple[str, ...], AfterValidator(_check_header_names)] = ()
+    #: ``rerank.query`` (or the API's ``query``) longer than this is refused with 400; query
+    #: text taken from the ES query is cut to its first this-many characters.
+    max_query_chars: PositiveInt = 2048
+    #: ``rerank.instruction`` (or the API's ``instruction``) longer than this: 400.
+    max_instruction_chars: PositiveInt = 2048
     #: Bounds background (shadow-mode) reranks in flight; beyond it shadow work is dropped.
     max_shadow_tasks: PositiveInt = 64
 
@@ -313,19 +514,6 @@ class RerankConfig(_Section):
                 f"window ({self.window}) must not exceed max_window ({self.max_window})"
             )
         return self
-
-
-def _check_networks(value: tuple[str, ...]) -> tuple[str, ...]:
-    for item in value:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError as exc:
-            raise ValueError(f"{item!r} is not an IP network") from exc
-    return value
-
-
-#: IPv4/IPv6 networks in CIDR notation (a single address is a /32 or /128).
-Networks = Annotated[tuple[str, ...], AfterValidator(_check_networks)]
 
 
 class RolloutRule(_Section):
@@ -347,8 +535,12 @@ class RolloutConfig(_Section):
     #: YAML file with ``default`` and ``rules``; read at start, on SIGHUP and on the admin
     #: reload call. A bad file keeps the rules in force and reports the error.
     rules_file: Path | None = None
-    #: Peers whose X-Forwarded-For is believed (CIDRs). Others' is ignored.
+    #: Peers whose forwarding header is believed (CIDRs). Others' is ignored.
     trusted_proxies: Networks = ()
+    #: The header the trusted proxies append the client to: ``x-forwarded-for`` (HAProxy
+    #: ``option forwardfor``, nginx ``$proxy_add_x_forwarded_for``) or ``forwarded``
+    #: (RFC 7239). The other one is never read: a client could have written it.
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
     #: Clients allowed to choose the mode per request with ``override_header``.
     trusted_clients: Networks = ()
     override_header: str = "X-Rerank-Mode"
@@ -361,7 +553,7 @@ class AdminConfig(_Section):
     #: call is refused.
     token: str | None = None
     #: Only peers in these networks reach the admin API at all (others get 404).
-    allow_from: Networks = ("127.0.0.0/8", "::1/128")
+    allow_from: Networks = LOOPBACK
 
 
 class LoggingConfig(_Section):
@@ -379,6 +571,8 @@ class SidecarConfig(_Section):
     model: ModelConfig = ModelConfig()
     worker: WorkerConfig = WorkerConfig()
     api: ApiConfig = ApiConfig()
+    ui: UiConfig = UiConfig()
+    metrics: MetricsConfig = MetricsConfig()
     rerank: RerankConfig = RerankConfig()
     rollout: RolloutConfig = RolloutConfig()
     admin: AdminConfig = AdminConfig()
@@ -402,11 +596,27 @@ class SidecarConfig(_Section):
 # --- loading -------------------------------------------------------------------------------
 
 
+#: Keys whose values are secrets: never quoted in an error, replaced in ``redacted``.
+SECRET_KEYS = frozenset({"password", "api_key", "token"})
+
+
+def _shown(key: list[str], value: Any) -> str:
+    """A config value as an error message may quote it: secrets and URL credentials never."""
+    if key and key[-1] in SECRET_KEYS:
+        return "'***'"
+    if isinstance(value, Mapping) and any(k in SECRET_KEYS for k in value):
+        return "a section holding secrets"
+    if isinstance(value, str) and "@" in value:
+        scheme, sep, rest = value.rpartition("://")
+        return repr(f"{scheme}{sep}***@{rest.rpartition('@')[2]}")
+    return repr(value)
+
+
 def _format_error(exc: ValidationError, raw: Mapping[str, Any]) -> str:
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
     key = ".".join(loc) or "<root>"
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return f"config error: {key}: unknown key"
     value: Any = raw
@@ -417,7 +627,7 @@ def _format_error(exc: ValidationError, raw: Mapping[str, Any]) -> str:
             value = err.get("input")
             break
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"config error: {key}: {msg} (got {value!r}){more}"
+    return f"config error: {key}: {msg} (got {_shown(loc, value)}){more}"
 
 
 def _deep_set(tree: dict[str, Any], path: list[str], value: Any) -> None:
@@ -504,11 +714,19 @@ def load_config(
     return build_config(raw)
 
 
+def _redact(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: ("***" if k in SECRET_KEYS and v else _redact(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_redact(v) for v in node]
+    if isinstance(node, str) and "://" in node and "@" in node:
+        return public_url(node)
+    return node
+
+
 def redacted(config: SidecarConfig) -> dict[str, Any]:
-    """The effective config as plain data, with secrets replaced."""
-    data = config.model_dump(mode="json")
-    if data["model"]["remote"].get("api_key"):
-        data["model"]["remote"]["api_key"] = "***"
-    if data["admin"].get("token"):
-        data["admin"]["token"] = "***"
+    """The effective config as plain data, with every secret replaced by ``***`` (any key
+    named password, api_key or token, at any depth) and no URL credentials. Secret files
+    are shown by path, never read into the output."""
+    data: dict[str, Any] = _redact(config.model_dump(mode="json"))
     return data

@@ -11,8 +11,8 @@ again with the client's own request and relayed.
 from __future__ import annotations
 
 from aiohttp import web
-from multidict import CIMultiDict
 
+from sidecar.handlers.cache_hit import cached_hit
 from sidecar.handlers.outcomes import answer, forward
 from sidecar.http.body import decode_body, has_duplicate_keys, read_body
 from sidecar.http.trace import trace_of
@@ -98,17 +98,13 @@ async def _rerank(
     responses = request.app[ENGINE].responses
     cache_key = ""
     if responses.enabled and plan.mode == "on":
+        # Every identity and representation header is in the key (sidecar.rerank.identity).
         cache_key = responses.key(
-            request.headers.get("Authorization", ""),
-            request.method,
-            request.rel_url.raw_path_qs,
-            raw,
-            plan.mode,
+            request.headers, request.method, request.rel_url.raw_path_qs, raw, plan.mode
         )
-        hit = responses.get(cache_key)
+        hit = await cached_hit(request, cache_key)
         if hit is not None:
-            resp = web.Response(status=hit.status, body=hit.body, headers=CIMultiDict(hit.headers))
-            return answer(request, resp, CACHED)
+            return answer(request, hit, CACHED)
 
     step = request.app[STEP]
     es_resp = await request.app[ES].fetch(req)

@@ -14,8 +14,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from sidecar.http.trace import RequestTrace, trace_of
-from sidecar.keys import CONFIG, METRICS
+from sidecar.keys import CONFIG, ENGINE, METRICS
 from sidecar.logs import redact_query
+from sidecar.rerank.identity import CALLER
 
 log = logging.getLogger("sidecar.access")
 
@@ -43,6 +44,11 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     trace.start = time.perf_counter()
     incoming = request.headers.get(REQUEST_ID, "")
     trace.request_id = incoming[:64] if incoming.isprintable() and incoming else uuid.uuid4().hex
+    engine = request.app.get(ENGINE)
+    if engine is not None and engine.scores.scope == "identity":
+        # The identity-scoped score cache keys each score by who asked (this task and the
+        # shadow reranks it starts see the value; other requests never do).
+        CALLER.set(engine.responses.identity.digest(request.headers))
     status = 500
     response: web.StreamResponse | None = None
     try:

@@ -54,10 +54,8 @@ class RerankEngine:
         self.scorer = scorer
         rc = config.rerank
         self.breaker = AsyncBreaker(rc.breaker.fail_max, rc.breaker.reset_timeout_s)
-        self.scores = ScoreCache(rc.cache.max_entries, rc.cache.ttl_s, rc.cache.enabled)
-        self.responses = ResponseCache(
-            rc.response_cache.max_entries, rc.response_cache.ttl_s, rc.response_cache.enabled
-        )
+        self.scores = ScoreCache.from_config(rc.cache)
+        self.responses = ResponseCache.from_config(rc.response_cache, rc.extra_identity_headers)
         self.gate = LanguageGate(())
         self._gate_ready = False
 
@@ -103,7 +101,8 @@ class RerankEngine:
             return ScoredWindow(None, Outcome("skipped", "no_document_text"), timings)
         instruction = instruction or self.config.model.instruction
         keys: list[ScoreKey] = [
-            ScoreCache.key(self.model_name, instruction, query, d.index, d.id, d.text) for d in docs
+            self.scores.key_for(self.model_name, instruction, query, d.index, d.id, d.text)
+            for d in docs
         ]
         cached = self.scores.get_many(keys)
         missing = [i for i, v in enumerate(cached) if v is None]

@@ -4,7 +4,9 @@ TTL is driven by a fake timer handed to the caches, so nothing here sleeps."""
 
 from __future__ import annotations
 
-from sidecar.rerank.cache import CachedResponse, ResponseCache, ScoreCache
+from multidict import CIMultiDict
+
+from sidecar.rerank.cache import CachedResponse, ResponseCache, ScoreCache, ScoreKey
 
 
 class FakeTimer:
@@ -15,7 +17,7 @@ class FakeTimer:
         return self.now
 
 
-def _keys(*doc_ids: str, text: str = "some text") -> list[tuple[str, str, str, str, str, str]]:
+def _keys(*doc_ids: str, text: str = "some text") -> list[ScoreKey]:
     return [ScoreCache.key("model", "instr", "query", "idx", d, text) for d in doc_ids]
 
 
@@ -43,7 +45,9 @@ def test_score_key_covers_every_part_and_the_text() -> None:
         changed[i] = changed[i] + "x"
         assert ScoreCache.key(*changed) != key, f"part {i} is not in the key"
     # The text enters as a hash: a re-indexed document under the same id is a miss.
-    assert "text" not in key
+    assert b"text" not in key and len(key) == 16
+    # So does the caller, with scope: identity.
+    assert ScoreCache.key(*base, "caller-digest") != key
     cache = ScoreCache(max_entries=10, ttl_s=60)
     cache.put_many(_keys("d", text="old body"), [1.0])
     assert cache.get_many(_keys("d", text="new body")) == [None]
@@ -90,6 +94,9 @@ def test_disabled_score_cache_stores_nothing_and_counts_nothing() -> None:
 AUTH = "Basic dXNlcjpwYXNz"
 
 
+_CACHE = ResponseCache(max_entries=10, ttl_s=60, enabled=True)
+
+
 def _rkey(
     authorization: str = AUTH,
     method: str = "POST",
@@ -97,7 +104,8 @@ def _rkey(
     body: bytes = b'{"query":{"match":{"t":"x"}}}',
     mode: str = "on",
 ) -> str:
-    return ResponseCache.key(authorization, method, path_qs, body, mode)
+    headers = CIMultiDict({"Authorization": authorization} if authorization else {})
+    return _CACHE.key(headers, method, path_qs, body, mode)
 
 
 def test_response_key_differs_per_caller_and_request() -> None:
@@ -116,8 +124,8 @@ def test_response_key_differs_per_caller_and_request() -> None:
         assert other != key, f"{what} is not in the key"
     assert len(set(variants.values())) == len(variants)
     # Parts are length-prefixed: moving a character across a boundary changes the key.
-    assert ResponseCache.key("ab", "c", "/p", b"", "on") != ResponseCache.key(
-        "a", "bc", "/p", b"", "on"
+    assert _CACHE.key(CIMultiDict(), "GETa", "/p", b"", "on") != _CACHE.key(
+        CIMultiDict(), "GET", "a/p", b"", "on"
     )
     assert AUTH not in key  # only a digest is kept
 
