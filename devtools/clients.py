@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-FALLBACK_REASONS = frozenset({"timeout", "breaker_open", "overloaded", "error"})
+FALLBACK_REASONS = frozenset({"timeout", "breaker_open", "overloaded", "error", "budget"})
 RERANK_STATUSES = frozenset({"applied", "cached", "shadow", "skipped", "fallback"})
 
 _METRIC = re.compile(r"^([a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+|NaN)$")
@@ -35,8 +35,15 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 
 def rerank_header(value: str | None) -> tuple[str, str | None]:
-    status, _, reason = (value or "").partition("; reason=")
-    return status, reason or None
+    """``status; reason=r`` -> (status, r); ``applied; window=K`` (only the top K fitted the
+    budget) -> ("applied", None); anything else unparsable -> a status no check accepts."""
+    status, _, rest = (value or "").partition("; ")
+    key, _, arg = rest.partition("=")
+    if key == "window":
+        return (status, None) if arg.isdigit() and int(arg) > 0 else ("?", None)
+    if rest and key != "reason":
+        return "?", None
+    return status, arg or None
 
 
 def check_search_response(
@@ -80,7 +87,7 @@ class Result:
     outcome: str = ""
     problem: str | None = None
     #: An error that is the documented answer to what was sent (a 4xx for a bad request,
-    #: a 503 from /v1/rerank while the model is faulty).
+    #: a 503 from /_sidecar/v1/rerank while the model is faulty).
     explained: str | None = None
 
 

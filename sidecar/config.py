@@ -212,11 +212,20 @@ class RemoteConfig(_Section):
     api_key: str | None = None
     #: Model name sent in the request body, if the server wants one.
     model: str | None = None
-    #: Request body shape: ``cohere`` ({query, documents}: vLLM, Jina, Cohere, Infinity) or
-    #: ``tei`` ({query, texts}). ``auto`` picks tei for a URL path ending in a bare
-    #: ``/rerank`` and cohere otherwise (``/v1/rerank``, ``/v2/rerank``...). Both answer
+    #: Request body shape: ``cohere`` ({query, documents}: vLLM, SGLang, Jina, Cohere,
+    #: Infinity) or ``tei`` ({query, texts}). ``auto`` picks tei for a URL path ending in a
+    #: bare ``/rerank`` and cohere otherwise (``/v1/rerank``, ``/v2/rerank``...). Both answer
     #: shapes are understood either way.
     protocol: Literal["auto", "cohere", "tei"] = "auto"
+    #: How the instruction reaches the server: ``instruct`` (SGLang's field),
+    #: ``chat_template_kwargs`` (vLLM with the Qwen3 reranker template: ``{"instruction":
+    #: ...}``), ``none`` (not sent). ``auto`` asks the server who it is (``/v1/models``) at
+    #: start and picks the field it has; where it has none, ``/_sidecar/ready`` says so.
+    instruction_field: Literal["auto", "instruct", "chat_template_kwargs", "none"] = "auto"
+    #: Most documents in one request to the server; a larger window is sent in parts.
+    #: Unset, TEI's own ``max_client_batch_size`` (from its ``/info``) is used where the
+    #: server reports one.
+    max_batch_documents: PositiveInt | None = None
 
 
 #: Which code serves a model (see sidecar.scoring.detect).
@@ -251,6 +260,13 @@ class ModelConfig(_Section):
     #: keeps fp32. Ignored on GPUs and by the qwen3 and remote backends. Quality loss and
     #: speed-up are measured in docs/benchmarks.md.
     cpu_quantization: Literal["none", "dynamic_int8"] = "none"
+    #: At start-up, score a few (query, relevant, irrelevant) pairs and refuse the model
+    #: (``/_sidecar/ready`` says why) unless every relevant document wins. Local models only;
+    #: test models with random weights turn it off.
+    self_test: bool = True
+    #: Qwen3: compute the prompt's shared head (system prompt, instruction, query) once per
+    #: search and run only each document and the prompt's tail per pair. Same scores.
+    prefix_reuse: bool = True
     remote: RemoteConfig = RemoteConfig()
 
     @field_validator("name")
@@ -274,7 +290,9 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _chunks(self) -> ModelConfig:
-        if self.chunk_overlap_tokens >= self.max_length // 2:
+        # Only chunking uses the overlap, so only then does it bound max_length.
+        chunk = self.long_documents == "chunk"
+        if chunk and self.chunk_overlap_tokens >= self.max_length // 2:
             raise ValueError("chunk_overlap_tokens must be less than half of max_length")
         return self
 
@@ -400,10 +418,35 @@ class IndexRerankConfig(_Section):
 
 
 class BreakerConfig(_Section):
-    #: Consecutive model failures or timeouts that open the breaker.
+    #: Consecutive model faults that open the breaker: errors, unusable scores, and hangs
+    #: (no answer at all where a quick one was predicted). Load never counts: queue waits,
+    #: shedding, a window cut to fit the budget, clients that go away.
     fail_max: PositiveInt = 5
-    #: Seconds the breaker stays open before one trial request is let through (half-open).
+    #: Seconds the breaker stays open before one small trial request is let through.
     reset_timeout_s: PositiveFloat = 30.0
+    #: A window part predicted to take less than budget / hang_factor that has no answer by
+    #: the deadline is a hang.
+    hang_factor: float = Field(default=3.0, gt=1.0)
+
+
+class LoadConfig(_Section):
+    """Reranking as much as the budget allows, and fairly between clients."""
+
+    #: The fewest hits worth reranking: when less of the window fits the budget, the ES
+    #: order stands (``fallback; reason=budget``). Also the size of a half-open trial.
+    min_window: PositiveInt = 10
+    #: A local model scores a window in parts of this many hits, in ES order, so that a
+    #: deadline mid-way still leaves a reranked prefix.
+    chunk_hits: PositiveInt = 10
+    #: Pairs with the model at once, all clients together; more wait their turn, round
+    #: robin between clients (by address behind trusted proxies, or API key).
+    max_in_flight_pairs: PositiveInt = 256
+    #: Requests one client may have waiting for the model; past it its new ones fall back
+    #: at once (``overloaded``), and no other client's do.
+    max_waiting_per_client: PositiveInt = 32
+    #: Sub-searches of one ``_msearch`` that are reranked; the rest keep ES order
+    #: (``skipped; reason=msearch_limit``). All share the request's one budget.
+    msearch_max_reranked: PositiveInt = 20
 
 
 class ScoreCacheConfig(_Section):
@@ -506,6 +549,7 @@ class RerankConfig(_Section):
     max_instruction_chars: PositiveInt = 2048
     #: Bounds background (shadow-mode) reranks in flight; beyond it shadow work is dropped.
     max_shadow_tasks: PositiveInt = 64
+    load: LoadConfig = LoadConfig()
 
     @model_validator(mode="after")
     def _window(self) -> RerankConfig:

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sidecar.handlers.outcomes import answer, forward
+from sidecar.handlers.outcomes import answer, fair_key, forward
 from sidecar.handlers.search import indices_of, other_format
 from sidecar.http.body import (
     NdjsonLines,
@@ -100,7 +100,11 @@ async def handle_msearch(request: web.Request) -> web.StreamResponse:
         return answer(request, es_resp.response(), ES_ERROR)
     es_limit = request.app[CONFIG].es.max_response_bytes
     applied = await step.apply_many(
-        plans, es_resp.decoded(es_limit), trace.request_id, filter_path=shape if drop else None
+        plans,
+        es_resp.decoded(es_limit),
+        trace.request_id,
+        filter_path=shape if drop else None,
+        client=fair_key(request, client.addr),
     )
     if isinstance(applied, Reask):
         return await forward(request, as_sent, applied.outcome)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from aiohttp import web
 
 from sidecar.http.trace import trace_of
@@ -11,6 +13,15 @@ from sidecar.rerank.outcome import Outcome
 from sidecar.upstream import EsRequest
 
 RERANK_HEADER = "X-Rerank"
+
+
+def fair_key(request: web.Request, address: object) -> str:
+    """Who waits its turn for the model: the API key (hashed: it never sits in memory as
+    sent) when there is one, else the client address behind trusted proxies."""
+    auth = request.headers.get("Authorization")
+    if auth:
+        return "key:" + hashlib.sha256(auth.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"ip:{address}"
 
 
 async def forward(request: web.Request, req: EsRequest, outcome: Outcome) -> web.StreamResponse:

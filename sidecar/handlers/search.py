@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from sidecar.handlers.cache_hit import cached_hit
-from sidecar.handlers.outcomes import answer, forward
+from sidecar.handlers.outcomes import answer, fair_key, forward
 from sidecar.http.body import decode_body, has_duplicate_keys, read_body
 from sidecar.http.trace import trace_of
 from sidecar.jsonutil import loads
@@ -50,7 +50,8 @@ async def search_handler(request: web.Request) -> web.StreamResponse:
     index = request.match_info.get("index", "")
     raw = await read_body(request)
     rollout = request.app[ROLLOUT]
-    decision = rollout.decide(rollout.client(request.remote, request.headers), indices_of(index))
+    caller = rollout.client(request.remote, request.headers)
+    decision = rollout.decide(caller, indices_of(index))
     trace = trace_of(request)
     trace.rule, trace.index = decision.rule, index
     as_sent = EsRequest.passthrough(request, raw)
@@ -89,11 +90,18 @@ async def search_handler(request: web.Request) -> web.StreamResponse:
     if plan.body is not None and data is None:
         return await forward(request, as_sent, Outcome("skipped", "unserializable_body"))
     rewritten = EsRequest.rewritten(request, data, plan.drop_params, plan.set_params)
-    return await _rerank(request, plan, raw or b"", rewritten, as_sent)
+    return await _rerank(
+        request, plan, raw or b"", rewritten, as_sent, fair_key(request, caller.addr)
+    )
 
 
 async def _rerank(
-    request: web.Request, plan: SearchPlan, raw: bytes, req: EsRequest, as_sent: EsRequest
+    request: web.Request,
+    plan: SearchPlan,
+    raw: bytes,
+    req: EsRequest,
+    as_sent: EsRequest,
+    client: str,
 ) -> web.StreamResponse:
     responses = request.app[ENGINE].responses
     cache_key = ""
@@ -118,7 +126,7 @@ async def _rerank(
             return await forward(request, as_sent, Outcome("skipped", RESULT_WINDOW))
         # ES said no: its answer goes back untouched and the model is not called.
         return answer(request, es_resp.response(), ES_ERROR)
-    applied = await step.apply(plan, es_resp.decoded(limit), trace.request_id)
+    applied = await step.apply(plan, es_resp.decoded(limit), trace.request_id, client)
     if isinstance(applied, Reask):
         return await forward(request, as_sent, applied.outcome)
     trace.model_s, trace.queue_s = applied.timings.model_s, applied.timings.queue_s

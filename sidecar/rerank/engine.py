@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sidecar.config import SidecarConfig
 from sidecar.errors import BreakerOpen, Overloaded, RerankTimeout, RerankUnavailable
 from sidecar.rerank.breaker import AsyncBreaker
+from sidecar.rerank.budget import CostModel
 from sidecar.rerank.cache import ResponseCache, ScoreCache, ScoreKey
+from sidecar.rerank.fair import FairGate
 from sidecar.rerank.language import LanguageGate
 from sidecar.rerank.outcome import APPLIED, CACHED, Outcome
-from sidecar.scoring.base import Scorer
+from sidecar.scoring.base import Scorer, ScoreResult
 
 log = logging.getLogger("sidecar.rerank")
 
@@ -54,22 +56,27 @@ class RerankEngine:
         self.scorer = scorer
         rc = config.rerank
         self.breaker = AsyncBreaker(rc.breaker.fail_max, rc.breaker.reset_timeout_s)
+        self.load = rc.load
+        self.cost = CostModel()
+        self.gate = FairGate(
+            rc.load.max_in_flight_pairs, rc.load.max_waiting_per_client, rc.load.chunk_hits
+        )
         self.scores = ScoreCache.from_config(rc.cache)
         self.responses = ResponseCache.from_config(rc.response_cache, rc.extra_identity_headers)
-        self.gate = LanguageGate(())
-        self._gate_ready = False
+        self.languages = LanguageGate(())
+        self._languages_ready = False
 
     def start_language_gate(self) -> None:
         """Called (in a thread) once the model is loaded and has declared its languages."""
-        gate = LanguageGate(self.scorer.info.languages)
-        gate.load()
-        self.gate = gate
-        self._gate_ready = True
+        languages = LanguageGate(self.scorer.info.languages)
+        languages.load()
+        self.languages = languages
+        self._languages_ready = True
 
     @property
     def ready(self) -> bool:
         """Model warm and language gate built: reranking can be applied."""
-        return self._gate_ready and self.scorer.ready
+        return self._languages_ready and self.scorer.ready
 
     @property
     def model_name(self) -> str:
@@ -86,18 +93,28 @@ class RerankEngine:
         return status
 
     async def score(
-        self, query: str, instruction: str | None, docs: Sequence[Doc], budget_s: float
+        self,
+        query: str,
+        instruction: str | None,
+        docs: Sequence[Doc],
+        budget_s: float,
+        *,
+        client: str = "",
+        page_from: int = 0,
+        deadline: float | None = None,
     ) -> ScoredWindow:
-        """Scores for ``docs`` in order, or why not. ``instruction`` None: the model's."""
+        """Scores for the longest prefix of ``docs`` (in ES order) that the budget allows,
+        or why not. ``instruction`` None: the model's. ``client`` is who waits its turn
+        (fair admission); ``page_from`` > 0 is a later page of the same search; ``deadline``
+        (loop time) replaces ``budget_s`` when several searches share one budget."""
         timings = Timings()
         if not docs:
             return ScoredWindow(None, Outcome("skipped", "no_hits"), timings)
         if not self.ready:
             return ScoredWindow(None, Outcome("skipped", "model_not_ready"), timings)
-        if not self.gate.allows(query):
+        if not self.languages.allows(query):
             return ScoredWindow(None, Outcome("skipped", "unsupported_language"), timings)
-        texts = [d.text for d in docs]
-        if not any(texts):
+        if not any(d.text for d in docs):
             return ScoredWindow(None, Outcome("skipped", "no_document_text"), timings)
         instruction = instruction or self.config.model.instruction
         keys: list[ScoreKey] = [
@@ -105,46 +122,154 @@ class RerankEngine:
             for d in docs
         ]
         cached = self.scores.get_many(keys)
-        missing = [i for i, v in enumerate(cached) if v is None]
-        if not missing:
-            return ScoredWindow([float(v) for v in cached if v is not None], CACHED, timings)
+        missing = [v is None for v in cached]
+        n, floor = len(docs), min(self.config.rerank.load.min_window, len(docs))
+        have = _prefix(missing)
+        if not any(missing) or (page_from > 0 and have >= floor):
+            # A later page keeps the prefix its first page was served with: its scores are
+            # the ones cached, so every hit still appears exactly once across the pages.
+            return ScoredWindow(
+                [float(v) for v in cached[:have] if v is not None], _cached(have, n), timings
+            )
         try:
             self.breaker.acquire()
         except BreakerOpen as exc:
             return ScoredWindow(None, Outcome("fallback", exc.reason), timings)
+        loop = asyncio.get_running_loop()
+        end = deadline if deadline is not None else loop.time() + budget_s
+        remaining = end - loop.time()
+        ahead = self.gate.in_flight + self.gate.waiting_pairs
+        k = max(self.cost.fit(missing, remaining, ahead), have)
+        if self.breaker.state == "half-open":
+            k = min(k, max(have, floor))  # a trial is one small request
+        if k < floor:
+            self.breaker.release()
+            return ScoredWindow(None, Outcome("fallback", "budget"), timings)
+        todo = [i for i in range(k) if missing[i]]
+        size = len(todo) if self.scorer.info.backend == "remote" else self.load.chunk_hits
+        parts = [todo[j : j + size] for j in range(0, len(todo), size)]
+        first_predicted = self.cost.predict(len(parts[0]), ahead)
+        texts = [d.text for d in docs]
+        tasks = [
+            asyncio.create_task(self._score_part(client, query, instruction, texts, part, end))
+            for part in parts
+        ]
         t0 = time.perf_counter()
         try:
-            async with asyncio.timeout(budget_s):
-                result = await self.scorer.score(
-                    query, [texts[i] for i in missing], instruction, timeout=budget_s
-                )
-            # Checked at the scorer boundary: one finite score per document.
-            fresh = result.scores
+            done, pending = await asyncio.wait(tasks, timeout=max(0.0, end - loop.time()))
         except asyncio.CancelledError:
+            await _cancel(tasks)
             self.breaker.release()
             raise
-        except (TimeoutError, RerankTimeout):
+        await _cancel(pending)
+        return self._settle(
+            cached, keys, parts, tasks, done, t0, remaining, ahead, first_predicted, timings
+        )
+
+    async def _score_part(
+        self,
+        client: str,
+        query: str,
+        instruction: str,
+        texts: Sequence[str],
+        part: Sequence[int],
+        end: float,
+    ) -> tuple[ScoreResult, float, int]:
+        """One part of the window, admitted fairly; its answer, how long it took once
+        admitted, and how many pairs were with the model ahead of it then."""
+        loop = asyncio.get_running_loop()
+        async with self.gate.admit(client, len(part)):
+            ahead = self.gate.in_flight - len(part)
+            t0 = time.perf_counter()
+            result = await self.scorer.score(
+                query, [texts[i] for i in part], instruction, timeout=max(0.0, end - loop.time())
+            )
+            return result, time.perf_counter() - t0, ahead
+
+    def _settle(
+        self,
+        cached: list[float | None],
+        keys: list[ScoreKey],
+        parts: list[list[int]],
+        tasks: list[asyncio.Task[tuple[ScoreResult, float, int]]],
+        done: set[asyncio.Task[tuple[ScoreResult, float, int]]],
+        t0: float,
+        remaining: float,
+        ahead: int,
+        first_predicted: float | None,
+        timings: Timings,
+    ) -> ScoredWindow:
+        """Turn the parts that came back into scores for a prefix of the window, and tell
+        the breaker what the model did (a fault), or nothing (load)."""
+        scores = list(cached)
+        answered = overloaded = late = False
+        fault: BaseException | None = None
+        # Every part's exception is read, so none is left "never retrieved".
+        for part, task in zip(parts, tasks, strict=True):
+            if task not in done or task.cancelled():
+                late = True
+                continue
+            exc = task.exception()
+            if exc is None:
+                result, elapsed, part_ahead = task.result()
+                self.cost.observe(elapsed, len(part), part_ahead)
+                self.scores.put_many([keys[i] for i in part], result.scores)
+                for i, score in zip(part, result.scores, strict=True):
+                    scores[i] = score
+                timings.model_s = max(timings.model_s, result.model_s)
+                timings.queue_s = max(timings.queue_s, result.queue_s)
+                answered = True
+            elif isinstance(exc, Overloaded):
+                # Shedding load is the queue doing its job, not the model failing.
+                overloaded = True
+            elif isinstance(exc, RerankTimeout):
+                late = True
+            elif fault is None:
+                fault = exc
+        if isinstance(fault, RerankUnavailable):
             self.breaker.failure()
-            return ScoredWindow(None, Outcome("fallback", "timeout"), timings)
-        except Overloaded:
-            # Shedding load is the queue doing its job, not the model failing.
-            self.breaker.release()
-            return ScoredWindow(None, Outcome("fallback", "overloaded"), timings)
-        except RerankUnavailable as exc:
-            self.breaker.failure()
-            log.warning("rerank failed (%s); serving ES order", exc.reason)
-            return ScoredWindow(None, Outcome("fallback", exc.reason), timings)
-        except Exception:
+            log.warning("rerank failed (%s); serving ES order", fault.reason)
+            return ScoredWindow(None, Outcome("fallback", fault.reason), timings)
+        if fault is not None:
             # A backend bug must never break search: log it, count it, fall back.
             self.breaker.failure()
-            log.exception("unexpected error from the reranker; serving ES order")
+            log.error("unexpected error from the reranker; serving ES order", exc_info=fault)
             return ScoredWindow(None, Outcome("fallback", "error"), timings)
-        self.breaker.success()
-        timings.model_s = result.model_s or (time.perf_counter() - t0)
-        timings.queue_s = result.queue_s
-        self.scores.put_many([keys[i] for i in missing], fresh)
-        scores: list[float] = []
-        it = iter(fresh)
-        for v in cached:
-            scores.append(float(v) if v is not None else float(next(it)))
-        return ScoredWindow(scores, APPLIED, timings)
+        if answered:
+            self.breaker.success()
+        elif late:
+            elapsed = time.perf_counter() - t0
+            self.cost.observe_timeout(elapsed, sum(len(p) for p in parts), ahead)
+            hang_factor = self.config.rerank.breaker.hang_factor
+            if first_predicted is not None and first_predicted * hang_factor < remaining:
+                self.breaker.failure()  # a quick answer was predicted and none came: a hang
+            else:
+                self.breaker.release()
+        else:
+            self.breaker.release()
+        n = len(scores)
+        have = _prefix([v is None for v in scores])
+        if have < min(self.config.rerank.load.min_window, n):
+            reason = "timeout" if late else "overloaded" if overloaded else "budget"
+            return ScoredWindow(None, Outcome("fallback", reason), timings)
+        outcome = APPLIED if have == n else Outcome("applied", window=have)
+        return ScoredWindow([float(v) for v in scores[:have] if v is not None], outcome, timings)
+
+
+def _prefix(missing: Sequence[bool]) -> int:
+    """How many documents from the top have a score."""
+    for i, miss in enumerate(missing):
+        if miss:
+            return i
+    return len(missing)
+
+
+def _cached(have: int, n: int) -> Outcome:
+    return CACHED if have == n else Outcome("cached", window=have)
+
+
+async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    pending = [t for t in tasks if not t.done()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)

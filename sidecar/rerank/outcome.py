@@ -9,13 +9,19 @@ from dataclasses import dataclass
 class Outcome:
     status: str
     reason: str | None = None
+    #: Hits reranked when the budget allowed only the top ``window`` of the window.
+    window: int | None = None
 
     @property
     def header(self) -> str:
+        if self.window is not None:
+            return f"{self.status}; window={self.window}"
         return self.status if self.reason is None else f"{self.status}; reason={self.reason}"
 
     @property
     def label(self) -> str:
+        if self.window is not None:
+            return f"{self.status}:partial"  # not the number: metric labels stay few
         return self.status if self.reason is None else f"{self.status}:{self.reason}"
 
 

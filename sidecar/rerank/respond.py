@@ -67,7 +67,8 @@ def rewrite(
     hits = hits_of(body)
     if hits is None:
         return
-    n = min(plan.window, len(hits))
+    # The budget may have allowed only a prefix of the window: the rest keeps ES order.
+    n = min(plan.window, len(hits)) if scores is None else min(len(scores), len(hits))
     window, rest = hits[:n], hits[n:]
     annotate = opts.annotate_field
     if scores is not None:

@@ -112,8 +112,16 @@ class RerankStep:
         whole item) refusing the result window: its hits are incomplete."""
         return self.windows.learn(plan.index, response, plan.es_size)
 
-    async def rerank(self, plan: SearchPlan, response: Any, rid: str) -> tuple[Outcome, Timings]:
-        """Rerank one parsed search response in place (a ``_msearch`` item is one too)."""
+    async def rerank(
+        self,
+        plan: SearchPlan,
+        response: Any,
+        rid: str,
+        client: str = "",
+        deadline: float | None = None,
+    ) -> tuple[Outcome, Timings]:
+        """Rerank one parsed search response in place (a ``_msearch`` item is one too).
+        ``client`` waits its turn for the model; ``deadline`` is a shared budget's end."""
         hits = hits_of(response)
         if hits is None or response.get("status", 200) != 200:
             return ES_ERROR, Timings()
@@ -121,7 +129,15 @@ class RerankStep:
         settings = plan.settings
 
         def score() -> Any:
-            return self.engine.score(plan.query_text, plan.instruction, docs, settings.budget_s)
+            return self.engine.score(
+                plan.query_text,
+                plan.instruction,
+                docs,
+                settings.budget_s,
+                client=client,
+                page_from=plan.from_,
+                deadline=deadline,
+            )
 
         if plan.mode == "shadow":
             self.shadow.submit(score, rid)
@@ -137,15 +153,18 @@ class RerankStep:
         )
         return scored.outcome, scored.timings
 
-    async def apply(self, plan: SearchPlan, raw: bytes, rid: str) -> Applied | Reask:
-        """Rerank ES's ``_search`` answer (``raw``, status 200)."""
+    async def apply(
+        self, plan: SearchPlan, raw: bytes, rid: str, client: str = ""
+    ) -> Applied | Reask:
+        """Rerank ES's ``_search`` answer (``raw``, status 200); ``client`` waits its turn
+        for the model."""
         body = _parse(raw)
         if body is None or hits_of(body) is None:
             return Reask("unexpected_response")
         if self._window_refused(plan, body):
             return Reask(RESULT_WINDOW)
         try:
-            outcome, timings = await self.rerank(plan, body, rid)
+            outcome, timings = await self.rerank(plan, body, rid, client)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -159,9 +178,11 @@ class RerankStep:
         raw: bytes,
         rid: str,
         filter_path: FilterPath | None = None,
+        client: str = "",
     ) -> Applied | Reask:
         """Rerank ES's ``_msearch`` answer: the sub-searches are scored concurrently, so
-        the batching worker coalesces them into shared forward passes."""
+        the batching worker coalesces them into shared forward passes. They share one
+        budget, and at most ``rerank.load.msearch_max_reranked`` of them are reranked."""
         body = _parse(raw)
         responses = body.get("responses") if isinstance(body, dict) else None
         if not isinstance(responses, list) or len(responses) != len(plans):
@@ -179,14 +200,27 @@ class RerankStep:
         ):
             return Reask("unexpected_response")
 
-        async def one(plan: SearchPlan, response: Any) -> tuple[Outcome, Timings]:
+        budget_s = max((p.settings.budget_s for p in plans if p.rerank), default=0.0)
+        start = asyncio.get_running_loop().time()
+        allowed = self.config.rerank.load.msearch_max_reranked
+        chosen = set([i for i, p in enumerate(plans) if p.rerank][:allowed])
+
+        async def one(i: int, plan: SearchPlan, response: Any) -> tuple[Outcome, Timings]:
             if not plan.rerank:
                 return Outcome("skipped", plan.skip_reason), Timings()
-            return await self.rerank(plan, response, rid)
+            if i not in chosen:
+                outcome = Outcome("skipped", "msearch_limit")
+                rewrite(
+                    response, plan, None, plan.settings.score, self.engine.status(outcome, None)
+                )
+                return outcome, Timings()
+            # One budget for the request: every sub-search's ends with the request's.
+            deadline = start + min(budget_s, plan.settings.budget_s)
+            return await self.rerank(plan, response, rid, client, deadline)
 
         try:
             results = await asyncio.gather(
-                *(one(p, r) for p, r in zip(plans, responses, strict=True))
+                *(one(i, p, r) for i, (p, r) in enumerate(zip(plans, responses, strict=True)))
             )
         except asyncio.CancelledError:
             raise

@@ -11,6 +11,7 @@ import pytest
 
 from sidecar.config import build_config
 from sidecar.errors import ModelFailure, Overloaded
+from sidecar.rerank.breaker import AsyncBreaker
 from sidecar.rerank.engine import Doc, RerankEngine
 from sidecar.scoring.base import ModelInfo, ScoreResult
 
@@ -20,14 +21,16 @@ DOCS = [Doc("i", "1", "alpha"), Doc("i", "2", "beta"), Doc("i", "3", "gamma")]
 @dataclass
 class ScriptedScorer:
     """A Scorer that answers what ``behave`` says: scores, or an exception to raise, or
-    ``"hang"`` (waits until cancelled)."""
+    ``"hang"`` (waits until cancelled). ``answers`` > 0: only that many calls answer, the
+    ones after hang."""
 
     behave: object = "ok"
+    answers: int = -1
     ready: bool = True
     calls: list[list[str]] = field(default_factory=list)
     called: asyncio.Event = field(default_factory=asyncio.Event)
     info: ModelInfo = field(
-        default_factory=lambda: ModelInfo("scripted", "remote", "test", "cpu", "fp32", 512)
+        default_factory=lambda: ModelInfo("scripted", "seqcls", "test", "cpu", "fp32", 512)
     )
     queued_pairs: int = 0
 
@@ -50,7 +53,7 @@ class ScriptedScorer:
     ) -> ScoreResult:
         self.calls.append(list(documents))
         self.called.set()
-        if self.behave == "hang":
+        if self.behave == "hang" or 0 <= self.answers < len(self.calls):
             await asyncio.Event().wait()
         if isinstance(self.behave, BaseException):
             raise self.behave
@@ -113,7 +116,6 @@ async def test_skips_without_calling_the_model(docs: list[Doc], ready: bool, rea
 @pytest.mark.parametrize(
     ("behave", "reason", "counted"),
     [
-        ("hang", "timeout", True),
         (ModelFailure("bad scores"), "error", True),
         (RuntimeError("backend bug"), "error", True),
         (Overloaded("queue full"), "overloaded", False),
@@ -149,4 +151,87 @@ async def test_a_client_that_goes_away_is_not_a_model_failure() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert engine.breaker.fail_counter == 0
+    assert engine.breaker.state == "closed"
+
+
+WINDOW = [Doc("i", str(n), f"document {n:03d}") for n in range(50)]
+
+
+async def test_a_cold_timeout_is_load_and_teaches_the_cost() -> None:
+    engine = engine_with(ScriptedScorer(behave="hang"))
+    scored = await engine.score("q", None, DOCS, budget_s=0.05)
+    assert scored.outcome.header == "fallback; reason=timeout"
+    assert engine.breaker.fail_counter == 0, "no answer was predicted in time: not a fault"
+    assert engine.cost.per_pair is not None and engine.cost.per_pair >= 0.05 / 3
+
+
+async def test_a_hang_where_a_quick_answer_was_predicted_is_a_fault() -> None:
+    scorer = ScriptedScorer()
+    engine = engine_with(scorer)
+    await engine.score("q", None, DOCS, budget_s=5)  # healthy: the cost is known and small
+    scorer.behave = "hang"
+    scored = await engine.score("other", None, DOCS, budget_s=0.05)
+    assert scored.outcome.header == "fallback; reason=timeout"
+    assert engine.breaker.fail_counter == 1
+
+
+async def test_the_window_is_cut_to_what_the_budget_allows() -> None:
+    scorer = ScriptedScorer()
+    engine = engine_with(scorer)
+    engine.cost.per_pair, engine.cost.safety = 0.01, 1.0
+    scored = await engine.score("q", None, WINDOW, budget_s=0.255)
+    assert scored.outcome.header == "applied; window=25"
+    assert scored.scores is not None and len(scored.scores) == 25
+    # In ES order, in parts of load.chunk_hits: the top of the window first.
+    assert [len(c) for c in scorer.calls] == [10, 10, 5]
+    assert scorer.calls[0][0] == "document 000"
+    assert engine.breaker.fail_counter == 0
+
+
+async def test_below_the_minimum_window_es_order_stands() -> None:
+    scorer = ScriptedScorer()
+    engine = engine_with(scorer)
+    engine.cost.per_pair, engine.cost.safety = 0.01, 1.0
+    scored = await engine.score("q", None, WINDOW, budget_s=0.05)
+    assert scored.outcome.header == "fallback; reason=budget"
+    assert scorer.calls == [] and engine.breaker.fail_counter == 0
+
+
+async def test_a_deadline_mid_way_keeps_the_scored_prefix() -> None:
+    scorer = ScriptedScorer(answers=2)
+    engine = engine_with(scorer)
+    scored = await engine.score("q", None, WINDOW, budget_s=0.2)
+    assert scored.outcome.header == "applied; window=20"
+    assert scored.scores is not None and len(scored.scores) == 20
+    assert engine.breaker.fail_counter == 0 and engine.breaker.state == "closed"
+
+
+async def test_a_later_page_keeps_the_first_pages_prefix() -> None:
+    scorer = ScriptedScorer()
+    engine = engine_with(scorer)
+    engine.cost.per_pair, engine.cost.safety = 0.01, 1.0
+    first = await engine.score("q", None, WINDOW, budget_s=0.205)
+    assert first.outcome.header == "applied; window=20"
+    calls = len(scorer.calls)
+    # The budget now allows the whole window, but page two must agree with page one.
+    engine.cost.per_pair = 0.0001
+    second = await engine.score("q", None, WINDOW, budget_s=5, page_from=10)
+    assert second.outcome.header == "cached; window=20"
+    assert second.scores == first.scores
+    assert len(scorer.calls) == calls
+
+
+async def test_a_half_open_trial_is_one_small_request() -> None:
+    now = [0.0]
+    scorer = ScriptedScorer(behave=ModelFailure("bad"))
+    engine = engine_with(scorer)
+    engine.breaker = AsyncBreaker(2, 60, clock=lambda: now[0])
+    for _ in range(2):
+        await engine.score("q", None, WINDOW, budget_s=5)
+    assert engine.breaker.state == "open"
+    now[0] = 61.0
+    scorer.behave, scorer.calls = "ok", []
+    trial = await engine.score("q", None, WINDOW, budget_s=5)
+    assert [len(c) for c in scorer.calls] == [10]
+    assert trial.outcome.header == "applied; window=10"
     assert engine.breaker.state == "closed"

@@ -16,7 +16,7 @@ from devtools.fakes import FaultModel
 from sidecar.keys import ENGINE
 from tests.conftest import ESTarget
 from tests.support.apps import running_sidecar
-from tests.support.search import SAMPLE, base_config, multi_match
+from tests.support.search import GENEROUS_BUDGET_MS, SAMPLE, base_config, multi_match
 
 QUERY = "library card renew borrow books online account"
 
@@ -80,7 +80,10 @@ async def test_breaker_opens_half_opens_and_closes(
     es: ESTarget, sample_index: str, fake_reranker: FaultModel
 ) -> None:
     fake_reranker.mode = "error"
-    async with running_sidecar(_config(es.url, fake_reranker)) as sc:
+    config = _config(es.url, fake_reranker)
+    # The faults here are errors, not slowness; the last, healthy trial must be "applied".
+    config["rerank"]["budget_ms"] = GENEROUS_BUDGET_MS
+    async with running_sidecar(config) as sc:
         breaker = sc.app[ENGINE].breaker
         headers = [(await _search(sc.url, multi_match(QUERY)))[2] for _ in range(3)]
         assert headers == ["fallback; reason=error"] * 3
@@ -99,13 +102,16 @@ async def test_breaker_opens_half_opens_and_closes(
         assert breaker.state == "open"
         assert fake_reranker.calls == calls + 1
 
-        # The model recovers: the next trial succeeds and closes the breaker.
+        # The model recovers: the next trial (one small request: load.min_window hits)
+        # succeeds and closes the breaker; the search after it gets the whole window.
         fake_reranker.mode = "ok"
         await asyncio.sleep(0.6)
         _, body, header, _ = await _search(sc.url, multi_match(QUERY))
-        assert header == "applied"
+        assert header == "applied; window=10"
         assert breaker.state == "closed"
-        assert body["_rerank"]["status"] == "applied"
+        assert body["_rerank"]["status"] == "applied" and body["_rerank"]["reranked"] == 10
+        _, body, header, _ = await _search(sc.url, multi_match(QUERY + " again"))
+        assert header == "applied"
 
 
 async def test_client_disconnect_is_not_a_model_failure(

@@ -1,0 +1,116 @@
+"""CostModel: what fits a budget, learned from answers; FairGate: fair admission."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sidecar.errors import Overloaded
+from sidecar.rerank.budget import CostModel
+from sidecar.rerank.fair import FairGate
+
+
+def test_unknown_cost_fits_everything_then_learns() -> None:
+    cost = CostModel(safety=1.0)
+    assert cost.fit([True] * 50, remaining_s=1.0, ahead_pairs=0) == 50
+    assert cost.predict(10, 0) is None
+    cost.observe(elapsed_s=1.0, own_pairs=20, ahead_pairs=0)  # 50 ms a pair
+    assert cost.predict(10, 0) == pytest.approx(0.5)
+    assert cost.fit([True] * 50, remaining_s=1.0, ahead_pairs=0) == 20
+    # Pairs already queued ahead eat the same budget.
+    assert cost.fit([True] * 50, remaining_s=1.0, ahead_pairs=10) == 10
+    # Cached scores cost nothing: only the missing ones count.
+    assert cost.fit([False] * 30 + [True] * 20, remaining_s=0.5, ahead_pairs=0) == 40
+
+
+def test_observations_are_per_pair_including_the_ones_ahead() -> None:
+    cost = CostModel(safety=1.0)
+    cost.observe(elapsed_s=2.0, own_pairs=10, ahead_pairs=30)
+    assert cost.per_pair == pytest.approx(0.05)
+
+
+def test_a_timeout_is_a_lower_bound() -> None:
+    cost = CostModel(safety=1.0)
+    cost.observe_timeout(elapsed_s=1.5, own_pairs=100, ahead_pairs=0)
+    assert cost.per_pair == pytest.approx(0.015)
+    cost.observe_timeout(elapsed_s=0.1, own_pairs=100, ahead_pairs=0)
+    assert cost.per_pair == pytest.approx(0.015), "a lower bound never lowers the estimate"
+
+
+async def test_gate_admits_at_once_under_capacity() -> None:
+    gate = FairGate(max_pairs=100, max_waiting=4, quantum=10)
+    async with gate.admit("a", 60):
+        assert gate.in_flight == 60
+    assert gate.in_flight == 0
+
+
+async def test_gate_is_round_robin_between_clients() -> None:
+    gate = FairGate(max_pairs=10, max_waiting=100, quantum=10)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def one(client: str, pairs: int) -> None:
+        async with gate.admit(client, pairs):
+            order.append(client)
+            await release.wait()
+
+    holder = asyncio.create_task(one("holder", 10))
+    await asyncio.sleep(0)
+    # A noisy client queues ten requests before a quiet one queues one.
+    noisy = [asyncio.create_task(one("noisy", 10)) for _ in range(10)]
+    await asyncio.sleep(0)
+    quiet = asyncio.create_task(one("quiet", 10))
+    await asyncio.sleep(0)
+    assert order == ["holder"]
+    release.set()
+    await asyncio.gather(holder, *noisy, quiet)
+    # The quiet client is served after at most one of the noisy client's requests.
+    assert order.index("quiet") <= 2
+
+
+async def test_gate_sheds_only_the_client_with_too_many_waiting() -> None:
+    gate = FairGate(max_pairs=10, max_waiting=2, quantum=10)
+    release = asyncio.Event()
+
+    async def one(client: str) -> None:
+        async with gate.admit(client, 10):
+            await release.wait()
+
+    tasks = [asyncio.create_task(one("noisy")) for _ in range(3)]
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded):
+        async with gate.admit("noisy", 10):
+            pass
+    other = asyncio.create_task(one("quiet"))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(*tasks, other)
+    assert gate.in_flight == 0 and gate.waiting_pairs == 0
+
+
+async def test_a_waiter_that_gives_up_leaves_no_trace() -> None:
+    gate = FairGate(max_pairs=10, max_waiting=4, quantum=10)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with gate.admit("a", 10):
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01), gate.admit("b", 5):
+            pass
+    assert gate.waiting_pairs == 0
+    release.set()
+    await holder
+    assert gate.in_flight == 0
+    async with gate.admit("b", 10):
+        assert gate.in_flight == 10
+
+
+async def test_an_oversized_request_is_admitted_alone() -> None:
+    gate = FairGate(max_pairs=10, max_waiting=4, quantum=10)
+    async with gate.admit("big", 1000):
+        assert gate.in_flight == 1000
