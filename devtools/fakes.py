@@ -184,6 +184,8 @@ class FaultModel(_Server):
     mode: str = "ok"
     delay_s: float = 0.0
     calls: int = 0
+    #: The query of the latest call, as the sidecar sent it (length caps are checked on it).
+    last_query: str = ""
 
     def __post_init__(self) -> None:
         _Server.__init__(self)
@@ -204,6 +206,7 @@ class FaultModel(_Server):
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.calls += 1
         body = await request.json()
+        self.last_query = str(body.get("query", ""))
         mode = self.mode
         docs = [d if isinstance(d, str) else d["text"] for d in body["documents"]]
         if mode == "hang":

@@ -15,7 +15,7 @@ Then ``--concurrency`` clients send, at most ``--rate`` requests per second in a
   hits, and the response cache), some in shadow mode;
 * ``_msearch`` with two or three sub-searches;
 * pass-through writes (``_doc``) and reads (``_count``);
-* direct ``/v1/rerank`` calls, and a few malformed requests (which must get a 4xx).
+* direct ``/_sidecar/v1/rerank`` calls, and a few malformed requests (which must get a 4xx).
 
 Every ``--fault-every`` seconds (or ``--fault-every-requests`` requests) the rerank server
 switches between healthy and one fault (slow past the budget, hanging, HTTP 500, NaN, a score
@@ -208,7 +208,7 @@ class Mix:
 
         async def go(session: aiohttp.ClientSession, base: str) -> Result:
             t0 = time.perf_counter()
-            async with session.post(f"{base}/v1/rerank", json=body) as resp:
+            async with session.post(f"{base}/_sidecar/v1/rerank", json=body) as resp:
                 data = await resp.read()
             latency = time.perf_counter() - t0
             if resp.status == 200:
@@ -226,8 +226,8 @@ class Mix:
     def bad_request(self, rng: random.Random) -> Any:
         choices: list[tuple[str, str, bytes, dict[str, str]]] = [
             ("POST", f"/{self.index}/_search", b'{"query": {"match": ', {}),
-            ("POST", "/v1/rerank", b'{"query": 5, "documents": ["a"]}', {}),
-            ("POST", "/v1/rerank", b"\xff\xfe not utf-8", {}),
+            ("POST", "/_sidecar/v1/rerank", b'{"query": 5, "documents": ["a"]}', {}),
+            ("POST", "/_sidecar/v1/rerank", b"\xff\xfe not utf-8", {}),
             (
                 "POST",
                 f"/{self.index}/_search",

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from sidecar.app import create_app
-from sidecar.config import SidecarConfig, load_config
+from sidecar.config import SidecarConfig, load_config, public_url
 from sidecar.errors import ConfigError, ModelLoadError
 from sidecar.keys import ROLLOUT
 from sidecar.lifecycle import Lifecycle
@@ -89,7 +89,7 @@ async def serve(config: SidecarConfig) -> int:
             f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror}"
         ) from exc
     for sock_name in runner.addresses:
-        log.info("listening on %s, forwarding to %s", sock_name, config.es.url)
+        log.info("listening on %s, forwarding to %s", sock_name, public_url(config.es.url))
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -3,14 +3,15 @@
 A sub-application (:func:`admin_app`) whose one middleware guards every route: only peers
 in ``admin.allow_from`` reach it at all (anyone else gets a plain 404, as if the path did
 not exist), and only with ``Authorization: Bearer <token>``: 401 without a token, 403 with a
-wrong one (compared in constant time). ``allow_from`` and the token are resolved once, when
-the sub-application is built. The handlers read the parent's resources through
-``request.config_dict``; the parent's middlewares render errors in the ES shape.
+wrong one (compared in constant time); without a configured token every call is refused.
+The checks are :class:`sidecar.http.access.Guard`'s, the same for every surface;
+``allow_from`` and the token are resolved once, when the sub-application is built. The
+handlers read the parent's resources through ``request.config_dict``; the parent's
+middlewares render errors in the ES shape.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 from typing import Any
 
@@ -18,28 +19,26 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from sidecar.config import AdminConfig, redacted
-from sidecar.errors import ConfigError, Forbidden, IllegalArgument, NotFound, Unauthorized
+from sidecar.errors import ConfigError, IllegalArgument, NotFound
+from sidecar.http.access import Guard
 from sidecar.jsonutil import json_response
 from sidecar.keys import CONFIG, ENGINE, ROLLOUT
-from sidecar.netmatch import in_networks, parse_address, parse_networks
 
 TOKEN_ENV = "RERANK_SIDECAR_ADMIN_TOKEN"
 
 
 def _guard(config: AdminConfig) -> Middleware:
-    allow_from = parse_networks(config.allow_from)
-    expected = (config.token or os.environ.get(TOKEN_ENV) or "").encode()
+    access = Guard(
+        "admin API",
+        config.allow_from,
+        config.token or os.environ.get(TOKEN_ENV),
+        required=True,
+        token_name="admin",
+    )
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not in_networks(parse_address(request.remote), allow_from):
-            raise NotFound(f"no handler found for uri [{request.path}]")
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header.startswith("Bearer ") else ""
-        if not token:
-            raise Unauthorized("the admin API needs Authorization: Bearer <token>")
-        if not expected or not hmac.compare_digest(token.encode(), expected):
-            raise Forbidden("wrong admin token")
+        access.check(request)
         unmatched = request.match_info.http_exception
         if unmatched is not None and unmatched.status == 404:
             raise NotFound(f"no handler found for uri [{request.path}]")

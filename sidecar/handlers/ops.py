@@ -7,6 +7,7 @@ from importlib.resources import files
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sidecar.config import public_name, public_url
 from sidecar.errors import NotFound
 from sidecar.jsonutil import json_response
 from sidecar.keys import ENGINE, ES, METRICS
@@ -27,9 +28,9 @@ async def ready(request: web.Request) -> web.Response:
     model_ok = engine.ready
     body = {
         "ready": es_ok and model_ok,
-        "es": {"url": str(es.base), "reachable": es_ok},
+        "es": {"url": public_url(str(es.base)), "reachable": es_ok},
         "model": {
-            "name": info.name,
+            "name": public_name(info.name),
             "kind": info.kind,
             "source": info.source,
             "device": info.device,
@@ -40,6 +41,11 @@ async def ready(request: web.Request) -> web.Response:
         "breaker": engine.breaker.state,
     }
     return json_response(body, status=200 if es_ok and model_ok else 503)
+
+
+async def not_found(request: web.Request) -> web.Response:
+    """A path under /_sidecar/ that the sidecar does not serve (it never goes to ES)."""
+    raise NotFound(f"no handler found for uri [{request.path}] and method [{request.method}]")
 
 
 async def metrics(request: web.Request) -> web.Response:

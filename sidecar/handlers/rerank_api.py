@@ -1,4 +1,15 @@
-"""The direct rerank API: ``POST /v1/rerank`` and its alias ``POST /rerank``.
+"""The direct rerank API: ``POST /_sidecar/v1/rerank`` and its alias ``POST /_sidecar/rerank``
+(also at the Cohere-compatible root paths ``/v1/rerank`` and ``/rerank`` when
+``api.cohere_root_path`` is on; otherwise those paths are ES's, like any path outside
+``/_sidecar/``).
+
+It is a compute endpoint, so it is guarded like the sidecar's other surfaces
+(:mod:`sidecar.http.access`): peers in ``api.allow_from`` only (loopback by default), with
+``api.token`` when one is set. Bodies must be ``application/json`` (415 otherwise: a form
+post from another site cannot reach it), and browser pages from other origins need
+``api.cors_origins``. ``query`` and ``instruction`` are capped by ``rerank.max_query_chars``
+and ``rerank.max_instruction_chars`` (400 past them); each document is cut to
+``api.max_chars_per_document`` characters.
 
 Two request shapes, told apart by their documents field:
 
@@ -17,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sidecar.config import ApiConfig, public_name
 from sidecar.errors import (
     BadRequest,
     IllegalArgument,
@@ -24,13 +36,30 @@ from sidecar.errors import (
     RerankTimeout,
     RerankUnavailable,
     ServiceUnavailable,
+    SidecarError,
 )
+from sidecar.http.access import Cors, Guard
 from sidecar.http.body import read_body
 from sidecar.jsonutil import json_response, parse_body
 from sidecar.keys import CONFIG, SCORER
 from sidecar.scoring.base import ScoreResult
 
 EMPTY = "query and documents cannot be empty"
+PATHS = ("/_sidecar/v1/rerank", "/_sidecar/rerank")
+#: The Cohere-compatible paths, served only with ``api.cohere_root_path: true``.
+ROOT_PATHS = ("/v1/rerank", "/rerank")
+
+
+class UnsupportedMediaType(SidecarError):
+    status = 415
+    error_type = "media_type_header_exception"
+
+
+@dataclass(frozen=True)
+class TextLimits:
+    max_query_chars: int = 2048
+    max_instruction_chars: int = 2048
+    max_chars_per_document: int = 65536
 
 
 @dataclass(frozen=True)
@@ -69,16 +98,24 @@ def _optional_top_n(body: dict[str, Any]) -> int | None:
     return value
 
 
-def _document_text(value: Any, field: str, index: int) -> str:
+def _document_text(value: Any, field: str, index: int, limit: int) -> str:
     if isinstance(value, str):
-        return value
+        return value[:limit]
     if field == "documents" and isinstance(value, dict) and isinstance(value.get("text"), str):
-        return str(value["text"])
+        return str(value["text"])[:limit]
     shape = "a string or an object with a string [text]" if field == "documents" else "a string"
     raise IllegalArgument(f"[{field}][{index}] must be {shape}")
 
 
-def parse_request(body: Any, *, max_documents: int) -> RerankRequest:
+def _capped(value: str | None, key: str, limit: int, setting: str) -> str | None:
+    if value is not None and len(value) > limit:
+        raise IllegalArgument(f"[{key}] is longer than {limit} characters ({setting})")
+    return value
+
+
+def parse_request(
+    body: Any, *, max_documents: int, limits: TextLimits = TextLimits()
+) -> RerankRequest:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     field = "texts" if "texts" in body and "documents" not in body else "documents"
@@ -94,11 +131,19 @@ def parse_request(body: Any, *, max_documents: int) -> RerankRequest:
         raise IllegalArgument(
             f"too many documents: {len(raw_docs)} (at most {max_documents} per request)"
         )
+    _capped(query, "query", limits.max_query_chars, "rerank.max_query_chars")
+    instruction = _capped(
+        _optional_str(body, "instruction"),
+        "instruction",
+        limits.max_instruction_chars,
+        "rerank.max_instruction_chars",
+    )
+    cut = limits.max_chars_per_document
     return RerankRequest(
         query=query,
-        documents=[_document_text(doc, field, i) for i, doc in enumerate(raw_docs)],
+        documents=[_document_text(doc, field, i, cut) for i, doc in enumerate(raw_docs)],
         field=field,
-        instruction=_optional_str(body, "instruction"),
+        instruction=instruction,
         top_n=_optional_top_n(body),
         return_documents=_optional_bool(body, "return_documents"),
         model=_optional_str(body, "model"),
@@ -136,17 +181,35 @@ def render(req: RerankRequest, result: ScoreResult, model_name: str) -> dict[str
             entry["document"] = {"text": req.documents[index]}
         results.append(entry)
     return {
-        "model": req.model or model_name,
+        "model": req.model or public_name(model_name),
         "results": results,
         "usage": {"total_tokens": result.tokens},
     }
 
 
+def require_json(request: web.BaseRequest) -> None:
+    """Only JSON bodies: a browser sends a cross-site form or text/plain post without asking
+    first, but never application/json. The reason does not quote what was sent."""
+    mime = request.content_type.lower()
+    if mime != "application/json" and not (
+        mime.startswith("application/") and mime.endswith("+json")
+    ):
+        raise UnsupportedMediaType("the rerank API accepts only Content-Type: application/json")
+
+
 async def rerank(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     scorer = request.app[SCORER]
+    require_json(request)
     raw = await read_body(request)
-    req = parse_request(parse_body(raw or b""), max_documents=config.api.max_documents)
+    limits = TextLimits(
+        config.rerank.max_query_chars,
+        config.rerank.max_instruction_chars,
+        config.api.max_chars_per_document,
+    )
+    req = parse_request(
+        parse_body(raw or b""), max_documents=config.api.max_documents, limits=limits
+    )
     if not scorer.ready:
         raise ServiceUnavailable("reranker not ready")
     try:
@@ -158,6 +221,12 @@ async def rerank(request: web.Request) -> web.Response:
     return json_response(render(req, result, scorer.info.name))
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/rerank", rerank)
-    app.router.add_post("/rerank", rerank)
+def add_routes(app: web.Application, config: ApiConfig) -> None:
+    guard = Guard("rerank API", config.allow_from, config.token)
+    cors = Cors(config.cors_origins)
+    handler = guard.wrap(cors.wrap(rerank))
+    # A preflight never carries credentials: it is checked by peer and origin only.
+    preflight = guard.wrap(cors.preflight, authenticate=False)
+    for path in PATHS + (ROOT_PATHS if config.cohere_root_path else ()):
+        app.router.add_post(path, handler)
+        app.router.add_route("OPTIONS", path, preflight)

@@ -1,5 +1,5 @@
 """The debug page at ``/_sidecar/ui``: ES order and reranked order side by side, and a
-playground for the direct ``/v1/rerank`` API.
+playground for the direct ``/_sidecar/v1/rerank`` API.
 
 Plain HTML, CSS and JavaScript from :file:`sidecar/static` (no build step, nothing loaded
 from elsewhere). The page holds no credentials: it sends its searches to the sidecar it was
@@ -17,7 +17,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from sidecar.config import UiConfig
 from sidecar.errors import NotFound
+from sidecar.http.access import Guard
 
 PREFIX = "/_sidecar/ui"
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -101,9 +103,15 @@ class UI:
         return _respond(request, file)
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, config: UiConfig) -> None:
+    """The page and its files, for peers in ``ui.allow_from`` (loopback by default) and,
+    with ``ui.token``, only with it (a browser can log in with HTTP Basic: any user name,
+    the token as the password)."""
+    if not config.enabled:
+        return
     ui = UI(load_static())
+    guard = Guard("debug UI", config.allow_from, config.token, challenge=True)
     r = app.router
-    r.add_get(PREFIX, ui.page)
-    r.add_get(f"{PREFIX}/", ui.slash)
-    r.add_get(PREFIX + "/{name}", ui.asset)
+    r.add_get(PREFIX, guard.wrap(ui.page))
+    r.add_get(f"{PREFIX}/", guard.wrap(ui.slash))
+    r.add_get(PREFIX + "/{name}", guard.wrap(ui.asset))

@@ -1,9 +1,13 @@
 """Gradual rollout: who gets reranking, by client network, index and percentage.
 
 The first rule that matches decides the mode (``on``, ``off`` or ``shadow``); otherwise the
-default applies. The client address is the TCP peer, or the right-most untrusted address of
-``X-Forwarded-For`` when the peer is a configured trusted proxy. A per-request override
-header is honoured only from configured trusted clients.
+default applies. The client address is the TCP peer or, when the peer is a configured
+trusted proxy, the right-most address not of a trusted proxy in the one forwarding header
+those proxies write (``rollout.proxy_header``: ``X-Forwarded-For``, or RFC 7239
+``Forwarded``). All lines of that header are one list (RFC 9110 5.3), so a line a client
+wrote before the proxy appended its own is just more hops on the left, never the answer.
+Entries may carry a port (``ip:port``, ``[v6]:port``). A per-request override header is
+honoured only from configured trusted clients.
 
 Rules can be reloaded at run time (SIGHUP, admin API). A reload swaps one immutable
 :class:`RuleSet` for another, so in-flight requests finish with the rules they started with,
@@ -54,6 +58,44 @@ class CompiledRule:
         ):
             return False
         return self.rule.percent >= 100 or bucket(addr) < self.rule.percent
+
+
+def forwarded_for(lines: Sequence[str]) -> list[str]:
+    """The ``for=`` node of each element of RFC 7239 ``Forwarded`` lines, left to right. An
+    element without one, or with ``unknown`` / an obfuscated ``_id``, is a hop of no known
+    address (it stops the walk: nothing to its left can be believed)."""
+    hops: list[str] = []
+    for element in _split_quoted(",".join(lines), ","):
+        node = ""
+        for pair in _split_quoted(element, ";"):
+            name, sep, value = pair.partition("=")
+            if sep and name.strip().lower() == "for":
+                node = value.strip()
+        hops.append(node or "unknown")
+    return hops
+
+
+def _split_quoted(text: str, sep: str) -> list[str]:
+    """Split on ``sep`` outside double-quoted strings (which may contain it, and escapes)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for ch in text:
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\" and quoted:
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+            current.append(ch)
+        elif ch == sep and not quoted:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current).strip())
+    return [p for p in parts if p]
 
 
 class Headers(Protocol):
@@ -148,15 +190,23 @@ class Rollout:
         wanted = headers.get(self.config.override_header, "").strip().lower()
         if wanted and addr is not None and _in(addr, self._trusted_clients) and wanted in _MODES:
             override = wanted
-        return Client(self._behind_proxies(addr, headers.getall("X-Forwarded-For", [])), override)
+        return Client(self._behind_proxies(addr, self._hops(headers)), override)
 
-    def _behind_proxies(self, addr: Address | None, forwarded_for: list[str]) -> Address | None:
-        if addr is None or not forwarded_for or not _in(addr, self._trusted_proxies):
-            return addr
+    def _hops(self, headers: Headers) -> list[str]:
+        """The forwarding hops, left to right, from the configured header only."""
+        if self.config.proxy_header == "forwarded":
+            return forwarded_for(headers.getall("Forwarded", []))
         # Repeated fields are one list (RFC 9110 5.3): a trusted proxy appends its own line.
+        return ",".join(headers.getall("X-Forwarded-For", [])).split(",")
+
+    def _behind_proxies(self, addr: Address | None, hops: list[str]) -> Address | None:
+        if addr is None or not any(h.strip() for h in hops):
+            return addr
+        if not _in(addr, self._trusted_proxies):
+            return addr
         # Walk from the right: the first hop that is not one of our trusted proxies is the
         # client. Anything further left could have been written by anyone.
-        for item in reversed(",".join(forwarded_for).split(",")):
+        for item in reversed(hops):
             hop = parse_address(item)
             if hop is None:
                 return addr

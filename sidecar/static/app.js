@@ -548,7 +548,7 @@
     const button = $("play-run");
     setBusy(button, true, "Reranking…");
     try {
-      const res = await postJSON(api("v1/rerank"), {
+      const res = await postJSON(api("_sidecar/v1/rerank"), {
         query,
         documents: docs,
         return_documents: true,

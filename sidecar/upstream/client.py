@@ -7,10 +7,16 @@
 
 Bodies stay compressed in both directions (``auto_decompress=False``), the session adds no
 header of its own, and every failure is translated by :func:`~.errors.map_exceptions`.
+
+The sidecar never adds credentials to a client's request: what a client sends is what
+authenticates it (``es.url`` cannot carry user-info, and the session has no ``auth``). The
+sidecar's own credentials (``es.auth``) are sent only on requests it makes on its own
+behalf, :meth:`EsClient.reachable`.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import time
@@ -18,13 +24,14 @@ import zlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from sidecar.config import ESConfig
+from sidecar.config import ESAuthConfig, ESConfig
 from sidecar.encoding import TooLarge, decode, encode, readable
 from sidecar.errors import UpstreamBadResponse, UpstreamError, UpstreamResponseTooLarge
 from sidecar.http.trace import trace_of
@@ -76,6 +83,24 @@ class BufferedResponse:
         )
 
 
+def own_authorization(auth: ESAuthConfig) -> str | None:
+    """The ``Authorization`` value of the sidecar's own credentials (None: it has none).
+    Secret files are read here, once, when the client is created."""
+    if auth.api_key is not None or auth.api_key_file is not None:
+        key = auth.api_key if auth.api_key is not None else _read_secret(auth.api_key_file)
+        return f"ApiKey {key}"
+    if auth.username is not None:
+        password = auth.password if auth.password is not None else _read_secret(auth.password_file)
+        token = base64.b64encode(f"{auth.username}:{password}".encode()).decode()
+        return f"Basic {token}"
+    return None
+
+
+def _read_secret(path: Path | None) -> str:
+    assert path is not None  # the config guarantees one of value and file
+    return path.read_text(encoding="utf-8").strip()
+
+
 class EsClient:
     """The one connection pool to ES, and everything that is sent on it."""
 
@@ -83,6 +108,7 @@ class EsClient:
         self.config = config
         self.base = URL(config.url)
         self.session = session
+        self._own_authorization = own_authorization(config.auth)
 
     @staticmethod
     def create_session(config: ESConfig) -> aiohttp.ClientSession:
@@ -161,9 +187,13 @@ class EsClient:
 
     async def reachable(self) -> bool:
         """The readiness probe, on the sidecar's own behalf: any HTTP answer to ``GET /``
-        counts (a secured cluster says 401 to a request without credentials)."""
+        counts (a secured cluster says 401 to a request without credentials). It carries
+        the sidecar's own ``es.auth`` credentials when configured, and nothing else."""
+        headers: CIMultiDict[str] = CIMultiDict()
+        if self._own_authorization is not None:
+            headers["Authorization"] = self._own_authorization
         try:
-            await self.fetch(EsRequest("GET", "/", CIMultiDict(), None))
+            await self.fetch(EsRequest("GET", "/", headers, None))
         except UpstreamError:
             return False
         return True

@@ -37,7 +37,7 @@ async def make_client(bert2_dir: Path) -> AsyncIterator[MakeClient]:
         app = web.Application(middlewares=[error_middleware])
         app[CONFIG] = config
         app[SCORER] = scorer
-        add_routes(app)
+        add_routes(app, config.api)
         client: Client = TestClient(TestServer(app))
         await client.start_server()
         made.append((client, scorer))
@@ -54,7 +54,7 @@ async def client(make_client: MakeClient) -> Client:
     return await make_client()
 
 
-async def _post(client: Client, body: Any, path: str = "/v1/rerank") -> tuple[int, Any]:
+async def _post(client: Client, body: Any, path: str = "/_sidecar/v1/rerank") -> tuple[int, Any]:
     if isinstance(body, bytes):
         response = await client.post(path, data=body, headers={"Content-Type": "application/json"})
     else:
@@ -83,7 +83,7 @@ async def test_alias_objects_top_n_and_return_documents(client: Client) -> None:
         "top_n": 2,
         "return_documents": True,
     }
-    status, top = await _post(client, body, path="/rerank")
+    status, top = await _post(client, body, path="/_sidecar/rerank")
     assert status == 200
     assert top["model"] == "my-reranker"
     assert top["results"] == [
@@ -172,7 +172,7 @@ async def test_body_size_is_bounded(make_client: MakeClient) -> None:
 
 async def test_overloaded_is_a_503_without_internals(make_client: MakeClient) -> None:
     client = await make_client(worker={"max_queue_pairs": 2})
-    response = await client.post("/v1/rerank", json={"query": QUERY, "documents": DOCS})
+    response = await client.post("/_sidecar/v1/rerank", json={"query": QUERY, "documents": DOCS})
     assert response.status == 503
     answer = await response.json()
     assert answer["error"]["type"] == "service_unavailable_exception"

@@ -142,7 +142,7 @@ def test_keepalive_timeout_is_finite_by_default() -> None:
     assert ServerConfig().keepalive_timeout_s <= 120
 
 
-@pytest.mark.parametrize("path", ["/faults/_search", "/_msearch", "/v1/rerank"])
+@pytest.mark.parametrize("path", ["/faults/_search", "/_msearch", "/_sidecar/v1/rerank"])
 async def test_slow_body_on_intercepted_endpoints_is_408(
     fault_es: FaultES, fault_model: FaultModel, path: str
 ) -> None:

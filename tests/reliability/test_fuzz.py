@@ -5,7 +5,7 @@ model, in front of the session's ES with the sample corpus):
   document), valid and deliberately invalid ones, for every operation: at least 500 in all;
 * a hand-written corpus of the classic bad inputs: invalid JSON, wrong types, deep nesting,
   non-UTF-8, oversized and decompression-bomb bodies, huge size/from, a window over the
-  limit, 10,000 documents on /v1/rerank.
+  limit, 10,000 documents on /_sidecar/v1/rerank.
 
 For every response: no 5xx the sidecar made itself (ES is up, so its documented 502/503/504
 states must not appear; a 5xx is accepted only where ES gives the same status for the same
@@ -171,7 +171,10 @@ def test_schemathesis_fuzz_of_the_openapi_surface(fuzz_target: tuple[str, str]) 
     sent = 0
     for result in schema.get_all_operations():
         operation = result.ok()
-        heavy = operation.path in ("/v1/rerank", "/rerank") or "_search" in operation.path
+        heavy = (
+            operation.path in ("/_sidecar/v1/rerank", "/_sidecar/rerank")
+            or "_search" in operation.path
+        )
         examples = 25 if heavy or "_msearch" in operation.path else 8
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             sent += _fuzz_operation(operation, mode, examples, base, session, verdicts)
@@ -198,16 +201,30 @@ BAD_INPUTS: list[tuple[str, str, str, bytes, dict[str, str], set[int] | None]] =
     # (name, method, path, body, headers, expected statuses or None for "any non-5xx")
     ("invalid json search", "POST", f"/{SAMPLE}/_search", b'{"query": {', JSON, None),
     ("invalid json msearch", "POST", "/_msearch", b'{}\n{"query": \n', NDJSON, None),
-    ("invalid json rerank", "POST", "/v1/rerank", b'{"query": ', JSON, {400}),
-    ("empty rerank", "POST", "/v1/rerank", b"", JSON, {400}),
-    ("rerank not object", "POST", "/rerank", b"[1, 2, 3]", JSON, {400}),
-    ("query wrong type", "POST", "/v1/rerank", b'{"query": 5, "documents": ["a"]}', JSON, {400}),
-    ("documents dict", "POST", "/v1/rerank", b'{"query": "q", "documents": {"a": 1}}', JSON, {400}),
-    ("texts numbers", "POST", "/rerank", b'{"query": "q", "texts": [1, 2]}', JSON, {400}),
+    ("invalid json rerank", "POST", "/_sidecar/v1/rerank", b'{"query": ', JSON, {400}),
+    ("empty rerank", "POST", "/_sidecar/v1/rerank", b"", JSON, {400}),
+    ("rerank not object", "POST", "/_sidecar/rerank", b"[1, 2, 3]", JSON, {400}),
+    (
+        "query wrong type",
+        "POST",
+        "/_sidecar/v1/rerank",
+        b'{"query": 5, "documents": ["a"]}',
+        JSON,
+        {400},
+    ),
+    (
+        "documents dict",
+        "POST",
+        "/_sidecar/v1/rerank",
+        b'{"query": "q", "documents": {"a": 1}}',
+        JSON,
+        {400},
+    ),
+    ("texts numbers", "POST", "/_sidecar/rerank", b'{"query": "q", "texts": [1, 2]}', JSON, {400}),
     (
         "top_n bool",
         "POST",
-        "/v1/rerank",
+        "/_sidecar/v1/rerank",
         b'{"query":"q","documents":["a"],"top_n":true}',
         JSON,
         {400},
@@ -215,7 +232,7 @@ BAD_INPUTS: list[tuple[str, str, str, bytes, dict[str, str], set[int] | None]] =
     (
         "top_n huge",
         "POST",
-        "/v1/rerank",
+        "/_sidecar/v1/rerank",
         b'{"query":"q","documents":["a"],"top_n":1e400}',
         JSON,
         {400},
@@ -329,12 +346,19 @@ BAD_INPUTS: list[tuple[str, str, str, bytes, dict[str, str], set[int] | None]] =
         JSON,
         None,
     ),
-    ("deep nesting rerank", "POST", "/v1/rerank", b'{"query":' + b"[" * 50_000, JSON, {400}),
+    (
+        "deep nesting rerank",
+        "POST",
+        "/_sidecar/v1/rerank",
+        b'{"query":' + b"[" * 50_000,
+        JSON,
+        {400},
+    ),
     ("non-utf8 search", "POST", f"/{SAMPLE}/_search", b'{"query": "\xff\xfe"}', JSON, None),
     (
         "non-utf8 rerank",
         "POST",
-        "/v1/rerank",
+        "/_sidecar/v1/rerank",
         b'{"query": "\xff", "documents": ["a"]}',
         JSON,
         {400},
@@ -353,7 +377,7 @@ BAD_INPUTS: list[tuple[str, str, str, bytes, dict[str, str], set[int] | None]] =
     (
         "oversized rerank",
         "POST",
-        "/v1/rerank",
+        "/_sidecar/v1/rerank",
         b'{"query":"' + b"q" * (11 << 20) + b'"}',
         JSON,
         {413},
@@ -377,7 +401,7 @@ BAD_INPUTS: list[tuple[str, str, str, bytes, dict[str, str], set[int] | None]] =
     (
         "10000 documents",
         "POST",
-        "/v1/rerank",
+        "/_sidecar/v1/rerank",
         json.dumps({"query": "q", "documents": ["doc"] * 10_000}).encode(),
         JSON,
         {400},

@@ -31,6 +31,7 @@ from tests.support.reliability import (
 from tests.support.search import base_config, multi_match
 
 QUERY = "library card renew borrow books online account"
+JSON_TYPE = {"Content-Type": "application/json"}
 API_KEY = "remote-api-key-s3cr3t-0123456789"
 
 
@@ -91,7 +92,7 @@ async def test_authorization_never_in_logs_metrics_or_sidecar_errors(
                     400,
                     {"json": {"query": {"match_all": {}}, "rerank": {"window": "x"}}},
                 ),
-                ("ok", "POST", "/v1/rerank", 400, {"data": b"\xff"}),
+                ("ok", "POST", "/_sidecar/v1/rerank", 400, {"data": b"\xff", "headers": JSON_TYPE}),
             ]:
                 fault_es.delay_s = 1.0
                 body = await call(mode, method, path, expect, **kw)
@@ -134,7 +135,7 @@ async def test_remote_reranker_failure_leaks_no_keys(
                 assert r.headers["X-Rerank"].startswith("fallback")
                 seen.append(await r.text())
             async with s.post(
-                f"{sc.url}/v1/rerank",
+                f"{sc.url}/_sidecar/v1/rerank",
                 json={"query": QUERY, "documents": ["a", "b"]},
                 headers={"Authorization": SECRET},
             ) as r:

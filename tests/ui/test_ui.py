@@ -3,7 +3,7 @@
 A real ``rerank-sidecar serve`` process with the bundled MiniLM stands in front of the
 session's ES with the sample corpus; Selenium types a demo query into the page, and the page
 must show the ES order and the reranked order side by side, the rank movement, the outcome
-and the timings. Then the playground tab reranks pasted texts through ``/v1/rerank``.
+and the timings. Then the playground tab reranks pasted texts through ``/_sidecar/v1/rerank``.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package. Without
 them the test fails (it is not skipped) and says what to install.

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from sidecar.config import UiConfig
 from sidecar.handlers import ui
 from sidecar.http.errors import error_middleware
 
@@ -21,7 +22,7 @@ from sidecar.http.errors import error_middleware
 @pytest.fixture
 async def server() -> AsyncIterator[str]:
     app = web.Application(middlewares=[error_middleware])
-    ui.add_routes(app)
+    ui.add_routes(app, UiConfig())
     srv = TestServer(app, host="127.0.0.1")
     await srv.start_server()
     try:
