@@ -221,12 +221,12 @@ def plan_search(
         return skip(force_skip)
     if "scroll" in params:
         return skip("scroll")
-    if "search_after" in stripped:
-        return skip("search_after")
     if "pit" in stripped:
         # The next page continues from this page's last sort values: a reordered page would
         # repeat and lose hits.
         return skip("pit")
+    if "search_after" in stripped:
+        return skip("search_after")
     if "sort" in params or ("sort" in stripped and not _sort_is_score(stripped["sort"])):
         return skip("sort")
     if "rescore" in stripped and config.rescore != "rerank":
