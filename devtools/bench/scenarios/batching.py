@@ -35,6 +35,8 @@ def run(b: Bench) -> Section:
             "rollout": {"default": "on"},
             "rerank": {"budget_ms": 120000},
             "es": {"timeouts": {"read_s": 60}},
+            # Random weights rank at random: the start-up self-test would refuse the model.
+            "model": {"self_test": False},
         },
     )
     path = "/bench/_search"
