@@ -57,6 +57,11 @@ class ModelInfo:
     #: ISO 639-1 codes the model serves; empty = any.
     languages: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
+    #: What the operator should know about how the model is served (e.g. a remote server
+    #: that cannot take the instruction); shown in /_sidecar/ready and logged at start.
+    warnings: tuple[str, ...] = ()
+    #: Why the model is not served (its start-up self-test failed); None while it is.
+    refused: str | None = None
 
     @property
     def kind(self) -> str:

@@ -45,7 +45,7 @@ def test_prompt_is_the_official_template() -> None:
 async def test_token_layout_is_prefix_body_suffix(
     qwen_dir: Path, start_scorer: StartScorer
 ) -> None:
-    scorer = await start_scorer(qwen_dir)
+    scorer = await start_scorer(qwen_dir, prefix_reuse=False)
     assert scorer.info.kind == "causal-lm reranker"
     tokenizer = AutoTokenizer.from_pretrained(str(qwen_dir))
     prefix = tokenizer.encode(PREFIX, add_special_tokens=False)
@@ -59,6 +59,14 @@ async def test_token_layout_is_prefix_body_suffix(
         # Tokenizing body and document apart gives exactly the tokens of the whole prompt.
         whole = tokenizer.encode(format_prompt(INSTRUCTION, QUERY, doc), add_special_tokens=False)
         assert item.ids == whole
+    # With the shared prefix, each item is the document and the suffix after one prefix.
+    shared = await start_scorer(qwen_dir)
+    reused = _backend(shared).encode(QUERY, DOCS, INSTRUCTION)
+    prefixes = {id(item.prefix) for item in reused.items}
+    assert len(prefixes) == 1 and None not in {item.prefix for item in reused.items}
+    for plain, item in zip(encoded.items, reused.items, strict=True):
+        assert item.prefix is not None and item.prefix.ids + item.ids == plain.ids
+    assert reused.tokens == encoded.tokens - (len(DOCS) - 1) * len(reused.items[0].prefix.ids)
 
 
 def _p_yes_by_hand(qwen_dir: Path, prompt: str) -> float:
@@ -77,7 +85,9 @@ async def test_score_is_softmax_of_yes_over_no(qwen_dir: Path, start_scorer: Sta
     expected = _p_yes_by_hand(qwen_dir, format_prompt(INSTRUCTION, QUERY, DOCS[0]))
     assert result.scores[0] == pytest.approx(expected, abs=1e-5)
     assert 0.0 < result.scores[0] < 1.0
-    assert result.tokens == len(_backend(scorer).encode(QUERY, DOCS[:1], INSTRUCTION).items[0].ids)
+    (item,) = _backend(scorer).encode(QUERY, DOCS[:1], INSTRUCTION).items
+    assert item.prefix is not None
+    assert result.tokens == len(item.prefix.ids) + len(item.ids)
 
 
 async def test_explicit_instruction_is_used(qwen_dir: Path, start_scorer: StartScorer) -> None:
@@ -104,7 +114,7 @@ async def test_same_score_alone_and_in_a_padded_batch(
 
 
 async def test_truncation_cuts_only_the_document(qwen_dir: Path, start_scorer: StartScorer) -> None:
-    scorer = await start_scorer(qwen_dir, max_length=120, chunk_overlap_tokens=8)
+    scorer = await start_scorer(qwen_dir, max_length=120, prefix_reuse=False)
     tokenizer = AutoTokenizer.from_pretrained(str(qwen_dir))
     suffix = tokenizer.encode(SUFFIX, add_special_tokens=False)
     long_doc = "Paris is the capital and largest city of France. " * 40
@@ -123,7 +133,7 @@ async def test_a_query_that_leaves_no_room_is_refused(
 ) -> None:
     from sidecar.errors import ModelFailure
 
-    scorer = await start_scorer(qwen_dir, max_length=120, chunk_overlap_tokens=8)
+    scorer = await start_scorer(qwen_dir, max_length=120)
     with pytest.raises(ModelFailure):
         await scorer.score("a very long query " * 30, ["doc"])
 
@@ -137,6 +147,7 @@ async def test_chunked_document_scores_as_its_best_window(
         long_documents="chunk",
         chunk_overlap_tokens=10,
         max_chunks_per_doc=3,
+        prefix_reuse=False,
     )
     backend = _backend(scorer)
     long_doc = " ".join(f"Sentence {i} says Paris is in France." for i in range(60))

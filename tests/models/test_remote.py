@@ -171,3 +171,143 @@ async def test_an_unreachable_server_is_a_failure() -> None:
 )
 def test_wire_protocol(url: str, configured: str, expected: str) -> None:
     assert wire_protocol(url, configured) == expected
+
+
+# --- what the server says about itself: the instruction field and the batch cap -------------
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Callable[..., Awaitable[tuple[Scorer, list[Any]]]]]:
+    """A rerank server with GET routes of its own (/v1/models, /info), as vLLM, SGLang and
+    TEI have; returns the started scorer and the bodies the server received."""
+    servers: list[TestServer] = []
+    scorers: list[Scorer] = []
+
+    async def start(
+        handler: Handler,
+        *,
+        path: str = "/v1/rerank",
+        gets: dict[str, Any] | None = None,
+        instruction: str = "Find the letter",
+        **remote: Any,
+    ) -> tuple[Scorer, list[Any]]:
+        seen: list[Any] = []
+
+        async def recording(request: web.Request) -> web.StreamResponse:
+            seen.append(await request.json())
+            return await handler(request)
+
+        app = web.Application()
+        app.router.add_post(path, recording)
+        for route, answer in (gets or {}).items():
+            app.router.add_get(route, _answering(answer))
+        test_server = TestServer(app, host="127.0.0.1")
+        await test_server.start_server()
+        servers.append(test_server)
+        url = f"http://127.0.0.1:{test_server.port}{path}"
+        config = ModelConfig(name=url, instruction=instruction, remote=remote)
+        scorer = create_scorer(config, WorkerConfig())
+        scorers.append(scorer)
+        await scorer.start()
+        return scorer, seen
+
+    yield start
+    for scorer in scorers:
+        await scorer.close()
+    for test_server in servers:
+        await test_server.close()
+
+
+def _answering(answer: Any) -> Handler:
+    async def get(request: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    return get
+
+
+def _models(owner: str) -> dict[str, Any]:
+    return {"object": "list", "data": [{"id": "Qwen/Qwen3-Reranker-0.6B", "owned_by": owner}]}
+
+
+async def sglang(request: web.Request) -> web.Response:
+    # SGLang answers a bare list of {score, document, index}.
+    body = await request.json()
+    return web.json_response(
+        [
+            {"score": _score_of(d), "document": d, "index": i}
+            for i, d in enumerate(body["documents"])
+        ]
+    )
+
+
+async def test_sglang_gets_the_instruction_in_its_instruct_field(server: Any) -> None:
+    scorer, seen = await server(sglang, gets={"/v1/models": _models("sglang")})
+    result = await scorer.score("which letter?", DOCS)
+    assert result.scores == [0.1, 0.9, 0.5]
+    assert seen[0]["instruct"] == "Find the letter"
+    assert "chat_template_kwargs" not in seen[0]
+    await scorer.score("q", DOCS, "Per-request instruction")
+    assert seen[1]["instruct"] == "Per-request instruction"
+    assert scorer.info.extra["server"] == "sglang"
+    assert scorer.info.extra["instruction_field"] == "instruct"
+    assert scorer.info.warnings == ()
+
+
+async def test_vllm_gets_the_instruction_as_a_template_argument(server: Any) -> None:
+    scorer, seen = await server(cohere, gets={"/v1/models": _models("vllm")})
+    assert (await scorer.score("which letter?", DOCS)).scores == [0.1, 0.9, 0.5]
+    assert seen[0]["chat_template_kwargs"] == {"instruction": "Find the letter"}
+    assert "instruct" not in seen[0]
+    assert scorer.info.warnings == ()
+
+
+async def test_a_server_without_an_instruction_field_is_named_in_ready(
+    server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="sidecar.models")
+    scorer, seen = await server(cohere, gets={"/v1/models": _models("someone-else")})
+    await scorer.score("q", DOCS)
+    assert "instruct" not in seen[0] and "chat_template_kwargs" not in seen[0]
+    (warning,) = scorer.info.warnings
+    assert "instruction is not sent" in warning and "someone-else" in warning
+    assert "instruction is not sent" in caplog.text
+
+
+async def test_tei_has_no_instruction_field_and_its_batch_cap_is_kept(server: Any) -> None:
+    async def capped(request: web.Request) -> web.Response:
+        body = await request.json()
+        if len(body["texts"]) > 2:
+            return web.json_response(
+                {"error": "batch size 3 > maximum allowed batch size 2"}, status=413
+            )
+        return await tei_answer(body)
+
+    info = {"model_id": "BAAI/bge-reranker-base", "max_client_batch_size": 2}
+    scorer, seen = await server(capped, path="/rerank", gets={"/info": info})
+    docs = [*DOCS, "beta", "alpha"]
+    result = await scorer.score("q", docs)
+    assert result.scores == [0.1, 0.9, 0.5, 0.9, 0.1]
+    assert sorted(len(body["texts"]) for body in seen) == [1, 2, 2]
+    assert all("instruct" not in body for body in seen)
+    assert scorer.info.extra["max_batch_documents"] == "2"
+    assert "instruction is not sent" in scorer.info.warnings[0]
+
+
+async def tei_answer(body: dict[str, Any]) -> web.Response:
+    results = [{"index": i, "score": _score_of(text)} for i, text in enumerate(body["texts"])]
+    return web.json_response(results)
+
+
+async def test_the_configured_batch_cap_splits_the_window(server: Any) -> None:
+    scorer, seen = await server(cohere, max_batch_documents=2, instruction_field="none")
+    assert (await scorer.score("q", DOCS)).scores == [0.1, 0.9, 0.5]
+    assert [body["documents"] for body in seen] in ([DOCS[:2], DOCS[2:]], [DOCS[2:], DOCS[:2]])
+
+
+async def test_a_refused_batch_without_a_known_cap_is_a_failure(server: Any) -> None:
+    async def refuse(request: web.Request) -> web.Response:
+        return web.json_response({"error": "too many"}, status=413)
+
+    scorer, _ = await server(refuse)
+    with pytest.raises(ModelFailure, match="batch size"):
+        await scorer.score("q", DOCS)

@@ -1,15 +1,22 @@
-"""Small pure pieces: chunk windows, per-document max, padding, device choice."""
+"""Small pieces: chunk windows, per-document max, padding, device choice, pass costs and
+the pass planner, config checks."""
 
 from __future__ import annotations
+
+import itertools
+from pathlib import Path
 
 import pytest
 import torch
 
+from sidecar.config import ModelConfig
+from sidecar.scoring.detect import resolve_model
 from sidecar.scoring.hf.chunking import first_chunks, windows
 from sidecar.scoring.hf.device import attention_implementation, resolve_device, resolve_dtype
+from sidecar.scoring.hf.seqcls import SeqClsBackend
 from sidecar.scoring.local.backend import Item, max_per_document
 from sidecar.scoring.local.collate import collate
-from sidecar.scoring.local.passes import plan_passes
+from sidecar.scoring.local.passes import PassCost, measure_costs, plan_passes
 
 
 def test_windows_overlap_and_cap() -> None:
@@ -68,3 +75,56 @@ def test_plan_passes_respects_the_token_budget() -> None:
     assert _plan([50] * 5, 120, float("inf")) == [[0, 1], [2, 3], [4]]
     # An item longer than the budget still gets a pass of its own.
     assert _plan([500, 10, 10], 100, float("inf")) == [[0], [1, 2]]
+
+
+def test_a_pass_cost_is_monotone_concave_and_extrapolates() -> None:
+    # A noisy measurement: the 48-token pass looks cheaper than the 24-token one.
+    cost = PassCost(0.002, [(12, 0.004), (24, 0.006), (48, 0.0055), (96, 0.009), (768, 0.06)])
+    values = [cost(t) for t in range(0, 1600, 4)]
+    assert values == sorted(values)  # more tokens never cost less
+    per_token = [cost(t) / t for t in range(12, 1600, 4)]
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(per_token))
+    assert cost(0) == pytest.approx(0.002)
+    assert cost(1536) == pytest.approx(cost(768) + (cost(768) - cost(96)) / 672 * 768)
+
+
+def test_a_pass_cost_learns_from_what_passes_take() -> None:
+    cost = PassCost(0.001, [(16, 0.002), (64, 0.004), (256, 0.01)])
+    for _ in range(100):
+        cost.observe(64, 0.008)  # passes near 64 tokens turn out twice as slow
+    assert cost(64) == pytest.approx(0.008, rel=0.05)
+    before = cost(4096)
+    cost.observe(4096, 1.0)  # nothing was measured near there: no guess is learned
+    assert cost(4096) == before
+
+
+def test_bf16_like_costs_keep_big_passes_and_fp32_like_costs_cut_them() -> None:
+    lengths = sorted([130, 128, 120, 100, 90, 64, 60, 40, 35, 30, 30, 28] * 4, reverse=True)
+    # fp32-like: nearly linear in tokens, small fixed cost -> cut to save padding.
+    linear = PassCost(0.0005, [(100, 0.010), (1000, 0.100), (6000, 0.600)])
+    # bf16-like: small passes run a token several times slower -> keep passes big.
+    kernels = PassCost(0.0005, [(100, 0.040), (1000, 0.100), (6000, 0.300)])
+    cut = plan_passes(lengths, budget=32768, cost=linear)
+    kept = plan_passes(lengths, budget=32768, cost=kernels)
+    assert len(cut) > len(kept)
+    assert len(kept) <= 2
+    assert sum(len(r) for r in cut) == sum(len(r) for r in kept) == len(lengths)
+
+
+def test_pass_costs_are_measured_on_the_real_model(bert1_dir: Path) -> None:
+    model = ModelConfig(name=str(bert1_dir), self_test=False)
+    backend = SeqClsBackend(model, resolve_model(model))
+    backend.load()
+    item = backend.encode("q", ["a short document"], "").items[0]
+    with torch.inference_mode():
+        cost = measure_costs(backend.forward, item, max_rows=8, max_tokens=10_000, repeats=1)
+    assert cost(0) >= 0
+    assert cost(8 * len(item.ids)) >= cost(len(item.ids)) > 0
+    assert cost.describe().count("tok") >= 2  # 1, 2, 4, 8 rows unless a pass was too slow
+
+
+def test_chunk_overlap_is_checked_only_where_chunks_are_made() -> None:
+    assert ModelConfig(max_length=128).max_length == 128  # truncate: the overlap is unused
+    with pytest.raises(ValueError, match="chunk_overlap_tokens"):
+        ModelConfig(max_length=128, long_documents="chunk")
+    assert ModelConfig(max_length=128, long_documents="chunk", chunk_overlap_tokens=32)

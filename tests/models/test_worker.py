@@ -63,7 +63,7 @@ async def make(bert1_dir: Path) -> AsyncIterator[Any]:
     scorers: list[LocalScorer] = []
 
     async def build(cls: type[WatchedBackend] = WatchedBackend, **worker: Any) -> Harness:
-        model = ModelConfig(name=str(bert1_dir))
+        model = ModelConfig(name=str(bert1_dir), self_test=False)
         backend = cls(model, resolve_model(model))
         # A measured pass overhead depends on the machine; these tests pin it.
         pinned = WorkerConfig(**{"pass_overhead_tokens": 1_000_000, **worker})
@@ -228,7 +228,7 @@ async def test_non_finite_scores_are_a_model_failure(make: Any) -> None:
 
 
 async def test_a_wrong_count_is_a_model_failure(bert1_dir: Path) -> None:
-    model = ModelConfig(name=str(bert1_dir))
+    model = ModelConfig(name=str(bert1_dir), self_test=False)
     backend = DroppingBackend(model, resolve_model(model))
     scorer = LocalScorer(backend, model, WorkerConfig(warmup=False))
     await scorer.start()
@@ -240,7 +240,7 @@ async def test_a_wrong_count_is_a_model_failure(bert1_dir: Path) -> None:
 
 
 async def test_the_pass_overhead_is_measured_at_warm_up(bert1_dir: Path) -> None:
-    model = ModelConfig(name=str(bert1_dir))
+    model = ModelConfig(name=str(bert1_dir), self_test=False)
     scorer = LocalScorer(SeqClsBackend(model, resolve_model(model)), model, WorkerConfig())
     assert scorer._worker.pass_overhead_tokens == float("inf")  # unknown until measured
     await scorer.start()

@@ -27,6 +27,7 @@ from sidecar.scoring.hf.device import (
 )
 from sidecar.scoring.hf.hub import hub_snapshot
 from sidecar.scoring.hf.load import load_tokenizer, load_weights
+from sidecar.scoring.hf.plaintext import ControlIds, plain_text_tokenizer
 from sidecar.scoring.hf.quantize import quantize_for_cpu
 from sidecar.scoring.local.backend import Encoded, Item, max_per_document
 from sidecar.scoring.local.collate import collate
@@ -41,6 +42,10 @@ class Loaded:
     pad: int = field(init=False)
     #: Whether the model takes segment ids (BERT does).
     with_types: bool = field(init=False)
+    #: What tokenizes client text (query, instruction, documents): the tokenizer without
+    #: its added tokens, so a special token's string in a document stays text.
+    plain: PreTrainedTokenizerBase = field(init=False)
+    control: ControlIds = field(init=False)
 
     def __post_init__(self) -> None:
         pad = self.tokenizer.pad_token_id
@@ -48,6 +53,10 @@ class Loaded:
         object.__setattr__(self, "pad", pad if isinstance(pad, int) else 0)
         with_types = "token_type_ids" in self.tokenizer.model_input_names
         object.__setattr__(self, "with_types", with_types)
+        plain = plain_text_tokenizer(self.tokenizer)
+        object.__setattr__(self, "plain", plain)
+        name = str(self.tokenizer.name_or_path)
+        object.__setattr__(self, "control", ControlIds(self.tokenizer, plain, model=name))
 
 
 LoadedT = TypeVar("LoadedT", bound=Loaded)

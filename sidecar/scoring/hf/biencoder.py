@@ -101,15 +101,21 @@ class BiEncoderBackend(HFBackend[_Loaded]):
         }
         options: dict[str, Any] = {}
         if chunk:
-            room = self.info.max_length - state.tokenizer.num_special_tokens_to_add(pair=False)
+            room = self.info.max_length - state.plain.num_special_tokens_to_add(pair=False)
             options = {
                 "return_overflowing_tokens": True,
                 "stride": min(self._config.chunk_overlap_tokens, max(room // 2, 0)),
             }
+        common["return_special_tokens_mask"] = True
         with self._tokenizer_lock:
-            question = state.tokenizer([query], **common)
-            docs = state.tokenizer(list(documents), **common, **options)
-        ids: list[list[int]] = question["input_ids"] + docs["input_ids"]
+            # Client text, so the plain-text copy (a "[SEP]" in a document stays text).
+            question = state.plain([query], **common)
+            docs = state.plain(list(documents), **common, **options)
+        masks = question["special_tokens_mask"] + docs["special_tokens_mask"]
+        ids: list[list[int]] = [
+            state.control.scrub(row, mask)
+            for row, mask in zip(question["input_ids"] + docs["input_ids"], masks, strict=True)
+        ]
         types: list[list[int]] | None = None
         if state.with_types:
             types = question["token_type_ids"] + docs["token_type_ids"]

@@ -1,6 +1,8 @@
 """Cross-encoders with a classification head (bge-reranker-v2-m3, ms-marco MiniLM, ...).
 
-The pair is tokenized as (query, document) and only the document is truncated. One logit is
+The pair is tokenized as (query, document) and only the document is truncated. Both are
+client text: ``[SEP]`` or ``</s>`` in them is text, and only the tokenizer's own template
+puts the real separators in (:mod:`.plaintext`). One logit is
 a relevance logit (score = sigmoid); two logits are (irrelevant, relevant) classes (score =
 softmax of the second).
 """
@@ -83,17 +85,22 @@ class SeqClsBackend(HFBackend[_Loaded]):
                 "stride": min(self._config.chunk_overlap_tokens, max(room // 2, 0)),
             }
         with self._tokenizer_lock:
-            query = clip_query(state.tokenizer, query, max_length // 2)
-            encoded = state.tokenizer(
+            query = clip_query(state.plain, query, max_length // 2)
+            encoded = state.plain(
                 [query] * len(documents),
                 list(documents),
                 truncation="only_second",
                 max_length=max_length,
                 return_attention_mask=False,
                 return_token_type_ids=state.with_types,
+                return_special_tokens_mask=True,
                 **options,
             )
-        ids: list[list[int]] = encoded["input_ids"]
+        masks: list[list[int]] = encoded["special_tokens_mask"]
+        ids = [
+            state.control.scrub(row, mask)
+            for row, mask in zip(encoded["input_ids"], masks, strict=True)
+        ]
         types: list[list[int]] | None = encoded["token_type_ids"] if state.with_types else None
         owners: list[int] = (
             list(encoded["overflow_to_sample_mapping"]) if chunk else list(range(len(ids)))

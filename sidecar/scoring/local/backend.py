@@ -7,6 +7,10 @@ worker thread, ``combine`` on the worker thread once all of a request's items ar
 
 A document can become several items (``long_documents: chunk``); a bi-encoder adds one item
 for the query itself. ``owners`` says which document each item belongs to.
+
+Items of one request may share a :class:`SharedPrefix` (Qwen3 with ``model.prefix_reuse``):
+tokens that come before every item of the request, which the backend computes once and
+keeps in ``state`` (on the worker thread) for as long as the request lives.
 """
 
 from __future__ import annotations
@@ -23,13 +27,26 @@ from sidecar.scoring.base import ModelInfo
 QUERY_OWNER = -1
 
 
+class SharedPrefix:
+    """Tokens that precede each of a request's items; ``state`` is the backend's (its
+    attention keys and values), filled on the worker thread the first time it is needed."""
+
+    __slots__ = ("ids", "state")
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+        self.state: object | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One input sequence of the model, special tokens included, not padded."""
+    """One input sequence of the model, special tokens included, not padded. With a
+    ``prefix``, the model's input is ``prefix.ids + ids`` and ``ids`` is what a pass runs."""
 
     ids: list[int]
     #: Segment ids for models that take them (BERT); None for those that don't.
     type_ids: list[int] | None = None
+    prefix: SharedPrefix | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +54,13 @@ class Encoded:
     items: list[Item]
     owners: list[int]
     n_docs: int
+    #: Tokens the model processes for the request: every item, and each shared prefix once.
     tokens: int = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tokens", sum(len(item.ids) for item in self.items))
+        prefixes = {id(item.prefix): item.prefix for item in self.items if item.prefix}
+        shared = sum(len(prefix.ids) for prefix in prefixes.values())
+        object.__setattr__(self, "tokens", shared + sum(len(item.ids) for item in self.items))
 
 
 class LocalBackend(Protocol):

@@ -19,6 +19,26 @@ log = logging.getLogger("sidecar.models")
 _WARMUP_QUERY = "warm-up query"
 _WARMUP_DOCUMENTS = ("a warm-up document", "another, somewhat longer warm-up document")
 
+#: (query, a document that answers it, one that has nothing to do with it): any working
+#: reranker, bi-encoders included, ranks the first document above the second, by far.
+SELF_TEST: tuple[tuple[str, str, str], ...] = (
+    (
+        "What is the capital of France?",
+        "Paris is the capital and largest city of France.",
+        "Bananas are a good source of potassium and grow in tropical climates.",
+    ),
+    (
+        "how do I renew a library book",
+        "You can renew borrowed library books online from your account page or at the desk.",
+        "The Pacific Ocean is the largest and deepest of the Earth's oceans.",
+    ),
+    (
+        "symptoms of influenza",
+        "Common symptoms of influenza include fever, cough, sore throat and muscle aches.",
+        "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",
+    ),
+)
+
 
 def describe(info: ModelInfo) -> str:
     """The start-up log line; a bi-encoder says plainly that it is not a cross-encoder."""
@@ -75,10 +95,54 @@ class LocalScorer:
                 raise ModelLoadError(
                     f"model {self.info.name!r} loaded but its warm-up forward pass failed"
                 ) from exc
-        overhead = f"{self._worker.pass_overhead_tokens:.0f}"
-        self.info = replace(self.info, extra={**self.info.extra, "pass_overhead_tokens": overhead})
+        extra = {
+            **self.info.extra,
+            "pass_overhead_tokens": f"{self._worker.pass_overhead_tokens:.0f}",
+        }
+        if self._worker.pass_costs:
+            extra["pass_costs"] = self._worker.pass_costs
+        self.info = replace(self.info, extra=extra)
+        if self._model.self_test:
+            refusal = await self._self_test()
+            if refusal is not None:
+                self.info = replace(self.info, refused=refusal)
+                await self.close()
+                log.error("%s", refusal)
+                return
         self._ready = True
         log.info("%s, started in %.1fs", describe(self.info), time.monotonic() - started)
+
+    async def _self_test(self) -> str | None:
+        """None if the model ranks every relevant self-test document first; else why not.
+
+        Known ways of serving a reranker wrongly (a missing prompt template, padding on the
+        wrong side, a conversion that scores everything 0.5) give plausible scores that rank
+        at random: this catches them before a search is answered.
+        """
+        try:
+            results = await asyncio.gather(
+                *(self._score(query, (good, bad), None, None) for query, good, bad in SELF_TEST)
+            )
+        except RerankUnavailable as exc:
+            return f"model {self.info.name!r} failed its start-up self-test: {exc}"
+        scores = [result.scores for result in results]
+        flat = [score for pair in scores for score in pair]
+        lost = [
+            f"{query!r}: relevant {good:.4g} <= irrelevant {bad:.4g}"
+            for (query, _, _), (good, bad) in zip(SELF_TEST, scores, strict=True)
+            if not good > bad
+        ]
+        if max(flat) - min(flat) <= 1e-6:
+            detail = f"every score is the same ({flat[0]:.6g})"
+        elif lost:
+            detail = "the relevant document did not win for " + "; ".join(lost)
+        else:
+            return None
+        return (
+            f"model {self.info.name!r} failed its start-up self-test and is not served: "
+            f"{detail}. A broken model gives plausible scores in a random order; check the "
+            "model files (model.self_test: false is only for test models with random weights)"
+        )
 
     async def close(self) -> None:
         self._ready = False

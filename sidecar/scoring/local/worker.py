@@ -2,8 +2,9 @@
 
 Concurrent requests are coalesced: the worker takes up to ``max_batch_pairs`` queued items
 (oldest request first; a big request may span several batches), sorts them by length and
-cuts them into forward passes of at most ``max_batch_tokens`` padded tokens, where a cut
-saves more padding than a pass costs (:mod:`sidecar.scoring.local.passes`). Each request's
+cuts them into forward passes of at most ``max_batch_tokens`` padded tokens, at the cuts
+that make the batch cheapest under the pass costs learned for this model on this device in
+this dtype (:mod:`sidecar.scoring.local.passes`). Each request's
 outputs are put back in its own item order and folded into scores by the backend.
 
 Requests arrive already tokenized (see :mod:`sidecar.scoring.local.scorer`): the worker
@@ -39,7 +40,7 @@ from sidecar.config import WorkerConfig
 from sidecar.errors import ModelFailure, Overloaded, RerankTimeout, RerankUnavailable
 from sidecar.scoring.base import BatchObserver
 from sidecar.scoring.local.backend import Encoded, Item, LocalBackend
-from sidecar.scoring.local.passes import measure_overhead, plan_passes
+from sidecar.scoring.local.passes import PassCost, measure_costs, plan_passes
 
 log = logging.getLogger("sidecar.worker")
 
@@ -117,14 +118,16 @@ class BatchWorker:
         #: Jobs with items taken but not all outputs in; touched by the worker thread only.
         self._in_flight: set[_Job] = set()
         configured = config.pass_overhead_tokens
-        self._pass_overhead = math.inf if configured is None else float(configured)
+        #: None until measured (then batches are cut by the token budget only).
+        self._cost = None if configured is None else PassCost.linear(float(configured))
+        self._learning = configured is None
         self.observers: list[BatchObserver] = []
 
     # --- caller side (event loop) ----------------------------------------------------------
 
     def start(self, calibrate: Item | None = None) -> None:
         """Start the thread; with ``calibrate``, it first times passes of that item to learn
-        the pass overhead (unless configured)."""
+        what passes cost (unless ``pass_overhead_tokens`` is configured)."""
         if self._thread is not None:
             raise RuntimeError("the worker is already started")
         if self._config.pass_overhead_tokens is not None:
@@ -136,7 +139,13 @@ class BatchWorker:
 
     @property
     def pass_overhead_tokens(self) -> float:
-        return self._pass_overhead
+        """A pass's fixed cost in tokens' worth of the largest measured pass; inf unknown."""
+        return math.inf if self._cost is None else self._cost.overhead_tokens()
+
+    @property
+    def pass_costs(self) -> str:
+        """The learned pass costs, for the logs ("" until measured)."""
+        return "" if self._cost is None else self._cost.describe()
 
     @property
     def alive(self) -> bool:
@@ -201,7 +210,12 @@ class BatchWorker:
         try:
             with torch.inference_mode():
                 if calibrate is not None:
-                    self._pass_overhead = measure_overhead(self._backend.forward, calibrate)
+                    self._cost = measure_costs(
+                        self._backend.forward,
+                        calibrate,
+                        max_rows=self._config.max_batch_pairs,
+                        max_tokens=self._config.max_batch_tokens,
+                    )
                 while (slots := self._next_slots()) is not None:
                     self._run_slots(slots)
         except Exception:
@@ -269,9 +283,11 @@ class BatchWorker:
     def _passes(self, slots: list[_Slot]) -> Iterator[list[_Slot]]:
         """Cut length-sorted slots (longest first) into passes, see local.passes."""
         lengths = [job.length(index) for job, index in slots]
-        plan = plan_passes(
-            lengths, budget=self._config.max_batch_tokens, overhead=self._pass_overhead
-        )
+        budget = self._config.max_batch_tokens
+        if self._cost is None:
+            plan = plan_passes(lengths, budget=budget, overhead=math.inf)
+        else:
+            plan = plan_passes(lengths, budget=budget, cost=self._cost)
         for positions in plan:
             yield slots[positions.start : positions.stop]
 
@@ -297,6 +313,8 @@ class BatchWorker:
             return
         elapsed = time.monotonic() - started
         padded = len(live) * max(job.length(index) for job, index in live)
+        if self._learning and self._cost is not None:
+            self._cost.observe(padded, elapsed)
         for observe in self.observers:
             observe(len(live), padded)
         if out.shape[0] != len(live):
