@@ -63,7 +63,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 async def serve(config: SidecarConfig) -> int:
     """Run until SIGTERM/SIGINT, then stop accepting and drain in-flight requests.
 
-    Returns the process exit code: 0 after a requested stop, 3 when start-up failed.
+    Returns the process exit code: 0 after a requested stop, 3 when the model could not be
+    loaded and ``model.on_load_failure`` is ``exit``, 2 for a configuration that cannot work.
     """
     lifecycle = Lifecycle()
     app = create_app(config, lifecycle)
@@ -101,7 +102,7 @@ async def serve(config: SidecarConfig) -> int:
     )
     await runner.cleanup()
     log.info("stopped")
-    return 3 if lifecycle.fatal else 0
+    return lifecycle.exit_code if lifecycle.fatal else 0
 
 
 def _reload_rules(app: web.Application) -> None:

@@ -267,6 +267,13 @@ class ModelConfig(_Section):
     #: Qwen3: compute the prompt's shared head (system prompt, instruction, query) once per
     #: search and run only each document and the prompt's tail per pair. Same scores.
     prefix_reuse: bool = True
+    #: When the model cannot be loaded (hub unreachable, disk full, no GPU): ``serve`` keeps
+    #: serving ES order (``skipped; reason=model_not_ready``), retries with backoff and turns
+    #: reranking on once the model is warm; ``exit`` stops the process (exit code 3). A
+    #: configuration that cannot work (a URL with a local backend) always exits with 2.
+    on_load_failure: Literal["serve", "exit"] = "serve"
+    #: The longest wait between two load attempts (the wait doubles from 1 s up to this).
+    load_retry_max_s: PositiveFloat = 60.0
     remote: RemoteConfig = RemoteConfig()
 
     @field_validator("name")

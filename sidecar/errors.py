@@ -117,7 +117,13 @@ class ConfigError(Exception):
 
 
 class ModelLoadError(Exception):
-    """A model could not be loaded or detected; raised at start-up, never per request."""
+    """A model could not be loaded or detected; raised at start-up, never per request.
+    Loading is retried (``model.on_load_failure: serve``): the cause may go away."""
+
+
+class ModelConfigError(ConfigError):
+    """The model configuration cannot work whatever the environment does (a URL with a
+    local backend): a configuration error, exit code 2, never retried."""
 
 
 class RerankUnavailable(Exception):

@@ -28,6 +28,7 @@ class LiveFigures:
     breaker_state: Callable[[], str]
     queue_pairs: Callable[[], int]
     shadow_tasks: Callable[[], int]
+    model_ready: Callable[[], bool]
 
 
 class _LiveCollector(Collector):
@@ -35,6 +36,11 @@ class _LiveCollector(Collector):
         self.live = live
 
     def collect(self) -> Iterator[Metric]:
+        yield _gauge(
+            "rerank_sidecar_model_ready",
+            "1 when the model is loaded and warm",
+            self.live.model_ready(),
+        )
         hits, misses, entries, maxsize = self.live.score_cache()
         yield _labelled(
             "rerank_sidecar_score_cache_lookups", "Score cache lookups", "result",
@@ -95,6 +101,11 @@ class Metrics:
             "rerank_sidecar_batch_tokens",
             "Padded tokens per forward pass",
             buckets=(64, 256, 1024, 4096, 8192, 16384, 32768, 65536),
+            registry=r,
+        )
+        self.model_load_failures = Counter(
+            "rerank_sidecar_model_load_failures",
+            "Model load attempts that failed (retried with backoff; see /_sidecar/ready)",
             registry=r,
         )
         self.shadow_displacement = Histogram(

@@ -11,6 +11,7 @@ from sidecar.config import public_name, public_url
 from sidecar.errors import NotFound
 from sidecar.jsonutil import json_response
 from sidecar.keys import ENGINE, ES, METRICS
+from sidecar.scoring.slot import ScorerSlot
 
 
 async def health(request: web.Request) -> web.Response:
@@ -24,7 +25,8 @@ async def ready(request: web.Request) -> web.Response:
     es = request.app[ES]
     engine = request.app[ENGINE]
     es_ok = await es.reachable()
-    info = engine.scorer.info
+    slot = engine.scorer
+    info = slot.info
     model_ok = engine.ready
     body = {
         "ready": es_ok and model_ok,
@@ -37,6 +39,12 @@ async def ready(request: web.Request) -> web.Response:
             "dtype": info.dtype,
             "languages": list(info.languages),
             "warm": model_ok,
+            # Why the model is not served (its start-up self-test failed, or it could not
+            # be loaded and is being retried), or null.
+            "refused": info.refused,
+            "load_failures": slot.load_failures if isinstance(slot, ScorerSlot) else 0,
+            # How it is served that the operator should know (e.g. no instruction sent).
+            "warnings": list(info.warnings),
         },
         "breaker": engine.breaker.state,
     }

@@ -92,7 +92,9 @@ def checked(scores: Sequence[float], documents: int) -> list[float]:
 
 
 class Scorer(Protocol):
-    info: ModelInfo
+    @property
+    def info(self) -> ModelInfo:
+        """What serves: name, backend, device, and why it is refused, if it is."""
 
     async def start(self) -> None:
         """Load, warm up (one real forward pass) and start the worker."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.config import Backend, ModelConfig
-from sidecar.errors import ModelLoadError
+from sidecar.errors import ModelConfigError, ModelLoadError
 from sidecar.scoring.base import ResolvedModel
 from sidecar.scoring.bundled import bundled_path
 from sidecar.scoring.hf.hub import hub_file_or_none, hub_offline
@@ -27,17 +27,26 @@ def is_url(name: str) -> bool:
     return name.startswith(("http://", "https://"))
 
 
+def validate_model(config: ModelConfig) -> None:
+    """Raise ModelConfigError for a model configuration that cannot work whatever the
+    environment does; everything else (files, hub, weights) is found out by loading."""
+    name = config.name
+    if is_url(name) and config.backend not in ("auto", "remote"):
+        raise ModelConfigError(
+            f"config error: model.backend: {config.backend!r} cannot serve {name!r}, "
+            "a URL, which only the remote backend serves"
+        )
+    if not is_url(name) and config.backend == "remote":
+        raise ModelConfigError(
+            f"config error: model.backend: 'remote', but {name!r} is not an http(s) URL"
+        )
+
+
 def resolve_model(config: ModelConfig) -> ResolvedModel:
+    validate_model(config)
     name = config.name
     if is_url(name):
-        if config.backend not in ("auto", "remote"):
-            raise ModelLoadError(
-                f"model {name!r} is a URL, which only the remote backend serves "
-                f"(model.backend is {config.backend!r})"
-            )
         return ResolvedModel(name, "remote", None)
-    if config.backend == "remote":
-        raise ModelLoadError(f"model.backend is 'remote' but model {name!r} is not an http(s) URL")
     packaged = bundled_path(name)
     directory = packaged or _local_directory(name)
     if config.backend != "auto":

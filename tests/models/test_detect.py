@@ -10,7 +10,7 @@ import pytest
 from huggingface_hub import constants
 
 from sidecar.config import ModelConfig
-from sidecar.errors import ModelLoadError
+from sidecar.errors import ModelConfigError, ModelLoadError
 from sidecar.scoring.detect import resolve_model
 
 from .conftest import StartScorer
@@ -35,13 +35,26 @@ def test_configured_backend_skips_detection(bert1_dir: Path) -> None:
     ("config", "message"),
     [
         (ModelConfig(name="/nonexistent/model/dir"), "does not exist"),
-        (ModelConfig(name="http://h/v1/rerank", backend="qwen3"), "only the remote backend"),
-        (ModelConfig(name="some-org/some-model", backend="remote"), "not an http"),
         (ModelConfig(name="some-org/not-cached-model"), "'some-org/not-cached-model'"),
     ],
 )
 def test_errors_name_the_model(config: ModelConfig, message: str) -> None:
     with pytest.raises(ModelLoadError, match=message):
+        resolve_model(config)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (ModelConfig(name="http://h/v1/rerank", backend="qwen3"), "only the remote backend"),
+        (ModelConfig(name="some-org/some-model", backend="remote"), "not an http"),
+    ],
+)
+def test_configurations_that_cannot_work_are_config_errors(
+    config: ModelConfig, message: str
+) -> None:
+    # Not a load failure to retry: the process stops with exit code 2.
+    with pytest.raises(ModelConfigError, match=rf"^config error: model\.backend: .*{message}"):
         resolve_model(config)
 
 

@@ -1,0 +1,91 @@
+"""The scorer the service holds while the configured one loads, fails or retries.
+
+Everything that scores (the rerank engine, the rerank API) holds the slot from start-up
+on. Until a scorer is put in it, it is not ready (searches keep the ES order with
+``skipped; reason=model_not_ready``) and it says why: the last load error and how many
+attempts failed, for ``/_sidecar/ready`` and the metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sidecar.config import ModelConfig
+from sidecar.errors import RerankUnavailable
+from sidecar.scoring.base import BatchObserver, ModelInfo, Scorer, ScoreResult
+
+
+class ModelNotReady(RerankUnavailable):
+    reason = "model_not_ready"
+
+
+class ScorerSlot:
+    def __init__(self, config: ModelConfig) -> None:
+        self._config = config
+        self._scorer: Scorer | None = None
+        self._observers: list[BatchObserver] = []
+        #: Why the last load attempt failed; None once loaded (or before the first try).
+        self.load_error: str | None = None
+        self.load_failures = 0
+
+    def put(self, scorer: Scorer) -> None:
+        """A scorer that started and warmed up; the slot serves it from now on."""
+        for observer in self._observers:
+            scorer.add_batch_observer(observer)
+        self._scorer = scorer
+        self.load_error = None
+
+    def failed(self, reason: str) -> None:
+        self.load_error = reason
+        self.load_failures += 1
+
+    @property
+    def scorer(self) -> Scorer | None:
+        return self._scorer
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._scorer is not None:
+            return self._scorer.info
+        return ModelInfo(
+            self._config.name,
+            "remote" if self._config.name.startswith(("http://", "https://")) else "seqcls",
+            source="not loaded",
+            device="none",
+            dtype="none",
+            max_length=self._config.max_length,
+            refused=self.load_error,
+        )
+
+    async def start(self) -> None:
+        # The service starts the scorer it puts in the slot; the slot itself has none.
+        return None
+
+    async def close(self) -> None:
+        if self._scorer is not None:
+            await self._scorer.close()
+
+    @property
+    def ready(self) -> bool:
+        return self._scorer is not None and self._scorer.ready
+
+    @property
+    def queued_pairs(self) -> int:
+        return self._scorer.queued_pairs if self._scorer is not None else 0
+
+    def add_batch_observer(self, observer: BatchObserver) -> None:
+        self._observers.append(observer)
+        if self._scorer is not None:
+            self._scorer.add_batch_observer(observer)
+
+    async def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> ScoreResult:
+        if self._scorer is None:
+            raise ModelNotReady("the model is not loaded")
+        return await self._scorer.score(query, documents, instruction, timeout=timeout)
