@@ -36,8 +36,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check sidecar es_integration devtools tests
 	$(BIN)/mypy sidecar es_integration devtools
 
-test: $(STAMP) $(CHROMEDRIVER) lint
+# The differential suite drives the official Node client (tests/wire/node, lock file
+# committed, node_modules ignored); Debian's nodejs and npm where there is no node yet.
+NODE_CLIENT := tests/wire/node/node_modules/.package-lock.json
+
+$(NODE_CLIENT): tests/wire/node/package-lock.json
+	command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+	cd tests/wire/node && npm ci --no-audit --no-fund --silent
+	touch $@
+
+test: $(STAMP) $(CHROMEDRIVER) $(NODE_CLIENT) lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .local-es .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .local-es .pytest_cache .mypy_cache .ruff_cache tests/wire/node/node_modules

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
 
 #: Headers that describe one connection, not the request; they differ between any two
 #: clients and are not part of what a request means.
@@ -61,7 +62,11 @@ async def wire_tap(target: str) -> AsyncIterator[WireTap]:
                 body,
             )
         )
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in ("host",)]
+        headers = [
+            (k, v)
+            for k, v in request.headers.items()
+            if k.lower() not in ("host", "transfer-encoding")
+        ]
         async with session.request(
             request.method,
             target.rstrip("/") + request.raw_path,
@@ -70,11 +75,20 @@ async def wire_tap(target: str) -> AsyncIterator[WireTap]:
             allow_redirects=False,
         ) as upstream:
             data = await upstream.read()
-            out = web.Response(status=upstream.status, body=data)
-            for k, v in upstream.headers.items():
-                if k.lower() not in ("content-length", "transfer-encoding", "connection"):
-                    out.headers.add(k, v)
-            return out
+            # The server's headers as they are: none added (aiohttp would add its own
+            # Content-Type to a bare body), none dropped but the per-connection ones.
+            kept: CIMultiDict[str] = CIMultiDict(
+                (k, v)
+                for k, v in upstream.headers.items()
+                if k.lower() not in ("content-length", "transfer-encoding", "connection")
+            )
+            if request.method == "HEAD":
+                kept.popall("Content-Length", None)
+                out = web.Response(status=upstream.status, headers=kept)
+                if "Content-Length" in upstream.headers:
+                    out.headers["Content-Length"] = upstream.headers["Content-Length"]
+                return out
+            return web.Response(status=upstream.status, body=data, headers=kept)
 
     app = web.Application(client_max_size=1 << 30, handler_args={"auto_decompress": False})
     app.router.add_route("*", "/{tail:.*}", record)
