@@ -124,6 +124,10 @@ async def _rerank(
             # The index's max_result_window is below the widened page: the client's own
             # page gets ES's own answer.
             return await forward(request, as_sent, Outcome("skipped", RESULT_WINDOW))
+        if es_resp.status == 400:
+            # A refusal of the rewritten body (its messages point at byte positions in it):
+            # the client gets ES's refusal of its own bytes.
+            return await forward(request, as_sent, ES_ERROR)
         # ES said no: its answer goes back untouched and the model is not called.
         return answer(request, es_resp.response(), ES_ERROR)
     applied = await step.apply(plan, es_resp.decoded(limit), trace.request_id, client)

@@ -199,6 +199,13 @@ class RerankStep:
             for plan, response in zip(plans, responses, strict=True)
         ):
             return Reask("unexpected_response")
+        if any(
+            plan.rerank and isinstance(response, dict) and response.get("status") == 400
+            for plan, response in zip(plans, responses, strict=True)
+        ):
+            # ES refused a rewritten body: its message is about the rewritten bytes, so the
+            # client gets ES's answer to its own.
+            return Reask("es_error")
 
         budget_s = max((p.settings.budget_s for p in plans if p.rerank), default=0.0)
         start = asyncio.get_running_loop().time()
