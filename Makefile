@@ -31,6 +31,15 @@ $(CHROMEDRIVER):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver
 
+# The split-front tests run Debian's nginx as a process of their own (tests/split_front). On a
+# systemd host the package also enables and starts a system nginx on port 80: stopped again.
+NGINX := /usr/sbin/nginx
+
+$(NGINX):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx
+	if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now nginx.service; fi
+
 lint: $(STAMP)
 	$(BIN)/ruff format --check sidecar es_integration devtools tests
 	$(BIN)/ruff check sidecar es_integration devtools tests
@@ -46,7 +55,7 @@ $(NODE_CLIENT): tests/wire/node/package-lock.json
 	cd tests/wire/node && npm ci --no-audit --no-fund --silent
 	touch $@
 
-test: $(STAMP) $(CHROMEDRIVER) $(NODE_CLIENT) lint
+test: $(STAMP) $(CHROMEDRIVER) $(NGINX) $(NODE_CLIENT) lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
