@@ -197,3 +197,80 @@ def test_doc_text_fields_template_and_caps() -> None:
     nested = DocTextSpec(("authors.name",), None, 100)
     assert nested.text({"authors": [{"name": "Ada"}, {"name": "Grace"}]}) == "Ada\nGrace"
     assert DocTextSpec(("dotted.key",), None, 100).text({"dotted.key": "v"}) == "v"
+
+
+def _frontend(name: str) -> dict[str, Any]:
+    from tests.wire.cases import frontend_bodies
+
+    return dict(frontend_bodies())[name]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        # Koha: query_string with weighted fields, AND, and the facet limits glued in.
+        ("koha", "harry potter"),
+        ("koha-limits", "printer queue"),
+        ("koha-star", None),
+        # InvenioRDM: query_string in bool.must, filters in bool.filter; multi_match fallback.
+        ("invenio", "wifi access"),
+        ("invenio-multi-match-fallback", "room booking (unclosed"),
+        # Elastic Search UI: four multi_match variants of one query, filters elsewhere.
+        ("search-ui", "library card"),
+        # Django Haystack: query_string with default_field, narrowing in bool.filter.
+        ("haystack", "password reset"),
+        # Wagtail: multi_match, a match in bool.filter that is not the user's text.
+        ("wagtail", "printer queue"),
+    ],
+)
+def test_frontend_query_text(name: str, text: str | None) -> None:
+    assert extract_query_text(_frontend(name)["query"]) == text
+
+
+@pytest.mark.parametrize(
+    ("query", "text"),
+    [
+        # ReactiveSearch's simple_query_string and Searchkit's should of multi_match.
+        ({"simple_query_string": {"query": "printer | queue", "fields": ["t"]}}, "printer queue"),
+        ({"simple_query_string": {"query": '"wifi access" -guest +campus*'}}, "wifi access campus"),
+        ({"query_string": {"query": "title:(harry potter) AND magic~2 wand^3"}}, "magic wand"),
+        ({"query_string": {"query": "_exists_:title AND year:>2000 AND spells"}}, "spells"),
+        ({"query_string": {"query": '"reset password"~2 OR login'}}, "reset password login"),
+        ({"query_string": {"query": "/pass.*/ AND NOT spam AND word"}}, "word"),
+        ({"query_string": {"query": "password"}}, "password"),
+        ({"query_string": {"query": "a AND (b OR"}}, None),
+        (
+            {
+                "bool": {
+                    "must": {"match": {"t": "maps"}},
+                    "filter": {"query_string": {"query": "tenant:acme AND maps2"}},
+                    "must_not": {"query_string": {"query": "old"}},
+                }
+            },
+            "maps",
+        ),
+    ],
+)
+def test_lucene_syntax_keeps_the_free_text(query: dict[str, Any], text: str | None) -> None:
+    assert extract_query_text(query) == text
+
+
+def test_the_language_gate_allows_what_it_cannot_judge() -> None:
+    from sidecar.rerank.language import LanguageGate
+
+    gate = LanguageGate(("en",))
+    gate.load()
+    # A helpdesk's most common queries: one word that lingua guesses at.
+    for query in ("password", "pizza", "helpdesk", "kindergarten", "printer not working"):
+        assert gate.allows(query), query
+    for query in ("如何续借图书馆的书", "Passwort zurücksetzen", "wachtwoord vergeten"):
+        assert not gate.allows(query), query
+    assert not LanguageGate(()).active, "[] is every language: no gate at all"
+
+
+def test_model_languages_null_is_the_model_own_and_empty_is_every_language() -> None:
+    from sidecar.config import build_config
+
+    assert build_config({}).model.languages is None
+    assert build_config({"model": {"languages": []}}).model.languages == ()
+    assert build_config({"model": {"languages": ["en", "de"]}}).model.languages == ("en", "de")
