@@ -5,8 +5,10 @@ Nothing is applied to a cluster.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -23,7 +25,12 @@ from tests.docker.helpers import (
     tool,
 )
 
-MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+#: Optional objects, applied by hand and so not in kustomization.yaml (docs/deployment.md).
+SPLIT_FRONT = K8S / "ingress-split-front.yaml"
+OPTIONAL = [SPLIT_FRONT]
+MANIFESTS = sorted(
+    p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml" and p not in OPTIONAL
+)
 #: The oldest Kubernetes these manifests are checked against, and the newest schema shipped.
 K8S_VERSIONS = ["1.29.0", "1.37.0"]
 
@@ -192,12 +199,61 @@ def test_hpa_and_pdb_target_the_deployment(docs: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_manifests_validate_against_the_kubernetes_schemas(version: str) -> None:
+    every = [*MANIFESTS, *OPTIONAL]
     proc = subprocess.run(
-        [tool("kubernetes-validate"), "--strict", "-k", version, *map(str, MANIFESTS)],
+        [tool("kubernetes-validate"), "--strict", "-k", version, *map(str, every)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count(" passed ") == len(MANIFESTS), proc.stdout
+    assert proc.stdout.count(" passed ") == len(every), proc.stdout
+
+
+#: What the sidecar intercepts (sidecar/routes.py) and what it passes through.
+SEARCH_PATHS = ["/_search", "/logs-1/_search", "/_msearch", "/a,b/_msearch", "/_all/_search"]
+OTHER_PATHS = [
+    "/_search/scroll",
+    "/_search/template",
+    "/_msearch/template",
+    "/logs-1/_search_shards",
+    "/logs-1/_searchable",
+    "/_bulk",
+    "/logs-1/_doc/1",
+    "/_cat/indices",
+    "/logs-1/_count",
+    "/a/b/_search",
+    "/",
+]
+
+
+def test_the_split_front_ingress_sends_searches_to_the_sidecar_and_the_rest_to_es(
+    docs: dict[str, Any], config: SidecarConfig
+) -> None:
+    (ingress,) = load_all_yaml(SPLIT_FRONT)
+    assert ingress["kind"] == "Ingress" and ingress["spec"]["ingressClassName"] == "nginx"
+    annotations = ingress["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert annotations[prefix + "use-regex"] == "true"
+    # Streaming both ways, and no body cap below ES's own.
+    assert annotations[prefix + "proxy-request-buffering"] == "off"
+    assert annotations[prefix + "proxy-buffering"] == "off"
+    assert annotations[prefix + "proxy-body-size"] == "0"
+    assert annotations[prefix + "proxy-http-version"] == "1.1"
+    (rule,) = ingress["spec"]["rules"]
+    search, rest = rule["http"]["paths"]
+    # The sidecar's Service, on its named port.
+    service = docs["Service"]
+    backend = search["backend"]["service"]
+    assert backend["name"] == service["metadata"]["name"]
+    assert backend["port"] == {"name": service["spec"]["ports"][0]["name"]}
+    # Everything else: the ES the sidecar itself talks to.
+    es = urlsplit(config.es.url)
+    assert rest["path"] == "/" and rest["pathType"] == "Prefix"
+    assert rest["backend"]["service"] == {"name": es.hostname, "port": {"number": es.port}}
+    # ingress-nginx: `location ~* "^<path>"`, the longest regex first.
+    pattern = re.compile("^" + search["path"], re.IGNORECASE)
+    assert search["pathType"] == "ImplementationSpecific"
+    assert [p for p in SEARCH_PATHS if not pattern.match(p)] == []
+    assert [p for p in OTHER_PATHS if pattern.match(p)] == []
