@@ -268,3 +268,25 @@ async def test_unsupported_language_is_not_reranked(bundled: RunningSidecar) -> 
     assert status == 200
     assert header == "skipped; reason=unsupported_language"
     assert got["_rerank"] == {"status": "skipped", "reason": "unsupported_language"}
+
+
+async def test_a_one_word_query_the_gate_cannot_judge_is_reranked(bundled: RunningSidecar) -> None:
+    """lingua calls ``password`` Italian (0.64): not confident, so it is reranked."""
+    body = {"query": {"multi_match": {"query": "password", "fields": ["title", "body"]}}}
+    status, _, header = await _search(bundled.url, SAMPLE, body)
+    assert status == 200
+    assert header in ("applied", "cached"), header
+
+
+async def test_model_languages_empty_means_every_language(es: ESTarget, sample_index: str) -> None:
+    """``model.languages: []`` is every language, also for the bundled English model (which
+    declares ``[en]`` when the key is not set)."""
+    from tests.support.apps import running_sidecar
+    from tests.support.search import base_config
+
+    async with running_sidecar(base_config(es.url, model={"languages": []})) as sc:
+        assert sc.app[ENGINE].languages.active is False
+        body = {"query": {"multi_match": {"query": "如何续借图书馆的书", "fields": ["title"]}}}
+        status, _, header = await _search(sc.url, SAMPLE, body)
+    assert status == 200
+    assert header in ("applied", "cached", "skipped; reason=no_hits"), header
