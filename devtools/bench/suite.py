@@ -17,7 +17,10 @@ alike, and prints p50/p95/p99 latency, throughput and the ratio to the baseline)
    searches one by one (a MiniLM-L6-sized cross-encoder with random weights);
 5. model-stage efficiency: pairs/s of the serving stack vs a bare forward loop vs this
    machine's matmul throughput, measured in the same run, for fp32, for
-   ``model.cpu_quantization: dynamic_int8`` and for ``model.dtype: bfloat16``.
+   ``model.cpu_quantization: dynamic_int8`` and for ``model.dtype: bfloat16``;
+6. the split front (docker/nginx/split-front.conf): pass-through requests directly to the stub
+   ES vs through nginx vs through the all-in-one sidecar, and searches through nginx and the
+   sidecar vs the sidecar alone.
 
 The load generator is this process (aiohttp on one event loop, ``devtools.bench.loadgen``);
 ES stand-ins, fault server and sidecars are processes of their own (``servers``). Whether the
@@ -41,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from devtools.bench.results import Section, summary_table
-from devtools.bench.scenarios import batching, cache, faults, model, passthrough
+from devtools.bench.scenarios import batching, cache, faults, model, passthrough, split_front
 from devtools.bench.servers import Bench
 from devtools.docs_sections import DOCS_PATH, replace_section
 from devtools.machine import load_average, machine_description, now_text
@@ -52,6 +55,7 @@ SCENARIOS: dict[int, Callable[[Bench], Section]] = {
     3: faults.run,
     4: batching.run,
     5: model.run,
+    6: split_front.run,
 }
 
 
@@ -141,7 +145,7 @@ def run_cli(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
     parser.add_argument(
-        "--only", nargs="+", type=int, metavar="N", help="run only these scenarios (1-5)"
+        "--only", nargs="+", type=int, metavar="N", help="run only these scenarios (1-6)"
     )
     parser.add_argument(
         "--real-es",
