@@ -3,15 +3,20 @@ every pair the same score, is refused, and /_sidecar/ready says why."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
+import aiohttp
 import pytest
 import torch
 from transformers import AutoTokenizer, Qwen3ForCausalLM
 
+from devtools.fakes import FaultES
 from sidecar.errors import RerankUnavailable
+from sidecar.keys import SCORER
 from sidecar.scoring.local.scorer import SELF_TEST
+from tests.support.apps import running_sidecar
 
 from .conftest import StartScorer
 
@@ -72,3 +77,28 @@ async def test_with_the_self_test_off_the_same_model_is_served(
 ) -> None:
     scorer = await start_scorer(qwen_dir, self_test=False)
     assert scorer.ready and scorer.info.refused is None
+
+
+async def test_ready_names_the_refusal(same_score_dir: Path) -> None:
+    async with FaultES(hits=3) as es:
+        config = {"es": {"url": es.url}, "model": {"name": str(same_score_dir)}}
+        async with running_sidecar(config, wait_model=False) as sc:
+            # The app loads the model in a background task; wait for that task itself.
+            loading = [
+                task
+                for task in asyncio.all_tasks()
+                if getattr(task.get_coro(), "__qualname__", "") == "_load_model"
+            ]
+            assert len(loading) == 1
+            await loading[0]
+            assert sc.app[SCORER].info.refused is not None
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{sc.url}/_sidecar/ready") as r,
+            ):
+                status, body = r.status, await r.json()
+    assert status == 503
+    assert body["ready"] is False
+    assert body["model"]["warm"] is False
+    assert "every score is the same" in body["model"]["refused"]
+    assert body["model"]["warnings"] == []

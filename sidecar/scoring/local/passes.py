@@ -26,6 +26,11 @@ from sidecar.scoring.local.backend import Item
 
 #: Weight of one new observation in a learned cost point (an exponential moving average).
 _LEARNING_RATE = 0.1
+#: Learned points at most (sizes at least a factor of 2 apart).
+_MAX_POINTS = 16
+#: Width of the item passes are timed with at warm-up: about a catalogue record's, so that
+#: the measured sizes reach the ones real batches have.
+CALIBRATION_WIDTH = 64
 
 
 class PassCost:
@@ -90,13 +95,19 @@ class PassCost:
 
     def observe(self, tokens: int, seconds: float) -> None:
         """Learn from a pass that took ``seconds`` for ``tokens`` padded tokens: the nearest
-        point (in log scale) moves towards what was seen, scaled to its own size."""
+        point (in log scale) moves towards what was seen, scaled to its own size; a size
+        far from every point (real passes larger than warm-up's) becomes a point itself."""
         if tokens <= 0 or not math.isfinite(seconds) or seconds <= 0:
             return
         logs = [abs(math.log(t / tokens)) for t in self._tokens]
         i = logs.index(min(logs))
         if logs[i] > math.log(2):
-            return  # nothing measured near this size: warm-up's points stay as they are
+            if len(self._tokens) < _MAX_POINTS:
+                at = bisect.bisect_left(self._tokens, tokens)
+                self._tokens.insert(at, tokens)
+                self._seconds.insert(at, seconds)
+                self._tidy()
+            return
         expected = self(tokens)
         if expected <= 0:
             return
@@ -182,6 +193,17 @@ def plan_passes(
         cuts.append(range(start[end], end))
         end = start[end]
     return cuts[::-1]
+
+
+def calibration_item(item: Item, width: int = CALIBRATION_WIDTH) -> Item:
+    """``item`` with its tokens repeated to ``width`` (the content does not change a pass's
+    time; its size does)."""
+    if len(item.ids) >= width or not item.ids:
+        return item
+    repeats = -(-width // len(item.ids))
+    ids = (item.ids * repeats)[:width]
+    types = None if item.type_ids is None else (item.type_ids * repeats)[:width]
+    return Item(ids, types, item.prefix)
 
 
 def measure_costs(

@@ -40,7 +40,12 @@ from sidecar.config import WorkerConfig
 from sidecar.errors import ModelFailure, Overloaded, RerankTimeout, RerankUnavailable
 from sidecar.scoring.base import BatchObserver
 from sidecar.scoring.local.backend import Encoded, Item, LocalBackend
-from sidecar.scoring.local.passes import PassCost, measure_costs, plan_passes
+from sidecar.scoring.local.passes import (
+    PassCost,
+    calibration_item,
+    measure_costs,
+    plan_passes,
+)
 
 log = logging.getLogger("sidecar.worker")
 
@@ -212,7 +217,7 @@ class BatchWorker:
                 if calibrate is not None:
                     self._cost = measure_costs(
                         self._backend.forward,
-                        calibrate,
+                        calibration_item(calibrate),
                         max_rows=self._config.max_batch_pairs,
                         max_tokens=self._config.max_batch_tokens,
                     )
