@@ -252,14 +252,15 @@ def _comparison(direct: LoadTarget, front: LoadTarget, sidecar: LoadTarget) -> s
         f"adds {ratio} what nginx adds at p50). Throughput: nginx "
         f"{front.result.throughput:.0f} req/s, sidecar {sidecar.result.throughput:.0f} req/s "
         f"(nginx / sidecar = {front.result.throughput / max(sidecar.result.throughput, 1):.2f}×"
-        f"), direct {direct.result.throughput:.0f} req/s."
+        f"), direct {direct.result.throughput:.0f} req/s. CPU per request: nginx's worker "
+        f"{front.server_us or 0:.0f} µs, the sidecar {sidecar.server_us or 0:.0f} µs."
     )
 
 
 def run(b: Bench) -> Section:
     sec = Section(6, "Split front: nginx for pass-through traffic vs the all-in-one sidecar")
     started, load_before = time.time(), load_average()
-    command = f"python -m devtools.bench{' --quick' if b.quick else ''} --only 6"
+    alone = f"python -m devtools.bench{' --quick' if b.quick else ''} --only 6"
     try:
         nginx = nginx_binary()
     except SplitFrontError as exc:
@@ -365,9 +366,9 @@ def run(b: Bench) -> Section:
             ]
     # Its own provenance: this section may be measured apart from the rest of the suite.
     sec.body[0:0] = [
-        f"Measured {now_text(started)} on {machine_description()}. Run: `{command}` "
-        f"({'quick' if b.quick else 'full'}, {(time.time() - started) / 60:.1f} min). Load "
-        f"average before: {load_before}; after: {load_average()}.",
+        f"Measured {now_text(started)} on {machine_description()} "
+        f"({'quick' if b.quick else 'full'}, {(time.time() - started) / 60:.1f} min; alone: "
+        f"`{alone}`). Load average before: {load_before}; after: {load_average()}.",
         "",
     ]
     return sec
