@@ -42,9 +42,9 @@ def setup_routes(app: web.Application) -> None:
     app.add_subapp("/_sidecar/admin", admin.admin_app(config.admin))
     ui.add_routes(app, config.ui)
     rerank_api.add_routes(app, config.api)
-    # The rest of /_sidecar/ is the sidecar's too: never passed on to ES.
-    r.add_route("*", "/_sidecar", ops.not_found)
-    r.add_route("*", "/_sidecar/{tail:" + ANY + "}", ops.not_found)
+    # The rest of /_sidecar (and /_sidecar%2F..., /_sidecarX: no index name starts with an
+    # underscore) is the sidecar's too: never passed on to ES.
+    r.add_route("*", "/_sidecar{tail:" + ANY + "}", ops.not_found)
     for method in SEARCH_METHODS:
         r.add_route(method, "/_search", search.search_handler)
         r.add_route(method, "/{index}/_search", search.search_handler)
