@@ -9,9 +9,9 @@
   ES-backed test is collected once, and the session says why in one line;
 * ``opensearch``: an ``osmem-server`` process (OpenSearch 3 API) that
   ``es_integration.local_opensearch`` starts, for the tests about what goes over the wire
-  (``tests/integration``, ``tests/proxy``, ``tests/wire``): each of those runs against both
-  an ES and an OpenSearch server. (The relevance tests of the rerank path stay on ES: their
-  expectations are ES's BM25 ranks.)
+  (``tests/wire``, the drop-in and wire-fidelity tests, ``tests/proxy/test_wire.py``): each
+  of those runs against both an ES and an OpenSearch server. (The relevance tests of the
+  rerank path stay on ES: their expectations are ES's BM25 ranks.)
 """
 
 from __future__ import annotations
@@ -98,8 +98,9 @@ def _container_es() -> Iterator[ESTarget]:
 #: Why the ``container`` variant of the ES-backed tests is not collected here (None: it is).
 NO_CONTAINER_REASON = _docker_engine_reason()
 ES_SOURCES = ["local"] if NO_CONTAINER_REASON else ["local", "container"]
-#: Test folders whose ES-backed tests also run against OpenSearch.
-OPENSEARCH_DIRS = ("integration", "proxy", "wire")
+#: The tests about what goes over the wire, which also run against OpenSearch.
+OPENSEARCH_DIRS = ("wire",)
+OPENSEARCH_FILES = ("test_drop_in.py", "test_wire_fidelity.py", "test_wire.py")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -108,7 +109,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     path = Path(str(metafunc.definition.fspath))
     sources = list(ES_SOURCES)
-    if path.parent.name in OPENSEARCH_DIRS:
+    if path.parent.name in OPENSEARCH_DIRS or path.name in OPENSEARCH_FILES:
         sources.append("opensearch")
     metafunc.parametrize("es", sources, indirect=True, scope="session")
 
