@@ -79,6 +79,7 @@ async def test_client_headers_reach_es_unchanged(
                 assert (direct_answer.status, via_answer.status) == (201, 200)
             else:
                 assert via_answer.status == direct_answer.status, via_answer.body[:300]
+    assert (await call(es.url, "DELETE", "/split-front-headers")).status == 200
 
 
 async def test_x_forwarded_for_gets_the_peer_appended(

@@ -53,6 +53,8 @@ async def routed(
             tmp_path_factory.mktemp("nginx"), es=host_port(es.url), sidecar=host_port(sc.url)
         ) as front:
             yield Routed(front, sc, es.url)
+    # The session's ES is shared with other tests: leave no index behind.
+    assert (await call(es.url, "DELETE", f"/{SCRATCH}")).status == 200
 
 
 def test_only_the_addresses_of_the_shipped_file_are_replaced() -> None:

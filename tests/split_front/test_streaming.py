@@ -239,3 +239,4 @@ async def test_a_multi_megabyte_bulk_reaches_es_complete(
     assert len(raw) > 1 << 20, "a large answer"
     count = await call(front.url, "GET", f"/{index}/_count")
     assert count.json()["count"] == docs
+    assert (await call(es.url, "DELETE", f"/{index}")).status == 200
