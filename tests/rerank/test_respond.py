@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -102,3 +103,125 @@ def test_rerank_budget_must_differ_from_es_read_timeout() -> None:
         build_config({"rerank": {"budget_ms": 2000}, "es": {"timeouts": {"read_s": 2}}})
     with pytest.raises(ConfigError, match="window"):
         build_config({"rerank": {"window": 900, "max_window": 500}})
+
+
+# filter_path, pretty output, learned result windows, _msearch lines, duplicate keys ------
+
+FILTER_DOC = {
+    "_shards": {"failed": 0, "total": 1},
+    "hits": {
+        "hits": [{"_index": "u", "_id": "1", "_score": 0.3, "_source": {"n": [], "title": "t"}}],
+        "max_score": 0.3,
+        "total": {"relation": "eq", "value": 1},
+    },
+    "took": 0,
+}
+
+
+@pytest.mark.parametrize(
+    ("filter_path", "expected"),
+    [
+        # Each as noida-db and osmem-server answer it (and ES's FilterPath semantics).
+        ("nothing", {}),
+        ("hits.hits._id", {"hits": {"hits": [{"_id": "1"}]}}),
+        ("hits.hits._source.arr.x", {}),
+        ("-hits.hits._source.arr.x", FILTER_DOC),
+        (
+            "hits.hits._source,-hits.hits._source.title",
+            {"hits": {"hits": [{"_source": {"n": []}}]}},
+        ),
+        ("hits.hits._source.n", {"hits": {"hits": [{"_source": {"n": []}}]}}),
+        ("hi*.total", {"hits": {"total": {"relation": "eq", "value": 1}}}),
+        ("-hits", {"_shards": {"failed": 0, "total": 1}, "took": 0}),
+        ("**.title", {"hits": {"hits": [{"_source": {"title": "t"}}]}}),
+        ("hits.hits.**", {"hits": {"hits": FILTER_DOC["hits"]["hits"]}}),
+        ("took,hits.total", {"hits": {"total": {"relation": "eq", "value": 1}}, "took": 0}),
+    ],
+)
+def test_filter_path_like_es(filter_path: str, expected: Any) -> None:
+    from sidecar.rerank.filter_path import parse_filter_path
+
+    assert parse_filter_path(filter_path).apply(FILTER_DOC) == expected
+
+
+def test_filter_path_wants_hits() -> None:
+    from sidecar.rerank.filter_path import parse_filter_path
+
+    for fp in ("hits.hits._id", "hits.hits._source.title", "-hits.hits._source", "**._id"):
+        assert parse_filter_path(fp).wants_below(("hits", "hits")), fp
+    for fp in ("aggregations", "hits.total", "took", "-hits.hits", "-hits"):
+        assert not parse_filter_path(fp).wants_below(("hits", "hits")), fp
+
+
+def test_pretty_is_written_as_es_writes_it() -> None:
+    from sidecar.rerank.render import pretty, render
+
+    out = pretty({"a": {"b": [1, {"c": "x"}], "e": {}, "f": []}, "g": 1.5})
+    assert out == (
+        b'{\n  "a" : {\n    "b" : [\n      1,\n      {\n        "c" : "x"\n      }\n    ],\n'
+        b'    "e" : { },\n    "f" : [ ]\n  },\n  "g" : 1.5\n}\n'
+    )
+    assert render({"a": 1}, b'{"a":2}') == b'{"a":1}'
+    assert render({"a": 1}, b'{\n  "a" : 2\n}\n') == b'{\n  "a" : 1\n}\n'
+
+
+def test_a_document_too_deep_for_orjson_is_still_written() -> None:
+    from sidecar.rerank.render import compact
+
+    deep: dict[str, Any] = {"leaf": 1}
+    for _ in range(300):
+        deep = {"n": deep}
+    data = compact(deep)
+    assert data is not None and json.loads(data) == deep
+
+
+def test_result_windows_are_learned_bounded_and_forgotten() -> None:
+    from sidecar.rerank.windows import ResultWindows, refusal
+
+    error = {
+        "error": {
+            "root_cause": [
+                {
+                    "type": "illegal_argument_exception",
+                    "reason": "Result window is too large, from + size must be less than or "
+                    "equal to: [5] but was [20]. See the scroll api...",
+                }
+            ],
+            "failed_shards": [
+                {"index": "small", "reason": {"reason": "Result window is too large"}}
+            ],
+        },
+        "status": 400,
+    }
+    assert refusal(error) == (5, ["small"])
+    assert refusal({"hits": {"hits": []}}) is None
+    now = [0.0]
+    windows = ResultWindows(max_entries=2, ttl_s=10, timer=lambda: now[0])
+    assert windows.learn("small*", error, 20)
+    assert windows.limit("small*") == 5 and windows.limit("big,small") == 5
+    assert windows.limit("other") is None
+    for name in ("a", "b", "c"):
+        windows.learn(name, error, 20)
+    assert len(windows._limits) == 2, "bounded"
+    now[0] = 11.0
+    assert windows.limit("c") is None, "forgotten: a raised limit is seen again"
+
+
+def test_msearch_lines_keep_every_byte_they_do_not_rewrite() -> None:
+    from sidecar.http.body import NdjsonLines
+
+    data = b'{"index":"a"}\r\n{"query" : {}}\r\n\n{ }\n{"size":1}'
+    lines = NdjsonLines.parse(data)
+    assert lines is not None and len(lines.pairs) == 2
+    assert lines.replaced({}) == data
+    assert lines.replaced({1: b'{"size":2}'}) == data.replace(b'{"size":1}', b'{"size":2}')
+    assert lines.replaced({0: b"{}"}) == data.replace(b'{"query" : {}}\r', b"{}\r")
+
+
+def test_duplicate_keys_are_seen_at_any_depth() -> None:
+    from sidecar.http.body import has_duplicate_keys
+
+    assert has_duplicate_keys(b'{"a": 1, "a": 2}')
+    assert has_duplicate_keys(b'{"q": {"bool": {"filter": 1, "filter": 2}}}')
+    assert has_duplicate_keys(b'[{"x": 1}, {"y": {"z": 1, "z": 1}}]')
+    assert not has_duplicate_keys(b'{"a": {"a": {"a": 1}}, "b": [{"a": 1}, {"a": 2}]}')

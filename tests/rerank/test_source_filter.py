@@ -66,3 +66,43 @@ async def test_source_url_params(es: ESTarget, bundled: RunningSidecar) -> None:
     for hit in got["hits"]["hits"]:
         if hit["_id"] in expected:
             assert hit.get("_source") == expected[hit["_id"]]
+
+
+def test_widening_keeps_the_clients_view_and_adds_the_text_fields() -> None:
+    from sidecar.rerank.source_filter import SourceFilter, hides_any
+
+    needed = ("title", "body")
+    assert not hides_any(SourceFilter(), needed)
+    assert hides_any(SourceFilter(enabled=False), needed)
+    assert hides_any(SourceFilter(includes=("category",)), needed)
+    assert not hides_any(SourceFilter(includes=("t*", "body")), needed)
+    assert hides_any(SourceFilter(excludes=("body",)), needed)
+    assert not hides_any(SourceFilter(excludes=("blob",)), needed)
+    # _source: false asks for the text fields only, never the whole document.
+    assert SourceFilter(enabled=False).widened(needed).as_spec() == {"includes": ["title", "body"]}
+    widened = SourceFilter(includes=("category",), excludes=("body", "blob")).widened(needed)
+    assert widened.as_spec() == {"includes": ["category", "title", "body"], "excludes": ["blob"]}
+    assert SourceFilter(excludes=("body",)).widened(needed).as_spec() is True
+    assert SourceFilter(enabled=False).widened(needed).as_params() == [
+        ("_source_includes", "title,body")
+    ]
+
+
+def test_stored_fields_without_source_means_no_source() -> None:
+    from multidict import MultiDict
+
+    from sidecar.config import RerankConfig
+    from sidecar.rerank.index_config import IndexRules
+    from sidecar.rerank.plan import plan_search
+
+    cfg = RerankConfig(window=10)
+    body = {"query": {"match": {"title": "x"}}, "stored_fields": ["pk"]}
+    plan = plan_search(body, MultiDict(), cfg, IndexRules(cfg), "i", "on")
+    assert plan.rerank and plan.body is not None
+    assert plan.body["_source"] == {"includes": list(cfg.default_fields)}
+    assert not plan.source_filter.enabled, "the client gets no _source, as from ES"
+    bodyless = plan_search(
+        None, MultiDict({"q": "x", "_source": "false"}), cfg, IndexRules(cfg), "i", "on"
+    )
+    assert bodyless.rerank and bodyless.body is None
+    assert ("size", "10") in bodyless.set_params and "_source" in bodyless.drop_params
