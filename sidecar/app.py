@@ -43,11 +43,10 @@ log = logging.getLogger("sidecar")
 
 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG].es
-    session = EsClient.create_session(config)
-    app[ES] = EsClient(config, session)
+    config = app[CONFIG]
+    app[ES] = es = EsClient(config.es, EsClient.create_sessions(config.es), config.server)
     yield
-    await session.close()
+    await es.close()
 
 
 async def _load_model(app: web.Application, slot: ScorerSlot) -> None:

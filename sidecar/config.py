@@ -112,6 +112,12 @@ class ServerConfig(_Section):
     #: client has, from connecting (or from the previous response), to send a complete
     #: request line and headers: a slow-header (slowloris) client is cut off after it.
     keepalive_timeout_s: PositiveFloat = 75.0
+    #: A streamed body, either way (a pass-through upload, an answer to a client), must
+    #: move at least this many bytes per second on average once ``transfer_grace_s`` has
+    #: passed; a client that stops reading or drips its body is cut off, so it cannot
+    #: hold an ES connection. 0 turns the rate off (the pauses stay bounded).
+    min_transfer_bytes_per_s: Annotated[int, Field(ge=0)] = 1024
+    transfer_grace_s: PositiveFloat = 30.0
     #: Request header limits; past them the request is refused with 400 and the connection
     #: closed. Elasticsearch allows 16 KiB of headers (http.max_header_size).
     max_headers: PositiveInt = 128
@@ -187,8 +193,16 @@ class ESConfig(_Section):
     url: str = "http://localhost:9200"
     auth: ESAuthConfig = ESAuthConfig()
     timeouts: ESTimeouts = ESTimeouts()
-    #: Pooled connections to ES (one aiohttp ClientSession for the whole process).
+    #: Pooled connections to ES for pass-through requests (_bulk, _doc, _cat...).
     max_connections: PositiveInt = 256
+    #: A pool of its own for searches (reranked or not), so that pass-through traffic, or
+    #: clients that hold pass-through connections, can never take all of them. The
+    #: readiness probe has a connection of its own as well.
+    search_connections: PositiveInt = 64
+    #: Bytes of ES answers the rerank path holds at once, all searches together; a search
+    #: whose answer would go past it is passed through in ES order instead
+    #: (``skipped; reason=memory``).
+    max_buffered_bytes: PositiveInt = 256 * 1024 * 1024
     #: Verify the upstream's TLS certificate (https URLs).
     verify_tls: bool = True
     #: Largest ES response the sidecar reads into memory to rerank (_search, _msearch);

@@ -33,7 +33,7 @@ from sidecar.rerank.outcome import Outcome, overall
 from sidecar.rerank.plan import SearchPlan
 from sidecar.rerank.render import compact
 from sidecar.rerank.step import ES_ERROR, Reask
-from sidecar.upstream import EsRequest
+from sidecar.upstream import BufferFull, EsRequest
 
 __all__ = ["handle_msearch", "parse_ndjson"]
 
@@ -93,20 +93,27 @@ async def handle_msearch(request: web.Request) -> web.StreamResponse:
         skipped = [Outcome("skipped", plan.skip_reason) for plan in plans]
         return await forward(request, forwarded, overall(skipped))
 
-    es_resp = await request.app[ES].fetch(forwarded)
-    trace = trace_of(request)
-    trace.es_s = es_resp.elapsed_s
-    if es_resp.status != 200:
-        return answer(request, es_resp.response(), ES_ERROR)
-    es_limit = request.app[CONFIG].es.max_response_bytes
-    applied = await step.apply_many(
-        plans,
-        es_resp.decoded(es_limit),
-        trace.request_id,
-        filter_path=shape if drop else None,
-        client=fair_key(request, client.addr),
-    )
-    if isinstance(applied, Reask):
-        return await forward(request, as_sent, applied.outcome)
-    trace.model_s, trace.queue_s = applied.timings.model_s, applied.timings.queue_s
-    return answer(request, es_resp.response(applied.body), applied.outcome)
+    try:
+        es_resp = await request.app[ES].fetch(forwarded)
+    except BufferFull:
+        # The rerank path holds all the answers memory allows: this one is streamed.
+        return await forward(request, as_sent, Outcome("skipped", "memory"))
+    try:
+        trace = trace_of(request)
+        trace.es_s = es_resp.elapsed_s
+        if es_resp.status != 200:
+            return answer(request, es_resp.response(), ES_ERROR)
+        es_limit = request.app[CONFIG].es.max_response_bytes
+        applied = await step.apply_many(
+            plans,
+            es_resp.decoded(es_limit),
+            trace.request_id,
+            filter_path=shape if drop else None,
+            client=fair_key(request, client.addr),
+        )
+        if isinstance(applied, Reask):
+            return await forward(request, as_sent, applied.outcome)
+        trace.model_s, trace.queue_s = applied.timings.model_s, applied.timings.queue_s
+        return answer(request, es_resp.response(applied.body), applied.outcome)
+    finally:
+        es_resp.release()

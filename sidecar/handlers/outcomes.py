@@ -27,7 +27,10 @@ def fair_key(request: web.Request, address: object) -> str:
 async def forward(request: web.Request, req: EsRequest, outcome: Outcome) -> web.StreamResponse:
     """A search that is not reranked: ES's answer is streamed back unchanged (never
     buffered, so a huge aggregation or a large page costs the sidecar no memory)."""
-    resp = await request.app[ES].relay(request, req, on_headers={RERANK_HEADER: outcome.header})
+    # Searches have a pool of their own: pass-through traffic cannot take it.
+    resp = await request.app[ES].relay(
+        request, req, on_headers={RERANK_HEADER: outcome.header}, pool="search"
+    )
     trace_of(request).outcome = outcome
     return resp
 

@@ -10,20 +10,24 @@ from aiohttp import web
 
 from sidecar.errors import RequestTimeout, UpstreamError
 from sidecar.http.body import BodyPace, paced_body
+from sidecar.http.pace import Pace
 from sidecar.keys import CONFIG, ES
 from sidecar.upstream import EsRequest
 
 
 async def proxy_handler(request: web.Request) -> web.StreamResponse:
-    idle_s = request.app[CONFIG].server.client_read_timeout_s
+    server = request.app[CONFIG].server
+    idle_s = server.client_read_timeout_s
     pace = BodyPace()
-    body = paced_body(request.content, idle_s, pace) if request.body_exists else None
+    rate = Pace(server.min_transfer_bytes_per_s, server.transfer_grace_s)
+    body = paced_body(request.content, idle_s, pace, rate) if request.body_exists else None
     try:
         return await request.app[ES].relay(request, EsRequest.passthrough(request, body))
     except UpstreamError as exc:
         if pace.stalled:
             # The client stalled, not ES: say so (408), as for intercepted bodies.
             raise RequestTimeout(
-                f"request body not received: it stalled for more than {idle_s:g}s"
+                "request body not received: it stalled, or came slower than "
+                f"{server.min_transfer_bytes_per_s} bytes/s"
             ) from exc
         raise

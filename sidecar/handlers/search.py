@@ -23,7 +23,7 @@ from sidecar.rerank.outcome import APPLIED, CACHED, Outcome
 from sidecar.rerank.plan import SearchPlan
 from sidecar.rerank.render import compact, render
 from sidecar.rerank.step import ES_ERROR, RESULT_WINDOW, Applied, Reask
-from sidecar.upstream import EsRequest
+from sidecar.upstream import BufferedResponse, BufferFull, EsRequest
 
 #: Media types ES answers in that are not JSON (``?format=`` or ``Accept``/``Content-Type``).
 OTHER_FORMATS = ("yaml", "cbor", "smile")
@@ -114,8 +114,26 @@ async def _rerank(
         if hit is not None:
             return answer(request, hit, CACHED)
 
-    step = request.app[STEP]
-    es_resp = await request.app[ES].fetch(req)
+    try:
+        es_resp = await request.app[ES].fetch(req)
+    except BufferFull:
+        # The rerank path holds all the answers memory allows: this one is streamed.
+        return await forward(request, as_sent, Outcome("skipped", "memory"))
+    try:
+        return await _answer(request, plan, es_resp, as_sent, client, cache_key)
+    finally:
+        es_resp.release()
+
+
+async def _answer(
+    request: web.Request,
+    plan: SearchPlan,
+    es_resp: BufferedResponse,
+    as_sent: EsRequest,
+    client: str,
+    cache_key: str,
+) -> web.StreamResponse:
+    step, responses = request.app[STEP], request.app[ENGINE].responses
     trace = trace_of(request)
     trace.es_s = es_resp.elapsed_s
     limit = request.app[CONFIG].es.max_response_bytes

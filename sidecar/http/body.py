@@ -15,6 +15,7 @@ from aiohttp import web
 
 from sidecar.encoding import TooLarge, decode, readable
 from sidecar.errors import BadRequest, RequestTimeout, RequestTooLarge
+from sidecar.http.pace import Pace
 from sidecar.jsonutil import loads
 from sidecar.keys import CONFIG
 
@@ -137,17 +138,21 @@ class BodyPace:
 
 
 async def paced_body(
-    content: aiohttp.StreamReader, idle_s: float, pace: BodyPace
+    content: aiohttp.StreamReader, idle_s: float, pace: BodyPace, rate: Pace | None = None
 ) -> AsyncIterator[bytes]:
     """The client's body as it arrives, for streaming to ES. A pause longer than ``idle_s``
-    ends it (slowloris): a large ``_bulk`` may take long in all, but must keep moving."""
+    ends it (slowloris), and so does an average below ``rate``: a large ``_bulk`` may take
+    long in all, but must keep moving."""
     while True:
+        wait = idle_s if rate is None else min(idle_s, rate.allowance())
         try:
-            async with asyncio.timeout(idle_s):
+            async with asyncio.timeout(wait):
                 chunk = await content.readany()
         except TimeoutError as exc:
             pace.stalled = True
-            raise RequestTimeout(f"request body stalled for more than {idle_s:g}s") from exc
+            raise RequestTimeout(f"request body stalled for more than {wait:g}s") from exc
         if not chunk:
             return
+        if rate is not None:
+            rate.moved += len(chunk)
         yield chunk

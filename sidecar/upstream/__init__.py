@@ -4,7 +4,7 @@
 (streamed relay, buffered fetch), :mod:`.errors` maps client failures to the sidecar's.
 """
 
-from sidecar.upstream.client import BufferedResponse, EsClient
+from sidecar.upstream.client import BufferedResponse, BufferFull, EsClient
 from sidecar.upstream.wire import EsRequest
 
-__all__ = ["BufferedResponse", "EsClient", "EsRequest"]
+__all__ = ["BufferFull", "BufferedResponse", "EsClient", "EsRequest"]

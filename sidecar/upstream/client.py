@@ -1,9 +1,15 @@
-"""The Elasticsearch client: one pooled ``ClientSession`` and the two ways to use it.
+"""The Elasticsearch client: its connection pools and the two ways to use them.
 
 * :meth:`EsClient.relay` streams ES's answer back to the client as it arrives (pass-through
-  and searches that are not reranked): the sidecar never holds such a body.
+  and searches that are not reranked): the sidecar never holds such a body. A client that
+  stops reading is cut off (``server.min_transfer_bytes_per_s``), so it cannot hold an ES
+  connection for long.
 * :meth:`EsClient.fetch` reads the whole answer, at most ``es.max_response_bytes`` of it
-  (the rerank path must parse it).
+  and at most ``es.max_buffered_bytes`` for all searches together (the rerank path must
+  parse it).
+
+Three pools: pass-through requests, searches (so pass-through traffic can never take every
+connection from them), and one connection for the readiness probe.
 
 Bodies stay compressed in both directions (``auto_decompress=False``), the session adds no
 header of its own, and every failure is translated by :func:`~.errors.map_exceptions`.
@@ -16,29 +22,38 @@ behalf, :meth:`EsClient.reachable`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from sidecar.config import ESAuthConfig, ESConfig
+from sidecar.config import ESAuthConfig, ESConfig, ServerConfig
 from sidecar.encoding import TooLarge, decode, encode, readable
-from sidecar.errors import UpstreamBadResponse, UpstreamError, UpstreamResponseTooLarge
+from sidecar.errors import (
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamResponseTooLarge,
+)
+from sidecar.http.pace import Pace
 from sidecar.http.trace import trace_of
 from sidecar.upstream.errors import UpstreamDisconnected, map_exceptions
 from sidecar.upstream.wire import Body, EsRequest, end_to_end_headers, upstream_url
 
 log = logging.getLogger("sidecar.upstream")
+
+Pool = Literal["passthrough", "search", "probe"]
 
 _LARGE_BODY = 1 << 20
 _CHUNK = 64 * 1024
@@ -53,6 +68,8 @@ class BufferedResponse:
     body: bytes
     #: Until ES's status line and headers arrived (the ``es`` stage of Server-Timing).
     elapsed_s: float
+    #: Gives the body's bytes back to ``es.max_buffered_bytes`` (idempotent).
+    release: Callable[[], None] = field(default=lambda: None, compare=False)
 
     def decoded(self, limit: int) -> bytes:
         """The body without ES's Content-Encoding, at most ``limit`` bytes of it."""
@@ -101,26 +118,68 @@ def _read_secret(path: Path | None) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-class EsClient:
-    """The one connection pool to ES, and everything that is sent on it."""
+class BufferFull(UpstreamError):
+    """The rerank path already holds ``es.max_buffered_bytes`` of ES answers."""
 
-    def __init__(self, config: ESConfig, session: aiohttp.ClientSession) -> None:
+    status = 503
+    error_type = "buffer_full_exception"
+
+
+class ByteBudget:
+    """Bytes held at once, bounded: taken while an answer is read, given back after."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, n: int) -> None:
+        if self.held + n > self.limit:
+            raise BufferFull(
+                f"the rerank path holds {self.held} bytes of answers (es.max_buffered_bytes)"
+            )
+        self.held += n
+
+    def give(self, n: int) -> None:
+        self.held -= n
+
+
+class EsClient:
+    """The connection pools to ES, and everything that is sent on them."""
+
+    def __init__(
+        self,
+        config: ESConfig,
+        sessions: Mapping[Pool, aiohttp.ClientSession],
+        server: ServerConfig | None = None,
+    ) -> None:
         self.config = config
         self.base = URL(config.url)
-        self.session = session
+        self.sessions = dict(sessions)
+        self.server = server or ServerConfig()
+        self.buffered = ByteBudget(config.max_buffered_bytes)
         self._own_authorization = own_authorization(config.auth)
 
     @staticmethod
-    def create_session(config: ESConfig) -> aiohttp.ClientSession:
+    def create_sessions(config: ESConfig) -> dict[Pool, aiohttp.ClientSession]:
+        sizes: dict[Pool, int] = {
+            "passthrough": config.max_connections,
+            "search": config.search_connections,
+            "probe": 1,
+        }
+        return {pool: EsClient.create_session(config, size) for pool, size in sizes.items()}
+
+    @staticmethod
+    def create_session(config: ESConfig, connections: int | None = None) -> aiohttp.ClientSession:
         timeout = aiohttp.ClientTimeout(
             total=None,
             connect=config.timeouts.connect_s,
             sock_connect=config.timeouts.connect_s,
             sock_read=config.timeouts.read_s,
         )
+        size = connections or config.max_connections
         connector = aiohttp.TCPConnector(
-            limit=config.max_connections,
-            limit_per_host=config.max_connections,
+            limit=size,
+            limit_per_host=size,
             ssl=config.verify_tls,
             enable_cleanup_closed=False,
         )
@@ -135,19 +194,26 @@ class EsClient:
             raise_for_status=False,
         )
 
+    async def close(self) -> None:
+        for session in self.sessions.values():
+            await session.close()
+
     def url(self, req: EsRequest) -> URL:
         return upstream_url(self.base, req.path_qs)
 
     @asynccontextmanager
-    async def open(self, req: EsRequest) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send ``req`` and yield ES's response once its headers have arrived."""
+    async def open(
+        self, req: EsRequest, pool: Pool = "passthrough"
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send ``req`` on ``pool`` and yield ES's response once its headers arrived."""
+        session = self.sessions[pool]
         # Only a body the sidecar holds can be sent again: a streamed one is partly consumed
         # by the failed attempt, and a retry would send ES a truncated body (even for GET).
         attempts = 2 if isinstance(req.body, bytes | None) else 1
         for attempt in range(attempts):
             try:
                 with map_exceptions():
-                    resp = await self.session.request(
+                    resp = await session.request(
                         req.method,
                         self.url(req),
                         headers=req.headers,
@@ -167,23 +233,41 @@ class EsClient:
                 resp.release()
             return
 
-    async def fetch(self, req: EsRequest) -> BufferedResponse:
+    async def fetch(self, req: EsRequest, pool: Pool = "search") -> BufferedResponse:
         """Send ``req`` and read the whole answer, at most ``es.max_response_bytes`` of it
         (encoded; :meth:`BufferedResponse.decoded` bounds the decoded size): past that,
-        UpstreamResponseTooLarge (502)."""
+        UpstreamResponseTooLarge (502). Its bytes count against ``es.max_buffered_bytes``
+        until the caller calls ``release()``; past that, BufferFull."""
         limit = self.config.max_response_bytes
         t0 = time.perf_counter()
-        async with self.open(req) as resp:
-            elapsed = time.perf_counter() - t0
-            if resp.content_length is not None and resp.content_length > limit:
-                raise _too_large(limit)
-            buf = bytearray()
-            with map_exceptions(mid_response=True):
-                async for chunk in resp.content.iter_any():
-                    buf += chunk
-                    if len(buf) > limit:
-                        raise _too_large(limit)
-            return BufferedResponse(resp.status, resp.reason, resp.headers, bytes(buf), elapsed)
+        held = 0
+        try:
+            async with self.open(req, pool) as resp:
+                elapsed = time.perf_counter() - t0
+                if resp.content_length is not None and resp.content_length > limit:
+                    raise _too_large(limit)
+                buf = bytearray()
+                with map_exceptions(mid_response=True):
+                    async for chunk in resp.content.iter_any():
+                        buf += chunk
+                        if len(buf) > limit:
+                            raise _too_large(limit)
+                        self.buffered.take(len(chunk))
+                        held += len(chunk)
+        except BaseException:
+            self.buffered.give(held)
+            raise
+        given = False
+
+        def release() -> None:
+            nonlocal given
+            if not given:
+                given = True
+                self.buffered.give(held)
+
+        return BufferedResponse(
+            resp.status, resp.reason, resp.headers, bytes(buf), elapsed, release
+        )
 
     async def reachable(self) -> bool:
         """The readiness probe, on the sidecar's own behalf: any HTTP answer to ``GET /``
@@ -193,9 +277,10 @@ class EsClient:
         if self._own_authorization is not None:
             headers["Authorization"] = self._own_authorization
         try:
-            await self.fetch(EsRequest("GET", "/", headers, None))
+            answer = await self.fetch(EsRequest("GET", "/", headers, None), pool="probe")
         except UpstreamError:
             return False
+        answer.release()
         return True
 
     async def relay(
@@ -204,11 +289,12 @@ class EsClient:
         req: EsRequest,
         *,
         on_headers: Mapping[str, str] | None = None,
+        pool: Pool = "passthrough",
     ) -> web.StreamResponse:
         """Send ``req`` and stream ES's answer to ``request``'s client unchanged (status,
         reason, end-to-end headers, body; ``HEAD`` keeps ES's ``Content-Length``)."""
         t0 = time.perf_counter()
-        async with self.open(req) as resp:
+        async with self.open(req, pool) as resp:
             trace_of(request).es_s = time.perf_counter() - t0
             out = web.StreamResponse(status=resp.status, reason=resp.reason)
             out.headers.extend(end_to_end_headers(resp.headers))
@@ -221,10 +307,23 @@ class EsClient:
             if "Content-Length" not in resp.headers:
                 out.enable_chunked_encoding()
             await out.prepare(request)
+            pace = Pace(self.server.min_transfer_bytes_per_s, self.server.transfer_grace_s)
             try:
                 with map_exceptions(mid_response=True):
                     async for chunk in resp.content.iter_chunked(_CHUNK):
-                        await out.write(chunk)
+                        try:
+                            # One piece may take transfer_grace_s at most, and the
+                            # whole answer must keep the minimum rate.
+                            wait = min(self.server.transfer_grace_s, pace.allowance(len(chunk)))
+                            async with asyncio.timeout(wait):
+                                await out.write(chunk)
+                        except TimeoutError:
+                            # The client stopped reading: ES's connection is not its to keep.
+                            log.warning("client too slow reading %s; closing", req.path_qs)
+                            # abort, not close: close would wait to flush to that client.
+                            if request.transport is not None:
+                                request.transport.abort()
+                            return out
             except UpstreamError:
                 # The status line is already sent, so no error body can follow. Cutting the
                 # connection is the only honest signal: the client sees a truncated response

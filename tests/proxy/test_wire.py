@@ -111,14 +111,13 @@ async def test_the_client_sends_exactly_the_request_it_is_given(es: ESTarget) ->
     config = build_config({"es": {"url": "http://127.0.0.1:9"}})
     async with wire_tap(es.url) as tap:
         es_config = config.es.model_copy(update={"url": tap.url})
-        session = EsClient.create_session(es_config)
+        client = EsClient(es_config, EsClient.create_sessions(es_config))
         try:
-            client = EsClient(es_config, session)
             headers = CIMultiDict([("X-Opaque-Id", "abc"), ("Content-Type", "text/plain")])
             req = EsRequest("POST", "/a%2Cb/_search?q=x%20y&pretty", headers, b"{}")
             answer = await client.fetch(req)
         finally:
-            await session.close()
+            await client.close()
     seen = _one(tap.take())
     assert answer.status in (200, 400, 404, 406)
     assert seen.path_qs == "/a%2Cb/_search?q=x%20y&pretty"
