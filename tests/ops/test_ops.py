@@ -161,7 +161,7 @@ def test_sigterm_drains_in_flight_requests(es: ESTarget, sample_index: str, tmp_
     thread.start()
     fake, _ = asyncio.run_coroutine_threadsafe(slow_server(), loop).result(10)
     try:
-        config = {"rerank": {"budget_ms": 5000}, "server": {"shutdown_timeout_s": 10}}
+        config = {"rerank": {"budget_ms": 15000}, "server": {"shutdown_timeout_s": 10}}
         sc = SidecarProcess.start(
             es.url, log_path=tmp_path / "sc.log", model=fake.url, config=config, wait_ready=True
         )

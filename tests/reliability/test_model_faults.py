@@ -179,7 +179,7 @@ async def test_bundled_model_overload_sheds_load_and_drains(
         worker__max_queue_pairs=bound,
         worker__max_batch_pairs=20,
         rerank__window=20,
-        rerank__budget_ms=10000,
+        rerank__budget_ms=60_000,
         rerank__cache__enabled=False,
     )
     words = [
