@@ -10,7 +10,12 @@ from pathlib import Path
 
 from devtools.docs_sections import DOCS_PATH
 from devtools.eval import run
-from devtools.eval.report import update_docs, write_report
+from devtools.eval.report import (
+    SERVED_LOSS_GOAL,
+    served_comparisons,
+    update_docs,
+    write_report,
+)
 from devtools.eval.run import BUNDLED_MODEL, DEFAULT_DATASET, Settings, evaluate
 from devtools.eval.stats import DEFAULT_PERMUTATIONS, DEFAULT_SEED
 
@@ -81,6 +86,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model.dtype value(s); half-precision rows are also compared with fp32",
     )
     parser.add_argument("--concurrency", type=int, default=2, help="searches in flight")
+    parser.add_argument(
+        "--as-served",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run each configuration as served: the configured budget and default "
+        "settings, beside the ceiling (default: on)",
+    )
+    parser.add_argument(
+        "--as-served-concurrency",
+        type=int,
+        default=1,
+        help="searches in flight for the as-served runs (default 1)",
+    )
     parser.add_argument("--permutations", type=int, default=DEFAULT_PERMUTATIONS)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--max-queries", type=int, help="only the first N judged queries")
@@ -117,6 +135,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_queries=args.max_queries,
         reload=args.reload,
         progress=not args.quiet,
+        as_served=args.as_served,
+        as_served_concurrency=args.as_served_concurrency,
     )
 
 
@@ -139,6 +159,15 @@ def run_cli(args: argparse.Namespace) -> int:
     missing = sum(len(r.outcomes) - r.reranked for r in report.runs)
     if missing:
         print(f"warning: {missing} searches were not reranked (see the 'reranked' column)")
+    for c in served_comparisons(report):
+        near = "n/a" if c.near_ceiling is None else "met" if c.near_ceiling else "missed"
+        print(
+            f"as served, {c.label}: nDCG@10 {c.served:.4f} (BM25 {c.bm25:.4f}, ceiling "
+            + (f"{c.ceiling:.4f}" if c.ceiling is not None else "—")
+            + f"); {c.reranked}/{c.queries} reranked, mean K {c.mean_k:.1f}; goal ≥ BM25: "
+            f"{'met' if c.at_least_bm25 else 'missed'}; goal within "
+            f"{SERVED_LOSS_GOAL} of the ceiling: {near}"
+        )
     return 0
 
 

@@ -16,6 +16,8 @@ from devtools.machine import load_average, machine_description, now_text
 
 #: The quality loss int8 quantization may cost (nDCG@10, absolute).
 QUANT_LOSS_GOAL = 0.005
+#: As served, nDCG@10 may fall this far below the ceiling (absolute), and never below BM25.
+SERVED_LOSS_GOAL = 0.02
 
 
 # --- tables --------------------------------------------------------------------------------
@@ -78,6 +80,89 @@ def quantization_table(report: EvalReport) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class ServedComparison:
+    """One configuration as served against its ceiling and BM25."""
+
+    label: str
+    bm25: float
+    ceiling: float | None
+    served: float
+    reranked: int
+    queries: int
+    mean_k: float
+    window: int
+    p50_s: float
+    p99_s: float
+    outcomes: dict[str, int]
+
+    @property
+    def at_least_bm25(self) -> bool:
+        return self.served >= self.bm25 - 1e-12
+
+    @property
+    def near_ceiling(self) -> bool | None:
+        if self.ceiling is None:
+            return None
+        return self.ceiling - self.served <= SERVED_LOSS_GOAL + 1e-12
+
+
+def served_comparisons(report: EvalReport) -> list[ServedComparison]:
+    ndcg = f"ndcg@{NDCG_K}"
+    out: list[ServedComparison] = []
+    for run in report.as_served:
+        twin = report.ceiling_of(run)
+        out.append(
+            ServedComparison(
+                label=run.label,
+                bm25=run.mean(ndcg, baseline=True),
+                ceiling=twin.mean(ndcg) if twin is not None else None,
+                served=run.mean(ndcg),
+                reranked=run.reranked,
+                queries=len(run.outcomes),
+                mean_k=run.mean_k,
+                window=run.request.window,
+                p50_s=run.latency(50),
+                p99_s=run.latency(99),
+                outcomes=run.outcome_counts(),
+            )
+        )
+    return out
+
+
+def _outcome_text(counts: dict[str, int]) -> str:
+    merged: dict[str, int] = {}
+    for header, n in counts.items():
+        key = "applied; window=K" if header.startswith("applied; window=") else header or "—"
+        merged[key] = merged.get(key, 0) + n
+    return ", ".join(f"{k} {v}" for k, v in sorted(merged.items(), key=lambda kv: -kv[1]))
+
+
+def served_table(report: EvalReport) -> str:
+    comparisons = served_comparisons(report)
+    if not comparisons:
+        return ""
+    budget = f"{report.served_budget_ms:.0f} ms" if report.served_budget_ms else "configured"
+    lines = [
+        f"| configuration | budget | nDCG@{NDCG_K} BM25 | ceiling | as served | Δ vs ceiling | "
+        f"reranked (any K) | mean K | p50 / p99 s per search | X-Rerank | goal: ≥ BM25 | "
+        f"goal: within {SERVED_LOSS_GOAL} of the ceiling |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        ceiling = f"{c.ceiling:.4f}" if c.ceiling is not None else "—"
+        delta = f"{c.served - c.ceiling:+.4f}" if c.ceiling is not None else "—"
+        near = c.near_ceiling
+        near_text = "n/a" if near is None else "met" if near else "**missed**"
+        lines.append(
+            f"| {c.label} | {budget} | {c.bm25:.4f} | {ceiling} | {c.served:.4f} | {delta} | "
+            f"{c.reranked}/{c.queries} | {c.mean_k:.1f} of {c.window} | "
+            f"{c.p50_s:.2f} / {c.p99_s:.2f} | {_outcome_text(c.outcomes)} | "
+            f"{'met' if c.at_least_bm25 else '**missed**'} | {near_text} |"
+        )
+    return "\n".join(lines)
+
+
 def _notes(report: EvalReport) -> str:
     s = report.settings
     n = len(report.data.queries)
@@ -101,6 +186,19 @@ def _notes(report: EvalReport) -> str:
             "* reranked: searches the sidecar answered with `X-Rerank: applied` or `cached`; "
             "⚠ marks a row where some were not (their ES order was scored).",
         ]
+        + (
+            [
+                f"* As served: the same configuration in a sidecar with the configured budget "
+                f"(`rerank.budget_ms` {report.served_budget_ms:.0f}) and every other setting "
+                + ("as in the config file" if s.config_file else "at its default")
+                + f", searches sent {s.as_served_concurrency} at a time. A search is reranked "
+                "as far as the budget allows (`applied; window=K`: the top K, the rest in ES "
+                "order) or keeps ES order (`fallback`); its nDCG@10 is scored either way. "
+                "Latency: from sending the search to its whole answer, ES included."
+            ]
+            if report.as_served and report.served_budget_ms is not None
+            else []
+        )
     )
 
 
@@ -126,8 +224,16 @@ def markdown(report: EvalReport, *, heading: str = "#", plots: list[Path] | None
         "",
         results_table(report),
         "",
-        _notes(report),
     ]
+    served = served_table(report)
+    if served:
+        lines += [
+            f"{heading}# As served: the configured budget on this machine, beside the ceiling",
+            "",
+            served,
+            "",
+        ]
+    lines += [_notes(report)]
     quant = quantization_table(report)
     if quant:
         lines += [
@@ -203,6 +309,9 @@ def _run_json(run: RunResult) -> dict[str, Any]:
         "request": asdict(run.request),
         "seconds": run.seconds,
         "reranked": run.reranked,
+        "mean_k": run.mean_k,
+        "latency_p50_s": run.latency(50),
+        "latency_p99_s": run.latency(99),
         "outcomes": run.outcome_counts(),
         "mean": {m: run.mean(m) for m in metrics},
         "bm25_mean": {m: run.mean(m, baseline=True) for m in metrics},
@@ -212,6 +321,8 @@ def _run_json(run: RunResult) -> dict[str, Any]:
                 **run.per_query[q],
                 "bm25": run.baseline[q],
                 "outcome": run.outcomes[q],
+                "reranked": run.ks.get(q, 0),
+                "latency_s": run.latencies.get(q),
                 "top": run.top[q],
             }
             for q in run.per_query
@@ -237,6 +348,19 @@ def report_json(report: EvalReport) -> dict[str, Any]:
             {"label": c.label, "fp32": c.fp32, "other": c.quantized, "paired": asdict(c.paired)}
             for c in report.quantization
         ],
+        "as_served": {
+            "budget_ms": report.served_budget_ms,
+            "concurrency": report.settings.as_served_concurrency,
+            "runs": [_run_json(r) for r in report.as_served],
+            "comparisons": [
+                {
+                    **asdict(c),
+                    "at_least_bm25": c.at_least_bm25,
+                    "within_goal_of_ceiling": c.near_ceiling,
+                }
+                for c in served_comparisons(report)
+            ],
+        },
     }
 
 
@@ -259,6 +383,9 @@ def write_report(report: EvalReport, out: Path) -> ReportPaths:
     js = out / "results.json"
     js.write_text(json.dumps(report_json(report), indent=1, ensure_ascii=False), encoding="utf-8")
     table = results_table(report)
+    served = served_table(report)
+    if served:
+        table += "\n\nAs served (configured budget, default settings):\n\n" + served
     quant = quantization_table(report)
     if quant:
         table += "\n\n" + quant

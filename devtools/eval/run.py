@@ -30,6 +30,15 @@ stage given all the time it needs (``rerank.budget_ms`` 10 minutes), so that eve
 really reranked. With ``--sidecar-url`` the running sidecar is used as configured, and only
 request-level options can be swept. Any query that was not reranked (``X-Rerank`` other
 than applied/cached) is counted in the ``reranked`` column and flagged.
+
+Those rows are the *ceiling*: what the model can do with all the time it needs. Beside
+them the harness reports each configuration **as served** (unless ``--no-as-served``): a
+sidecar with the configured budget and every other setting at its default (or as
+``--config`` sets it), its queries sent ``--as-served-concurrency`` at a time (default 1).
+Its searches are reranked as far as the budget allows (``X-Rerank: applied; window=K``) or
+fall back to ES order, so its nDCG@10 is the relevance a user gets on this hardware; the
+report puts it next to the ceiling and BM25, with the share of searches reranked, the mean
+K and the latency per search.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ from devtools.eval.ranking import NDCG_K, RECALL_DEPTH, query_metrics
 from devtools.eval.stats import DEFAULT_PERMUTATIONS, DEFAULT_SEED, Paired, compare
 from es_integration.local_es import LocalES
 from es_integration.sidecar_proc import SidecarProcess
+from sidecar.config import RerankConfig, build_config, merge, read_yaml
 
 BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_DATASET = Path(__file__).resolve().parents[3] / "shared" / "data" / "msmarco-dl-5k"
@@ -74,6 +84,8 @@ class ServerVariant:
     dtype: str = "auto"
     score_mode: str = "replace"
     fusion_weight: float | None = None
+    #: The configured budget and default settings, instead of all the time it needs.
+    as_served: bool = False
 
     @property
     def precision(self) -> str:
@@ -84,25 +96,34 @@ class ServerVariant:
     def fp32_twin(self) -> ServerVariant:
         return replace(self, quantization="none", dtype="auto")
 
+    def served(self) -> ServerVariant:
+        return replace(self, as_served=True)
+
+    def ceiling(self) -> ServerVariant:
+        return replace(self, as_served=False)
+
     def config(self, max_window: int) -> dict[str, Any]:
-        """The sidecar's config for this variant (over ``Settings.config_file``, if any)."""
-        rerank: dict[str, Any] = {
-            "budget_ms": EVAL_BUDGET_MS,
-            "max_window": max(500, max_window),
-            "score_mode": self.score_mode,
-        }
+        """The sidecar's config for this variant (over ``Settings.config_file``, if any).
+        As served, the budget, the timeouts and the load settings are left as configured."""
+        rerank: dict[str, Any] = {"score_mode": self.score_mode}
+        if not self.as_served:
+            rerank |= {"budget_ms": EVAL_BUDGET_MS, "max_window": max(500, max_window)}
+        elif max_window > RerankConfig().max_window:
+            rerank["max_window"] = max_window
         if self.score_mode == "fusion" and self.fusion_weight is not None:
             rerank["fusion"] = {
                 "rerank_weight": self.fusion_weight,
                 "bm25_weight": round(1.0 - self.fusion_weight, 10),
             }
-        return {
+        config: dict[str, Any] = {
             "server": {"access_log": False},
             "rollout": {"default": "on"},
-            "es": {"timeouts": {"read_s": 120}},
             "rerank": rerank,
             "model": {"cpu_quantization": self.quantization, "dtype": self.dtype},
         }
+        if not self.as_served:
+            config["es"] = {"timeouts": {"read_s": 120}}
+        return config
 
 
 @dataclass(frozen=True)
@@ -145,6 +166,10 @@ class Settings:
     reload: bool = False
     progress: bool = True
     work_dir: Path | None = None
+    #: Also run every configuration as served (configured budget, default settings).
+    as_served: bool = True
+    #: Searches in flight for the as-served runs (1: one user at a time).
+    as_served_concurrency: int = 1
 
     @property
     def index_name(self) -> str:
@@ -173,6 +198,19 @@ class Settings:
             if quant == "none" or dtype == self.dtypes[0]
         ]
 
+    def served_variants(self) -> list[ServerVariant]:
+        """The as-served twin of every configuration (none with ``--sidecar-url``: the
+        running sidecar is used as configured already)."""
+        if self.sidecar_url or not self.as_served:
+            return []
+        return [v.served() for v in self.server_variants()]
+
+    def served_budget_ms(self) -> float:
+        """``rerank.budget_ms`` of an as-served sidecar: ``--config``'s, else the default."""
+        tree: dict[str, Any] = read_yaml(self.config_file) if self.config_file else {}
+        probe = ServerVariant(BUNDLED_MODEL, as_served=True).config(max(self.windows))
+        return float(build_config(merge(tree, probe)).rerank.budget_ms)
+
     def request_variants(self) -> list[RequestVariant]:
         return [
             RequestVariant(w, instruction, fields)
@@ -191,6 +229,10 @@ class Settings:
 class Ranked:
     ids: list[str]
     outcome: str = ""
+    #: Hits the sidecar reranked (``_rerank.reranked``; 0 when none were).
+    k: int = 0
+    #: Seconds from sending the search to its whole answer.
+    latency_s: float = 0.0
 
 
 @dataclass
@@ -207,6 +249,9 @@ class RunResult:
     paired: Paired = field(init=False)
     permutations: int = DEFAULT_PERMUTATIONS
     seed: int = DEFAULT_SEED
+    #: qid -> hits reranked, and seconds per search.
+    ks: dict[str, int] = field(default_factory=dict)
+    latencies: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         key = f"ndcg@{NDCG_K}"
@@ -229,6 +274,18 @@ class RunResult:
 
     def outcome_counts(self) -> dict[str, int]:
         return dict(Counter(self.outcomes.values()))
+
+    @property
+    def mean_k(self) -> float:
+        """Mean hits reranked, over the searches that were reranked."""
+        ks = [k for k in self.ks.values() if k > 0]
+        return sum(ks) / len(ks) if ks else 0.0
+
+    def latency(self, q: float) -> float:
+        data = sorted(self.latencies.values())
+        if not data:
+            return float("nan")
+        return data[min(len(data) - 1, max(0, round(q / 100 * (len(data) - 1))))]
 
 
 @dataclass(frozen=True)
@@ -255,6 +312,17 @@ class EvalReport:
     started: float
     finished: float
     quantization: list[QuantComparison] = field(default_factory=list)
+    #: Every configuration as served (configured budget, default settings), in the order
+    #: of ``runs``, and the budget they ran with.
+    as_served: list[RunResult] = field(default_factory=list)
+    served_budget_ms: float | None = None
+
+    def ceiling_of(self, served: RunResult) -> RunResult | None:
+        """The run of the same configuration with all the time it needs."""
+        twin = served.server.ceiling()
+        return next(
+            (r for r in self.runs if r.server == twin and r.request == served.request), None
+        )
 
 
 # --- running queries -----------------------------------------------------------------------
@@ -297,15 +365,20 @@ async def run_queries(
 
             async def one(qid: str, text: str) -> None:
                 body = search_body(text, query_fields, size, rerank)
-                async with semaphore, session.post(f"{url}/{index}/_search", json=body) as resp:
-                    payload = await resp.json(content_type=None)
-                    if resp.status != 200:
-                        raise RuntimeError(
-                            f"{url}: query {qid!r} answered {resp.status}: {str(payload)[:300]}"
-                        )
-                    hits = payload["hits"]["hits"]
-                    outcome = resp.headers.get("X-Rerank", "")
-                results[qid] = Ranked([str(h["_id"]) for h in hits], outcome)
+                async with semaphore:
+                    t0 = time.perf_counter()
+                    async with session.post(f"{url}/{index}/_search", json=body) as resp:
+                        payload = await resp.json(content_type=None)
+                        if resp.status != 200:
+                            raise RuntimeError(
+                                f"{url}: query {qid!r} answered {resp.status}: {str(payload)[:300]}"
+                            )
+                        hits = payload["hits"]["hits"]
+                        outcome = resp.headers.get("X-Rerank", "")
+                    latency = time.perf_counter() - t0
+                status = payload.get("_rerank") if isinstance(payload, dict) else None
+                k = int(status.get("reranked") or 0) if isinstance(status, dict) else 0
+                results[qid] = Ranked([str(h["_id"]) for h in hits], outcome, k, latency)
                 bar.update(1)
 
             await asyncio.gather(*(one(q, t) for q, t in queries.items()))
@@ -342,6 +415,8 @@ def run_label(server: ServerVariant, request: RequestVariant, settings: Settings
         parts.append(f"instr={_short(request.instruction)!r}")
     if request.fields is not None:
         parts.append("fields=" + "+".join(request.fields))
+    if server.as_served:
+        parts.append("as served")
     return ", ".join(parts)
 
 
@@ -369,7 +444,8 @@ def _sidecar(
         settings,
         f"starting a sidecar: model {variant.model}, {variant.precision}, "
         f"score mode {variant.score_mode}"
-        + (f" {variant.fusion_weight:g}" if variant.fusion_weight is not None else ""),
+        + (f" {variant.fusion_weight:g}" if variant.fusion_weight is not None else "")
+        + (", as served" if variant.as_served else ""),
     )
     with SidecarProcess.start(
         es_url,
@@ -393,6 +469,8 @@ def _check(settings: Settings) -> None:
         raise ValueError("--window values must be positive")
     if any(not 0 <= w <= 1 for w in settings.fusion_weights):
         raise ValueError("--fusion-weight values must be within [0, 1]")
+    if settings.as_served_concurrency < 1:
+        raise ValueError("--as-served-concurrency must be at least 1")
     if settings.sidecar_url:
         server_side = {
             "--model": settings.models != (BUNDLED_MODEL,),
@@ -439,7 +517,13 @@ def evaluate(settings: Settings) -> EvalReport:
             )
         )
         runs: list[RunResult] = []
-        for n, server in enumerate(settings.server_variants()):
+        served: list[RunResult] = []
+        ceilings = settings.server_variants()
+        for n, server in enumerate(ceilings + settings.served_variants()):
+            into = served if server.as_served else runs
+            concurrency = (
+                settings.as_served_concurrency if server.as_served else settings.concurrency
+            )
             with _sidecar(settings, es_url, server, work, n) as sidecar_url:
                 for request in settings.request_variants():
                     label = run_label(server, request, settings)
@@ -449,17 +533,17 @@ def evaluate(settings: Settings) -> EvalReport:
                             index,
                             data.queries,
                             rerank=request.rerank_object(),
-                            concurrency=settings.concurrency,
+                            concurrency=concurrency,
                             desc=label,
                             progress=settings.progress,
                             query_fields=settings.query_fields,
                             size=settings.size,
                         )
                     )
-                    runs.append(
+                    into.append(
                         _result(label, server, request, data, baseline, ranked, seconds, settings)
                     )
-                    _say(settings, f"{label}: nDCG@10 {runs[-1].mean(f'ndcg@{NDCG_K}'):.4f}")
+                    _say(settings, f"{label}: nDCG@10 {into[-1].mean(f'ndcg@{NDCG_K}'):.4f}")
         report = EvalReport(
             settings=settings,
             data=data,
@@ -471,6 +555,8 @@ def evaluate(settings: Settings) -> EvalReport:
             runs=runs,
             started=started,
             finished=time.time(),
+            as_served=served,
+            served_budget_ms=settings.served_budget_ms() if served else None,
         )
     report.quantization = quantization_comparisons(report)
     return report
@@ -498,6 +584,8 @@ def _result(
         seconds=seconds,
         permutations=settings.permutations,
         seed=settings.seed,
+        ks={q: ranked[q].k for q in data.queries},
+        latencies={q: ranked[q].latency_s for q in data.queries},
     )
 
 

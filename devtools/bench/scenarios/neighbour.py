@@ -180,8 +180,9 @@ def run(b: Bench) -> Section:
     capacity = capacity_of(cap)
     alone, beside = ordinary["alone"], ordinary["with"]
     lines = [
-        f"Capacity {capacity:.2f} searches/s reranked whole at concurrency 1 ({cap.n} searches, "
-        f"X-Rerank: {_headers(cap)}); the {ORDINARY} ordinary clients together at "
+        f"Capacity {capacity:.2f} searches/s at concurrency 1 (hits reranked per second / "
+        f"window {WINDOW}; {cap.n} searches, X-Rerank: {_headers(cap)}); the {ORDINARY} "
+        "ordinary clients together at "
         f"{ORDINARY_LOAD}× that: {rate:.2f} searches/s. Sidecar defaults except the score "
         "cache (off); stub ES.",
         "",
