@@ -20,7 +20,11 @@ alike, and prints p50/p95/p99 latency, throughput and the ratio to the baseline)
    ``model.cpu_quantization: dynamic_int8`` and for ``model.dtype: bfloat16``;
 6. the split front (docker/nginx/split-front.conf): pass-through requests directly to the stub
    ES vs through nginx vs through the all-in-one sidecar, and searches through nginx and the
-   sidecar vs the sidecar alone.
+   sidecar vs the sidecar alone;
+7. Qwen3-Reranker-0.6B's architecture (its widths, 2 of its layers): the shared prefix vs
+   the plain path at catalogue titles and at 256-token documents, the two-row head vs the
+   full vocabulary, and the serving stack vs a bare loop in fp32 and bf16 (also alone:
+   ``python -m devtools.bench.qwen3``; on a GPU: ``python -m devtools.bench.gpu``).
 
 The load generator is this process (aiohttp on one event loop, ``devtools.bench.loadgen``);
 ES stand-ins, fault server and sidecars are processes of their own (``servers``). Whether the
@@ -44,7 +48,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from devtools.bench.results import Section, summary_table
-from devtools.bench.scenarios import batching, cache, faults, model, passthrough, split_front
+from devtools.bench.scenarios import (
+    batching,
+    cache,
+    faults,
+    model,
+    passthrough,
+    qwen3,
+    split_front,
+)
 from devtools.bench.servers import Bench
 from devtools.docs_sections import DOCS_PATH, replace_section
 from devtools.machine import load_average, machine_description, now_text
@@ -56,6 +68,7 @@ SCENARIOS: dict[int, Callable[[Bench], Section]] = {
     4: batching.run,
     5: model.run,
     6: split_front.run,
+    7: qwen3.run,
 }
 
 
@@ -145,7 +158,7 @@ def run_cli(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
     parser.add_argument(
-        "--only", nargs="+", type=int, metavar="N", help="run only these scenarios (1-6)"
+        "--only", nargs="+", type=int, metavar="N", help="run only these scenarios (1-7)"
     )
     parser.add_argument(
         "--real-es",
