@@ -24,7 +24,14 @@ alike, and prints p50/p95/p99 latency, throughput and the ratio to the baseline)
 7. Qwen3-Reranker-0.6B's architecture (its widths, 2 of its layers): the shared prefix vs
    the plain path at catalogue titles and at 256-token documents, the two-row head vs the
    full vocabulary, and the serving stack vs a bare loop in fp32 and bf16 (also alone:
-   ``python -m devtools.bench.qwen3``; on a GPU: ``python -m devtools.bench.gpu``).
+   ``python -m devtools.bench.qwen3``; on a GPU: ``python -m devtools.bench.gpu``);
+8. closed-loop overload, as served (bundled MiniLM, default budget and window, msmarco-dl-5k
+   in a local ES-compatible server): the capacity at concurrency 1, then 1×, 2× and 4× it;
+   share reranked, mean K, nDCG@10 under load, p50/p99 against ES + budget, the breaker;
+9. a noisy neighbour (300-search ``_msearch`` and large rerank-API requests) beside four
+   ordinary clients, against the same clients alone;
+10. slow clients (never-reading and dripping connections) beside ordinary traffic: others'
+   errors and ``/_sidecar/ready``.
 
 The load generator is this process (aiohttp on one event loop, ``devtools.bench.loadgen``);
 ES stand-ins, fault server and sidecars are processes of their own (``servers``). Whether the
@@ -47,14 +54,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from devtools.bench.docs_merge import current_block, merge
 from devtools.bench.results import Section, summary_table
 from devtools.bench.scenarios import (
     batching,
     cache,
     faults,
     model,
+    neighbour,
+    overload,
     passthrough,
     qwen3,
+    slow_clients,
     split_front,
 )
 from devtools.bench.servers import Bench
@@ -69,6 +80,9 @@ SCENARIOS: dict[int, Callable[[Bench], Section]] = {
     5: model.run,
     6: split_front.run,
     7: qwen3.run,
+    8: overload.run,
+    9: neighbour.run,
+    10: slow_clients.run,
 }
 
 
@@ -150,6 +164,15 @@ def run_cli(args: argparse.Namespace) -> int:
         args.out.write_text(text + "\n", encoding="utf-8")
         print(f"wrote {args.out}")
     if args.write_docs:
+        earlier = current_block(args.write_docs) if args.only else None
+        if earlier is not None:
+            # A partial run keeps the other scenarios' sections and goal rows.
+            provenance = (
+                f"_Measured {now_text(started)}: `python -m devtools.bench {argv}` "
+                f"({'quick' if args.quick else 'full'}); load average before {load_before}, "
+                f"after {load_after}_"
+            )
+            text = merge(earlier, text, set(only), provenance)
         replace_section(args.write_docs, "bench", text, before="eval")
         print(f"updated {args.write_docs}")
     return 0
@@ -158,7 +181,7 @@ def run_cli(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
     parser.add_argument(
-        "--only", nargs="+", type=int, metavar="N", help="run only these scenarios (1-7)"
+        "--only", nargs="+", type=int, metavar="N", help="run only these scenarios (1-10)"
     )
     parser.add_argument(
         "--real-es",
