@@ -149,6 +149,13 @@ class BreakerOpen(RerankUnavailable):
     reason = "breaker_open"
 
 
+class InputTooLong(RerankUnavailable):
+    """The request itself cannot be scored (its query and instruction alone exceed
+    ``model.max_length``): a problem of that request, never a fault of the model."""
+
+    reason = "query_too_long"
+
+
 class ModelFailure(RerankUnavailable):
     """The model raised, or returned something unusable (NaN, wrong count of scores)."""
 

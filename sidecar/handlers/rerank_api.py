@@ -32,6 +32,7 @@ from sidecar.config import ApiConfig, public_name
 from sidecar.errors import (
     BadRequest,
     IllegalArgument,
+    InputTooLong,
     Overloaded,
     RerankTimeout,
     RerankUnavailable,
@@ -216,6 +217,9 @@ async def rerank(request: web.Request) -> web.Response:
         result = await scorer.score(
             req.query, req.documents, req.instruction, timeout=config.api.timeout_s
         )
+    except InputTooLong as exc:
+        # The request's fault, not the model's: say what to change.
+        raise IllegalArgument(str(exc)) from exc
     except RerankUnavailable as exc:
         raise _unavailable(exc) from exc
     return json_response(render(req, result, scorer.info.name))

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.config import SidecarConfig
-from sidecar.errors import BreakerOpen, Overloaded, RerankTimeout, RerankUnavailable
+from sidecar.errors import (
+    BreakerOpen,
+    InputTooLong,
+    Overloaded,
+    RerankTimeout,
+    RerankUnavailable,
+)
 from sidecar.rerank.breaker import AsyncBreaker
 from sidecar.rerank.budget import CostModel
 from sidecar.rerank.cache import ResponseCache, ScoreCache, ScoreKey
@@ -226,6 +232,10 @@ class RerankEngine:
                 late = True
             elif fault is None:
                 fault = exc
+        if isinstance(fault, InputTooLong):
+            # The request cannot be scored, the model is fine: no verdict for the breaker.
+            self.breaker.release()
+            return ScoredWindow(None, Outcome("skipped", fault.reason), timings)
         if isinstance(fault, RerankUnavailable):
             self.breaker.failure()
             log.warning("rerank failed (%s); serving ES order", fault.reason)

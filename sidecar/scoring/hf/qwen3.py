@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
-from sidecar.errors import ModelFailure, ModelLoadError
+from sidecar.errors import InputTooLong, ModelLoadError
 from sidecar.scoring.base import ModelInfo
 from sidecar.scoring.hf.base import HFBackend, Loaded
 from sidecar.scoring.hf.chunking import windows
@@ -208,7 +208,10 @@ class Qwen3Backend(HFBackend[_Loaded]):
         budget = self.info.max_length - len(start) - len(state.suffix)
         if budget < 1:
             # Cutting the query or instruction would change the question; refuse instead.
-            raise ModelFailure("the query and instruction alone exceed model.max_length")
+            raise InputTooLong(
+                f"the query and instruction are {len(start) + len(state.suffix)} tokens with "
+                f"the prompt, more than model.max_length ({self.info.max_length})"
+            )
         shared = SharedPrefix(start) if self._reuse else None
         items: list[Item] = []
         owners: list[int] = []
