@@ -36,15 +36,19 @@ def _sidecars(b: Bench, es_url: str, tag: str) -> dict[str, SidecarProcess]:
     }
 
 
+#: concurrency -> (the contenders, the rounds they ran)
+Measured = dict[int, tuple[list[LoadTarget], int]]
+
+
 def _measure(
     b: Bench, es_url: str, es_pid: int | None, what: str, sidecars: dict[str, SidecarProcess]
-) -> dict[int, list[LoadTarget]]:
+) -> Measured:
     path = f"/{INDEX}/_search"
     bodies = [search_body(q) for q in QUERIES]
     groups: list[tuple[int, int, int]] = [(16, b.scale(1500, 500), b.scale(4, 2))]
     if not b.quick:
         groups.append((1, 400, 2))
-    results: dict[int, list[LoadTarget]] = {}
+    results: Measured = {}
     for concurrency, per_round, rounds in groups:
         targets = [
             LoadTarget(
@@ -68,12 +72,12 @@ def _measure(
                 )
             )
         asyncio.run(interleaved(targets, rounds, warm=300))
-        results[concurrency] = targets
+        results[concurrency] = (targets, rounds)
     return results
 
 
-def _tables(sec: Section, what: str, results: dict[int, list[LoadTarget]], rounds: int) -> None:
-    for concurrency, targets in results.items():
+def _tables(sec: Section, what: str, results: Measured) -> None:
+    for concurrency, (targets, rounds) in results.items():
         sec.body += [
             f"{what}, concurrency {concurrency}, {rounds} interleaved rounds:",
             "",
@@ -121,15 +125,14 @@ def run(b: Bench) -> Section:
         + ".",
         "",
     ]
-    rounds = b.scale(4, 2)
     results = _measure(b, es_url, stub_pid, "stub", sidecars)
-    _tables(sec, "Stub ES", results, rounds)
-    direct, uv = results[16][0], results[16][1]
+    _tables(sec, "Stub ES", results)
+    direct, uv = results[16][0][:2]
     add50 = (uv.result.pct(50) - direct.result.pct(50)) * 1000
     add99 = (uv.result.pct(99) - direct.result.pct(99)) * 1000
     c1 = ""
     if 1 in results:
-        d1, s1 = results[1][0], results[1][1]
+        d1, s1 = results[1][0][:2]
         c1 = (
             f" At concurrency 1 the sidecar adds "
             f"{(s1.result.pct(50) - d1.result.pct(50)) * 1000:.2f} ms at p50."
@@ -154,18 +157,18 @@ def run(b: Bench) -> Section:
     ]
     sec.body += [_cpu_figures(direct, uv) + ".", "", _generator_check(direct, uv), ""]
     if b.real_es is not None:
-        _real_es(b, sec, rounds)
+        _real_es(b, sec)
     return sec
 
 
-def _real_es(b: Bench, sec: Section, rounds: int) -> None:
+def _real_es(b: Bench, sec: Section) -> None:
     es_url = b.real_es
     if es_url == "local" or es_url is None:
         es_url = b.stack.enter_context(LocalES.start(data_dir=b.work / "es")).url
     load_sample(es_url, INDEX)
     results = _measure(b, es_url, None, "ES-compatible server", _sidecars(b, es_url, "real"))
-    _tables(sec, f"ES-compatible server at {es_url} (sample corpus)", results, rounds)
-    direct, uv = results[16][0], results[16][1]
+    _tables(sec, f"ES-compatible server at {es_url} (sample corpus)", results)
+    direct, uv = results[16][0][:2]
     added = (uv.result.pct(50) - direct.result.pct(50)) * 1000
     sec.goals.append(
         Goal(
