@@ -330,10 +330,12 @@ class WorkerConfig(_Section):
     batch_wait_ms: Annotated[float, Field(ge=0)] = 1.0
     #: Run one forward pass at start so /ready turns green only once the model is warm.
     warmup: bool = True
-    #: Fixed cost of one more forward pass, in padded tokens: a length-sorted batch is cut
-    #: into shorter passes where that saves more padding than it costs. Unset, it is measured
-    #: during warm-up (large on GPUs, so batches stay whole; small on CPUs); with warm-up off,
-    #: batches are cut only by max_batch_tokens.
+    #: Unset (the default): what a pass costs is learned for this model, dtype and device, at
+    #: warm-up (passes of 1, 2, 4, ... rows timed) and from every pass after, and each batch is
+    #: cut into the passes that cost least: on a GPU batches stay whole, on a CPU they are cut
+    #: where padding costs more than a pass, and bf16 keeps the large passes its kernels need.
+    #: With warm-up off, batches are cut by max_batch_tokens only until passes have been seen.
+    #: Set, a pass costs this many padded tokens plus its own (a fixed linear model).
     pass_overhead_tokens: Annotated[int, Field(ge=0)] | None = None
 
 
