@@ -334,7 +334,7 @@ class WorkerConfig(_Section):
     #: warm-up (passes of 1, 2, 4, ... rows timed) and from every pass after, and each batch is
     #: cut into the passes that cost least: on a GPU batches stay whole, on a CPU they are cut
     #: where padding costs more than a pass, and bf16 keeps the large passes its kernels need.
-    #: With warm-up off, batches are cut by max_batch_tokens only until passes have been seen.
+    #: With warm-up off (nothing timed), batches are cut by max_batch_tokens only.
     #: Set, a pass costs this many padded tokens plus its own (a fixed linear model).
     pass_overhead_tokens: Annotated[int, Field(ge=0)] | None = None
 

@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer searches and rounds")
     parser.add_argument("--layers", type=int, default=2, help="decoder layers (of 28)")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        help="interleaved rounds (default 3, --quick 2); more on a busy machine",
+    )
+    parser.add_argument(
         "--write-docs",
         nargs="?",
         const=DOCS_PATH,
@@ -43,12 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine_description()}\nload average: {before}", flush=True)
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-qwen3-")))
-        sec = qwen3.run(Bench(quick=args.quick, work=work, stack=stack), layers=args.layers)
+        bench = Bench(quick=args.quick, work=work, stack=stack)
+        sec = qwen3.run(bench, layers=args.layers, rounds=args.rounds)
     sec.seconds = time.time() - started
     after = load_average()
     command = "python -m devtools.bench.qwen3" + (" --quick" if args.quick else "")
     if args.layers != 2:
         command += f" --layers {args.layers}"
+    if args.rounds:
+        command += f" --rounds {args.rounds}"
     text = "\n".join(
         [
             "## Qwen3-Reranker on this CPU",

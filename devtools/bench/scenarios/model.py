@@ -22,6 +22,8 @@ from sidecar.scoring.hf.quantize import quantize_for_cpu
 
 EFFICIENCY = 0.80
 INT8_SPEEDUP = 2.0
+#: The serving stack against the bare loop, in every dtype (passes sized for the kernels).
+STACK_VS_BARE = 0.9
 KINDS = ("fp32", "int8", "bf16")
 
 
@@ -217,4 +219,21 @@ def run(b: Bench) -> Section:
             None,
         )
     )
+    for kind in KINDS:
+        ok_kind = keep[kind] >= STACK_VS_BARE
+        sec.goals.append(
+            Goal(
+                f"5 serving stack vs bare loop, {kind}",
+                f"≥ {STACK_VS_BARE}×",
+                f"{keep[kind]:.2f}× ({per_pass[kind]:.1f} pairs per pass)",
+                ok_kind,
+                ""
+                if ok_kind
+                else (
+                    f"the stack's passes averaged {per_pass[kind]:.1f} pairs vs {bare_pass:.0f} "
+                    f"in the bare loop; padding in arrival order {padding(arrival):.0%} vs "
+                    f"{padded:.0%} in the bare loop's globally sorted batches"
+                ),
+            )
+        )
     return sec

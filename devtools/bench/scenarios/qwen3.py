@@ -46,7 +46,7 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def run(b: Bench, *, layers: int = 2) -> Section:
+def run(b: Bench, *, layers: int = 2, rounds: int | None = None) -> Section:
     sec = Section(
         7,
         f"Qwen3-Reranker-0.6B's architecture on this CPU ({layers} of its 28 layers): shared "
@@ -57,7 +57,7 @@ def run(b: Bench, *, layers: int = 2) -> Section:
     directory, dims = qw.build(b.work / f"qwen3-0.6b-{layers}l", layers, vocab)
     titles = qw.titles(rng, vocab, b.scale(3, 2), 20)
     long = qw.fixed(rng, vocab, b.scale(2, 1), b.scale(10, 6), 256)
-    rounds = b.scale(3, 2)
+    rounds = rounds or b.scale(3, 2)
     worker = WorkerConfig()
     times: dict[str, list[float]] = {}
     passes: dict[str, list[int]] = {}
