@@ -73,6 +73,10 @@ async def serve(config: SidecarConfig) -> int:
         access_log=None,
         handle_signals=False,
         shutdown_timeout=config.server.shutdown_timeout_s,
+        # A client that goes away cancels its handler: its ES request, its place in the
+        # model's queue and its pending parts of a window are dropped (aiohttp's default
+        # since 3.9 is to let the handler run on).
+        handler_cancellation=True,
     )
     await runner.setup()
     site = web.TCPSite(

@@ -30,6 +30,7 @@ async def identity_confirmed(request: web.Request) -> bool:
         answer = await request.app[ES].fetch(EsRequest("GET", path, headers, None))
     except UpstreamError:
         return False
+    answer.release()
     return answer.status == 200
 
 

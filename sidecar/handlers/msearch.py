@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sidecar.errors import UpstreamResponseTooLarge
 from sidecar.handlers.outcomes import answer, fair_key, forward
 from sidecar.handlers.search import indices_of, other_format
 from sidecar.http.body import (
@@ -71,10 +72,14 @@ async def handle_msearch(request: web.Request) -> web.StreamResponse:
         force = force or "filter_path"  # the client does not want hits
     plans: list[SearchPlan] = []
     bodies: dict[int, bytes] = {}
+    allowed, reranking = request.app[CONFIG].rerank.load.msearch_max_reranked, 0
     for i, (header, body) in enumerate(payload.pairs):
         index = _header_indices(header, path_index)
         mode = rollout.decide(client, indices_of(index)).mode
-        plan = step.plan(body, {}, index, mode, force_skip=force)
+        # Past the cap a sub-search is not widened either: ES answers it as sent.
+        capped = "msearch_limit" if reranking >= allowed else None
+        plan = step.plan(body, {}, index, mode, force_skip=force or capped)
+        reranking += plan.rerank
         if plan.rewrites_body and plan.body is not None:
             new = compact(plan.body)
             if new is None or has_duplicate_keys(payload.body_line(i)):
@@ -95,8 +100,9 @@ async def handle_msearch(request: web.Request) -> web.StreamResponse:
 
     try:
         es_resp = await request.app[ES].fetch(forwarded)
-    except BufferFull:
-        # The rerank path holds all the answers memory allows: this one is streamed.
+    except (BufferFull, UpstreamResponseTooLarge):
+        # Too large to hold, alone or with the answers held already: ES's answer to the
+        # client's own request is streamed instead (a 502 ES would not give is never sent).
         return await forward(request, as_sent, Outcome("skipped", "memory"))
     try:
         trace = trace_of(request)
@@ -109,7 +115,7 @@ async def handle_msearch(request: web.Request) -> web.StreamResponse:
             es_resp.decoded(es_limit),
             trace.request_id,
             filter_path=shape if drop else None,
-            client=fair_key(request, client.addr),
+            client=fair_key(client.addr),
         )
         if isinstance(applied, Reask):
             return await forward(request, as_sent, applied.outcome)

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from aiohttp import web
 
 from sidecar.http.trace import trace_of
@@ -15,22 +13,19 @@ from sidecar.upstream import EsRequest
 RERANK_HEADER = "X-Rerank"
 
 
-def fair_key(request: web.Request, address: object) -> str:
-    """Who waits its turn for the model: the API key (hashed: it never sits in memory as
-    sent) when there is one, else the client address behind trusted proxies."""
-    auth = request.headers.get("Authorization")
-    if auth:
-        return "key:" + hashlib.sha256(auth.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+def fair_key(address: object) -> str:
+    """Who waits its turn for the model: the client address behind trusted proxies. Not a
+    credential: one a client writes itself (any Authorization, with ES security off)
+    would give it a fresh place in the round robin per request."""
     return f"ip:{address}"
 
 
 async def forward(request: web.Request, req: EsRequest, outcome: Outcome) -> web.StreamResponse:
     """A search that is not reranked: ES's answer is streamed back unchanged (never
     buffered, so a huge aggregation or a large page costs the sidecar no memory)."""
-    # Searches have a pool of their own: pass-through traffic cannot take it.
-    resp = await request.app[ES].relay(
-        request, req, on_headers={RERANK_HEADER: outcome.header}, pool="search"
-    )
+    # Streamed like any pass-through: the search pool is kept for the answers the rerank
+    # path reads, which a slow reader of a streamed answer must not be able to hold.
+    resp = await request.app[ES].relay(request, req, on_headers={RERANK_HEADER: outcome.header})
     trace_of(request).outcome = outcome
     return resp
 

@@ -23,6 +23,7 @@ Two request shapes, told apart by their documents field:
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +43,8 @@ from sidecar.errors import (
 from sidecar.http.access import Cors, Guard
 from sidecar.http.body import read_body
 from sidecar.jsonutil import json_response, parse_body
-from sidecar.keys import CONFIG, SCORER
-from sidecar.scoring.base import ScoreResult
+from sidecar.keys import CONFIG, ENGINE, SCORER
+from sidecar.scoring.base import Scorer, ScoreResult
 
 EMPTY = "query and documents cannot be empty"
 PATHS = ("/_sidecar/v1/rerank", "/_sidecar/rerank")
@@ -213,16 +214,28 @@ async def rerank(request: web.Request) -> web.Response:
     )
     if not scorer.ready:
         raise ServiceUnavailable("reranker not ready")
+    engine = request.app.get(ENGINE)
     try:
-        result = await scorer.score(
-            req.query, req.documents, req.instruction, timeout=config.api.timeout_s
-        )
+        async with asyncio.timeout(config.api.timeout_s):
+            if engine is None:
+                result = await _score(scorer, req, config.api.timeout_s)
+            else:
+                # Through the same fair admission as searches: a 1,000-document request
+                # waits its turn instead of pushing every search past its budget.
+                async with engine.gate.admit(f"ip:{request.remote}", len(req.documents)):
+                    result = await _score(scorer, req, config.api.timeout_s)
+    except TimeoutError as exc:
+        raise ServiceUnavailable("reranker timed out") from exc
     except InputTooLong as exc:
         # The request's fault, not the model's: say what to change.
         raise IllegalArgument(str(exc)) from exc
     except RerankUnavailable as exc:
         raise _unavailable(exc) from exc
     return json_response(render(req, result, scorer.info.name))
+
+
+async def _score(scorer: Scorer, req: RerankRequest, timeout_s: float) -> ScoreResult:
+    return await scorer.score(req.query, req.documents, req.instruction, timeout=timeout_s)
 
 
 def add_routes(app: web.Application, config: ApiConfig) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from sidecar.errors import UpstreamResponseTooLarge
 from sidecar.handlers.cache_hit import cached_hit
 from sidecar.handlers.outcomes import answer, fair_key, forward
 from sidecar.http.body import decode_body, has_duplicate_keys, read_body
@@ -90,9 +91,7 @@ async def search_handler(request: web.Request) -> web.StreamResponse:
     if plan.body is not None and data is None:
         return await forward(request, as_sent, Outcome("skipped", "unserializable_body"))
     rewritten = EsRequest.rewritten(request, data, plan.drop_params, plan.set_params)
-    return await _rerank(
-        request, plan, raw or b"", rewritten, as_sent, fair_key(request, caller.addr)
-    )
+    return await _rerank(request, plan, raw or b"", rewritten, as_sent, fair_key(caller.addr))
 
 
 async def _rerank(
@@ -116,8 +115,9 @@ async def _rerank(
 
     try:
         es_resp = await request.app[ES].fetch(req)
-    except BufferFull:
-        # The rerank path holds all the answers memory allows: this one is streamed.
+    except (BufferFull, UpstreamResponseTooLarge):
+        # Too large to hold, alone or with the answers held already: ES's answer to the
+        # client's own request is streamed instead (a 502 ES would not give is never sent).
         return await forward(request, as_sent, Outcome("skipped", "memory"))
     try:
         return await _answer(request, plan, es_resp, as_sent, client, cache_key)

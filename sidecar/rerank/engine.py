@@ -33,6 +33,9 @@ from sidecar.scoring.base import Scorer, ScoreResult
 
 log = logging.getLogger("sidecar.rerank")
 
+#: With the whole window over budget, one small request still goes to the model this often.
+PROBE_INTERVAL_S = 5.0
+
 
 @dataclass
 class Timings:
@@ -64,6 +67,8 @@ class RerankEngine:
         self.breaker = AsyncBreaker(rc.breaker.fail_max, rc.breaker.reset_timeout_s)
         self.load = rc.load
         self.cost = CostModel()
+        #: When the model was last called (time.monotonic: the budget probe's clock).
+        self._last_call = time.monotonic()
         self.gate = FairGate(
             rc.load.max_in_flight_pairs, rc.load.max_waiting_per_client, rc.load.chunk_hits
         )
@@ -144,14 +149,23 @@ class RerankEngine:
         loop = asyncio.get_running_loop()
         end = deadline if deadline is not None else loop.time() + budget_s
         remaining = end - loop.time()
-        ahead = self.gate.in_flight + self.gate.waiting_pairs
+        ahead = self._ahead()
         k = max(self.cost.fit(missing, remaining, ahead), have)
         if self.breaker.state == "half-open":
             k = min(k, max(have, floor))  # a trial is one small request
-        if k < floor:
-            self.breaker.release()
-            return ScoredWindow(None, Outcome("fallback", "budget"), timings)
+        if k < floor and time.monotonic() - self._last_call >= PROBE_INTERVAL_S:
+            # The estimate only learns from answers: now and then one small request goes
+            # ahead anyway, so a cost learned in a stall cannot turn reranking off for good.
+            k = floor
         todo = [i for i in range(k) if missing[i]]
+        if k < floor or not todo:
+            self.breaker.release()
+            if have >= floor:
+                # What is cached already is all that fits: serve that prefix.
+                scores = [float(v) for v in cached[:have] if v is not None]
+                return ScoredWindow(scores, _cached(have, n), timings)
+            return ScoredWindow(None, Outcome("fallback", "budget"), timings)
+        self._last_call = time.monotonic()
         size = len(todo) if self.scorer.info.backend == "remote" else self.load.chunk_hits
         parts = [todo[j : j + size] for j in range(0, len(todo), size)]
         first_predicted = self.cost.predict(len(parts[0]), ahead)
@@ -170,6 +184,15 @@ class RerankEngine:
         await _cancel(pending)
         return self._settle(
             cached, keys, parts, tasks, done, t0, remaining, ahead, first_predicted, timings
+        )
+
+    def _ahead(self) -> int:
+        """Pairs a new request waits behind: those with the model (the worker's queue
+        included, which the rerank API fills too), and, of those waiting at the gate, about
+        one turn of each waiting client, since admission is round robin."""
+        with_model = max(self.gate.in_flight, self.scorer.queued_pairs)
+        return with_model + min(
+            self.gate.waiting_pairs, self.gate.waiting_clients * self.load.chunk_hits
         )
 
     async def _score_part(

@@ -46,6 +46,10 @@ class FairGate:
     def waiting_pairs(self) -> int:
         return sum(w.pairs for c in self._clients.values() for w in c.waiting)
 
+    @property
+    def waiting_clients(self) -> int:
+        return len(self._clients)
+
     @asynccontextmanager
     async def admit(self, client: str, pairs: int) -> AsyncIterator[None]:
         """Hold ``pairs`` of the scorer's capacity for the body of the ``async with``."""

@@ -17,6 +17,7 @@ from sidecar.rerank.doc_text import PLACEHOLDER, DocTextSpec
 
 #: Index names come from clients: the memo of resolved names is bounded.
 _MEMO = 4096
+_MEMO_KEY_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,11 @@ class IndexSettings:
 class IndexRules:
     def __init__(self, config: RerankConfig) -> None:
         self._config = config
-        self.resolve = lru_cache(maxsize=_MEMO)(self._resolve)
+        self._memo = lru_cache(maxsize=_MEMO)(self._resolve)
+
+    def resolve(self, index: str) -> IndexSettings:
+        # The memo is bounded in entries; a long name (clients write them) is not kept.
+        return self._memo(index) if len(index) <= _MEMO_KEY_CHARS else self._resolve(index)
 
     def _entry(self, index: str) -> IndexRerankConfig | None:
         if not index:

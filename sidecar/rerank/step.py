@@ -182,7 +182,7 @@ class RerankStep:
     ) -> Applied | Reask:
         """Rerank ES's ``_msearch`` answer: the sub-searches are scored concurrently, so
         the batching worker coalesces them into shared forward passes. They share one
-        budget, and at most ``rerank.load.msearch_max_reranked`` of them are reranked."""
+        budget (the handler plans at most ``rerank.load.msearch_max_reranked`` of them)."""
         body = _parse(raw)
         responses = body.get("responses") if isinstance(body, dict) else None
         if not isinstance(responses, list) or len(responses) != len(plans):
@@ -209,18 +209,10 @@ class RerankStep:
 
         budget_s = max((p.settings.budget_s for p in plans if p.rerank), default=0.0)
         start = asyncio.get_running_loop().time()
-        allowed = self.config.rerank.load.msearch_max_reranked
-        chosen = set([i for i, p in enumerate(plans) if p.rerank][:allowed])
 
         async def one(i: int, plan: SearchPlan, response: Any) -> tuple[Outcome, Timings]:
             if not plan.rerank:
                 return Outcome("skipped", plan.skip_reason), Timings()
-            if i not in chosen:
-                outcome = Outcome("skipped", "msearch_limit")
-                rewrite(
-                    response, plan, None, plan.settings.score, self.engine.status(outcome, None)
-                )
-                return outcome, Timings()
             # One budget for the request: every sub-search's ends with the request's.
             deadline = start + min(budget_s, plan.settings.budget_s)
             return await self.rerank(plan, response, rid, client, deadline)

@@ -235,3 +235,42 @@ async def test_a_half_open_trial_is_one_small_request() -> None:
     assert [len(c) for c in scorer.calls] == [10]
     assert trial.outcome.header == "applied; window=10"
     assert engine.breaker.state == "closed"
+
+
+async def test_an_over_budget_model_is_probed_now_and_then() -> None:
+    """A cost learned in a stall cannot switch reranking off for good: after a quiet
+    while, one small request goes to the model anyway, and its answer teaches the cost."""
+    scorer = ScriptedScorer()
+    engine = engine_with(scorer)
+    engine.cost.per_pair, engine.cost.safety = 10.0, 1.0  # learned while the model stalled
+    assert (await engine.score("q", None, WINDOW, budget_s=1)).outcome.header == (
+        "fallback; reason=budget"
+    )
+    engine._last_call -= 60  # a minute without a model call
+    probe = await engine.score("q", None, WINDOW, budget_s=1)
+    assert [len(c) for c in scorer.calls] == [10]
+    assert probe.outcome.header == "applied; window=10"
+    assert engine.cost.per_pair < 10.0
+
+
+async def test_a_cached_prefix_that_is_all_that_fits_is_served() -> None:
+    scorer = ScriptedScorer()
+    engine = engine_with(scorer)
+    await engine.score("q", None, WINDOW[:20], budget_s=5)  # the top 20 are cached now
+    engine.cost.per_pair, engine.cost.safety = 10.0, 1.0
+    calls = len(scorer.calls)
+    scored = await engine.score("q", None, WINDOW, budget_s=1)
+    assert scored.outcome.header == "cached; window=20"
+    assert len(scorer.calls) == calls
+    assert engine.breaker.state == "closed"
+    # And a half-open breaker whose trial fits in the cache is released, not stuck.
+    now = [0.0]
+    engine.breaker = AsyncBreaker(1, 60, clock=lambda: now[0])
+    engine.breaker.force_open()
+    now[0] = 61.0
+    again = await engine.score("q", None, WINDOW, budget_s=1)
+    assert again.outcome.header == "cached; window=20"
+    scorer.behave = "ok"
+    engine.cost.per_pair = 0.0001
+    fresh = await engine.score("new query", None, WINDOW, budget_s=5)
+    assert fresh.outcome.header.startswith("applied"), "the breaker let a trial through"
