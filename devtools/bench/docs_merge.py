@@ -73,9 +73,17 @@ def row_number(row: str) -> int | None:
 
 
 def with_provenance(section: str, line: str) -> str:
-    """``section`` with ``line`` as its first paragraph, unless it has one already."""
+    """``section`` with ``line`` as its first paragraph, unless it says already which run
+    measured it (a provenance line, or its own ``Measured ...`` paragraph: a scenario that
+    reports its run itself keeps only that)."""
     heading, _, body = section.partition("\n")
-    if body.lstrip("\n").startswith(PROVENANCE) or not line:
+    paragraphs = [p for p in body.strip("\n").split("\n\n") if p.strip()]
+    if len(paragraphs) > 1 and paragraphs[0].startswith(PROVENANCE):
+        if paragraphs[1].startswith("Measured "):
+            # A provenance line above the section's own paragraph: the paragraph says it.
+            return heading + "\n\n" + "\n\n".join(paragraphs[1:])
+        return section
+    if not line or (paragraphs and paragraphs[0].startswith(("Measured ", PROVENANCE))):
         return section
     return f"{heading}\n\n{line}\n{body}"
 

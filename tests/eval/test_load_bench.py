@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.bench.docs_merge import current_block, merge, parse, row_number
+from devtools.bench.docs_merge import current_block, merge, parse, row_number, with_provenance
 from devtools.bench.results import Goal, Section
 from devtools.bench.scenarios import slow_clients as slow
 from devtools.bench.scenarios.neighbour import api_request, msearch_request
@@ -181,6 +181,10 @@ def test_a_partial_run_replaces_only_its_scenarios(tmp_path: Path) -> None:
     again = merge(merged, partial, {8}, "_Measured later_")
     assert parse(again).sections[1] == doc.sections[1]
     assert again.count("_Measured later_") == 1
+    # A section that reports its own run keeps only its own paragraph.
+    own = "### 6. Six\n\nMeasured 2026-01-01 by itself.\n\nbody"
+    assert with_provenance(own, "_Measured x_") == own
+    assert with_provenance(own.replace("\n\nM", "\n\n_Measured x_\n\nM", 1), "") == own
     # Nothing kept: the partial run's own document.
     assert merge(partial, partial, {8}, "_x_") == partial
     path = tmp_path / "benchmarks.md"

@@ -118,10 +118,13 @@ class Segment:
     wall_s: float = 0.0
     clients: int = 0
     target_rate: float | None = None
+    #: Requests in flight when a ``stop`` ended the load (their answers never counted).
+    abandoned: int = 0
 
     def merge(self, other: Segment) -> None:
         self.samples += other.samples
         self.wall_s += other.wall_s
+        self.abandoned += other.abandoned
         self.clients = max(self.clients, other.clients)
         self.target_rate = other.target_rate if self.target_rate is None else self.target_rate
 
@@ -222,6 +225,9 @@ async def paced(
                         sample.header = resp.headers.get("X-Rerank", "")
                 except (aiohttp.ClientError, TimeoutError):
                     raw = b""
+                except asyncio.CancelledError:
+                    seg.abandoned += 1
+                    raise
                 sample.latency_s = loop.time() - t0
                 read_answer(req, sample.status, raw, sample)
                 seg.samples.append(sample)
@@ -506,9 +512,12 @@ def run(b: Bench) -> Section:
         f"segments before the load: {cap_all.reranked()}/{cap_all.n}.",
         "",
         f"'sent late': searches sent more than 50 ms after their slot (every client busy). "
-        f"'p99 limit': ES's p99 at that rate + the budget ({DEFAULTS.budget_ms:.0f} ms) + "
+        "'ES p50 / p99': the client's own search sent straight to ES at the same rate and "
+        f"concurrency (the sidecar asks ES for the window, {WINDOW} hits with their text). "
+        f"'p99 limit': ES's p99 + the budget ({DEFAULTS.budget_ms:.0f} ms) + "
         f"{P99_SLACK_MS:.0f} ms. 'breaker': states seen in /_sidecar/metrics, polled every "
-        f"{POLL_S} s during the level.",
+        f"{POLL_S} s during the level. nDCG@10: per query the mean over its searches, then "
+        "the mean over the queries (devtools.eval's metric and qrels).",
     ]
     sec.goals += goals(levels, capacity, bm25.ndcg(qrels), cap_all.ndcg(qrels), qrels)
     sec.goals.append(
@@ -557,8 +566,8 @@ def goals(
             Goal(
                 f"8 overload {GOAL_LEVEL}×",
                 f"p99 ≤ ES p99 + budget + {P99_SLACK_MS:.0f} ms",
-                f"{_ms(sc.pct(99))} ms ≤ {_ms(limit)} ms? (p50 {_ms(sc.pct(50))} ms; ES p99 "
-                f"{_ms(es.pct(99))} ms)",
+                f"{_ms(sc.pct(99))} ms (limit {_ms(limit)} ms; p50 {_ms(sc.pct(50))} ms; ES "
+                f"p99 {_ms(es.pct(99))} ms)",
                 ok,
                 "" if ok else figures,
             )
