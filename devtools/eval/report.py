@@ -95,6 +95,7 @@ class ServedComparison:
     p50_s: float
     p99_s: float
     outcomes: dict[str, int]
+    load_1m: float | None = None
 
     @property
     def at_least_bm25(self) -> bool:
@@ -125,6 +126,7 @@ def served_comparisons(report: EvalReport) -> list[ServedComparison]:
                 p50_s=run.latency(50),
                 p99_s=run.latency(99),
                 outcomes=run.outcome_counts(),
+                load_1m=run.load_1m,
             )
         )
     return out
@@ -145,9 +147,9 @@ def served_table(report: EvalReport) -> str:
     budget = f"{report.served_budget_ms:.0f} ms" if report.served_budget_ms else "configured"
     lines = [
         f"| configuration | budget | nDCG@{NDCG_K} BM25 | ceiling | as served | Δ vs ceiling | "
-        f"reranked (any K) | mean K | p50 / p99 s per search | X-Rerank | goal: ≥ BM25 | "
-        f"goal: within {SERVED_LOSS_GOAL} of the ceiling |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"reranked (any K) | mean K | p50 / p99 s per search | X-Rerank | load (1 min) | "
+        f"goal: ≥ BM25 | goal: within {SERVED_LOSS_GOAL} of the ceiling |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in comparisons:
         ceiling = f"{c.ceiling:.4f}" if c.ceiling is not None else "—"
@@ -158,6 +160,7 @@ def served_table(report: EvalReport) -> str:
             f"| {c.label} | {budget} | {c.bm25:.4f} | {ceiling} | {c.served:.4f} | {delta} | "
             f"{c.reranked}/{c.queries} | {c.mean_k:.1f} of {c.window} | "
             f"{c.p50_s:.2f} / {c.p99_s:.2f} | {_outcome_text(c.outcomes)} | "
+            f"{f'{c.load_1m:.1f}' if c.load_1m is not None else 'n/a'} | "
             f"{'met' if c.at_least_bm25 else '**missed**'} | {near_text} |"
         )
     return "\n".join(lines)
@@ -194,7 +197,9 @@ def _notes(report: EvalReport) -> str:
                 + f", searches sent {s.as_served_concurrency} at a time. A search is reranked "
                 "as far as the budget allows (`applied; window=K`: the top K, the rest in ES "
                 "order) or keeps ES order (`fallback`); its nDCG@10 is scored either way. "
-                "Latency: from sending the search to its whole answer, ES included."
+                "Latency: from sending the search to its whole answer, ES included. Load: "
+                "the machine's 1-minute load average as the run ended (other processes "
+                "slow the model, and with it what the budget allows)."
             ]
             if report.as_served and report.served_budget_ms is not None
             else []
@@ -310,6 +315,7 @@ def _run_json(run: RunResult) -> dict[str, Any]:
         "seconds": run.seconds,
         "reranked": run.reranked,
         "mean_k": run.mean_k,
+        "load_1m": run.load_1m,
         "latency_p50_s": run.latency(50),
         "latency_p99_s": run.latency(99),
         "outcomes": run.outcome_counts(),

@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import sys
 import tempfile
 import time
@@ -252,6 +253,9 @@ class RunResult:
     #: qid -> hits reranked, and seconds per search.
     ks: dict[str, int] = field(default_factory=dict)
     latencies: dict[str, float] = field(default_factory=dict)
+    #: The machine's 1-minute load average when the run ended (other processes slow an
+    #: as-served run's model, and with it what the budget allows).
+    load_1m: float | None = None
 
     def __post_init__(self) -> None:
         key = f"ndcg@{NDCG_K}"
@@ -459,6 +463,13 @@ def _sidecar(
         yield sc.url
 
 
+def _load_1m() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
 def _say(settings: Settings, text: str) -> None:
     if settings.progress:
         print(text, file=sys.stderr, flush=True)
@@ -543,6 +554,7 @@ def evaluate(settings: Settings) -> EvalReport:
                     into.append(
                         _result(label, server, request, data, baseline, ranked, seconds, settings)
                     )
+                    into[-1].load_1m = _load_1m()
                     _say(settings, f"{label}: nDCG@10 {into[-1].mean(f'ndcg@{NDCG_K}'):.4f}")
         report = EvalReport(
             settings=settings,
