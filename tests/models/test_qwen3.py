@@ -131,10 +131,10 @@ async def test_truncation_cuts_only_the_document(qwen_dir: Path, start_scorer: S
 async def test_a_query_that_leaves_no_room_is_refused(
     qwen_dir: Path, start_scorer: StartScorer
 ) -> None:
-    from sidecar.errors import ModelFailure
+    from sidecar.errors import InputTooLong
 
     scorer = await start_scorer(qwen_dir, max_length=120)
-    with pytest.raises(ModelFailure):
+    with pytest.raises(InputTooLong):
         await scorer.score("a very long query " * 30, ["doc"])
 
 
