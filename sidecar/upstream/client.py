@@ -172,7 +172,10 @@ class EsClient:
     def create_session(config: ESConfig, connections: int | None = None) -> aiohttp.ClientSession:
         timeout = aiohttp.ClientTimeout(
             total=None,
-            connect=config.timeouts.connect_s,
+            # aiohttp's ``connect`` also covers the wait for a free pooled connection: a
+            # burst of searches waits its turn (up to read_s) instead of failing with 502
+            # when every connection is busy. Reaching ES itself is bounded by sock_connect.
+            connect=config.timeouts.connect_s + config.timeouts.read_s,
             sock_connect=config.timeouts.connect_s,
             sock_read=config.timeouts.read_s,
         )
