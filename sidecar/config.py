@@ -464,6 +464,10 @@ class LoadConfig(_Section):
     #: Pairs with the model at once, all clients together; more wait their turn, round
     #: robin between clients (by address behind trusted proxies, or API key).
     max_in_flight_pairs: PositiveInt = 256
+    #: With a local model, pairs with it at once are also at most what it answers in this
+    #: long (learned as it serves; at least one part): a search that arrives behind a big
+    #: request then waits about this long for its first turn, not for the whole request.
+    in_flight_ms: PositiveFloat = 250.0
     #: Requests one client may have waiting for the model; past it its new ones fall back
     #: at once (``overloaded``), and no other client's do.
     max_waiting_per_client: PositiveInt = 32

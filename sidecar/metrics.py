@@ -118,7 +118,7 @@ class Metrics:
     def attach(self, live: LiveFigures) -> None:
         self.registry.register(_LiveCollector(live))
 
-    def observe_batch(self, pairs: int, padded_tokens: int) -> None:
+    def observe_batch(self, pairs: int, padded_tokens: int, seconds: float) -> None:
         """Called from the model worker thread (prometheus_client is thread-safe)."""
         self.batch_pairs.observe(pairs)
         self.batch_tokens.observe(padded_tokens)

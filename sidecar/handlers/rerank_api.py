@@ -40,10 +40,11 @@ from sidecar.errors import (
     ServiceUnavailable,
     SidecarError,
 )
+from sidecar.handlers.outcomes import fair_key
 from sidecar.http.access import Cors, Guard
 from sidecar.http.body import read_body
 from sidecar.jsonutil import json_response, parse_body
-from sidecar.keys import CONFIG, ENGINE, SCORER
+from sidecar.keys import CONFIG, ENGINE, ROLLOUT, SCORER
 from sidecar.scoring.base import Scorer, ScoreResult
 
 EMPTY = "query and documents cannot be empty"
@@ -220,10 +221,16 @@ async def rerank(request: web.Request) -> web.Response:
             if engine is None:
                 result = await _score(scorer, req, config.api.timeout_s)
             else:
-                # Through the same fair admission as searches: a 1,000-document request
-                # waits its turn instead of pushing every search past its budget.
-                async with engine.gate.admit(f"ip:{request.remote}", len(req.documents)):
-                    result = await _score(scorer, req, config.api.timeout_s)
+                # Through the same fair admission as searches, in parts: a 1,000-document
+                # request takes turns instead of pushing every search past its budget.
+                caller = request.app[ROLLOUT].client(request.remote, request.headers)
+                result = await engine.score_all(
+                    fair_key(caller.addr),
+                    req.query,
+                    req.documents,
+                    req.instruction,
+                    config.api.timeout_s,
+                )
     except TimeoutError as exc:
         raise ServiceUnavailable("reranker timed out") from exc
     except InputTooLong as exc:

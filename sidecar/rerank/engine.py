@@ -24,7 +24,7 @@ from sidecar.errors import (
     RerankUnavailable,
 )
 from sidecar.rerank.breaker import AsyncBreaker
-from sidecar.rerank.budget import CostModel
+from sidecar.rerank.budget import Backlog, CostModel
 from sidecar.rerank.cache import ResponseCache, ScoreCache, ScoreKey
 from sidecar.rerank.fair import FairGate
 from sidecar.rerank.language import LanguageGate
@@ -67,6 +67,9 @@ class RerankEngine:
         self.breaker = AsyncBreaker(rc.breaker.fail_max, rc.breaker.reset_timeout_s)
         self.load = rc.load
         self.cost = CostModel()
+        # A local model's cost is learned from its worker's passes (a remote scorer never
+        # reports any); a remote one's from its answers.
+        scorer.add_batch_observer(self._observe_pass)
         #: When the model was last called (time.monotonic: the budget probe's clock).
         self._last_call = time.monotonic()
         self.gate = FairGate(
@@ -76,6 +79,23 @@ class RerankEngine:
         self.responses = ResponseCache.from_config(rc.response_cache, rc.extra_identity_headers)
         self.languages = LanguageGate(())
         self._languages_ready = False
+
+    @property
+    def _remote(self) -> bool:
+        """A remote server's queue is not ours to see: its cost comes from its answers."""
+        return self.scorer.info.backend == "remote"
+
+    def _observe_pass(self, pairs: int, padded_tokens: int, seconds: float) -> None:
+        self.cost.observe_pass(pairs, seconds)
+
+    def _size_gate(self) -> None:
+        """Pairs with a local model at once: what it answers in ``load.in_flight_ms``, at
+        least one part. More would queue inside the worker, first come first served, where
+        no client can be let ahead; fewer leave it idle between parts."""
+        load = self.load
+        quick = None if self._remote else self.cost.pairs_in(load.in_flight_ms / 1000)
+        size = load.max_in_flight_pairs if quick is None else quick
+        self.gate.resize(max(load.chunk_hits, min(load.max_in_flight_pairs, size)))
 
     def start_language_gate(self) -> None:
         """Called (in a thread) once the model is loaded and has declared its languages."""
@@ -149,8 +169,9 @@ class RerankEngine:
         loop = asyncio.get_running_loop()
         end = deadline if deadline is not None else loop.time() + budget_s
         remaining = end - loop.time()
-        ahead = self._ahead()
-        k = max(self.cost.fit(missing, remaining, ahead), have)
+        self._size_gate()
+        backlog = self._backlog(client)
+        k = max(self.cost.fit(missing, remaining, backlog), have)
         if self.breaker.state == "half-open":
             k = min(k, max(have, floor))  # a trial is one small request
         if k < floor and time.monotonic() - self._last_call >= PROBE_INTERVAL_S:
@@ -166,9 +187,9 @@ class RerankEngine:
                 return ScoredWindow(scores, _cached(have, n), timings)
             return ScoredWindow(None, Outcome("fallback", "budget"), timings)
         self._last_call = time.monotonic()
-        size = len(todo) if self.scorer.info.backend == "remote" else self.load.chunk_hits
+        size = len(todo) if self._remote else self.load.chunk_hits
         parts = [todo[j : j + size] for j in range(0, len(todo), size)]
-        first_predicted = self.cost.predict(len(parts[0]), ahead)
+        first_predicted = self.cost.predict_answer(len(parts[0]), backlog)
         texts = [d.text for d in docs]
         tasks = [
             asyncio.create_task(self._score_part(client, query, instruction, texts, part, end))
@@ -183,17 +204,65 @@ class RerankEngine:
             raise
         await _cancel(pending)
         return self._settle(
-            cached, keys, parts, tasks, done, t0, remaining, ahead, first_predicted, timings
+            cached, keys, parts, tasks, done, t0, remaining, backlog, first_predicted, timings
         )
 
-    def _ahead(self) -> int:
-        """Pairs a new request waits behind: those with the model (the worker's queue
-        included, which the rerank API fills too), and, of those waiting at the gate, about
-        one turn of each waiting client, since admission is round robin."""
-        with_model = max(self.gate.in_flight, self.scorer.queued_pairs)
-        return with_model + min(
-            self.gate.waiting_pairs, self.gate.waiting_clients * self.load.chunk_hits
+    async def score_all(
+        self,
+        client: str,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None,
+        timeout_s: float,
+    ) -> ScoreResult:
+        """Every document scored, for the rerank API: no cache, no budget cut, no breaker.
+
+        A local model gets the documents in parts of ``load.chunk_hits``, each admitted on
+        its own: a 1,000-document request takes its turns beside everyone else's parts
+        instead of holding the model for all of its pairs. A few parts wait ahead at once,
+        so the model never idles between them; past the first error the rest are dropped.
+        """
+        self._size_gate()
+        if self._remote:
+            async with self.gate.admit(client, len(documents)):
+                return await self.scorer.score(query, documents, instruction, timeout=timeout_s)
+        size = self.load.chunk_hits
+        parts = [documents[j : j + size] for j in range(0, len(documents), size)]
+        ahead = asyncio.Semaphore(
+            max(1, min(self.load.max_waiting_per_client, self.gate.max_pairs // size + 1))
         )
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+
+        async def one(part: Sequence[str]) -> ScoreResult:
+            async with ahead, self.gate.admit(client, len(part)):
+                left = max(0.0, end - loop.time())
+                return await self.scorer.score(query, part, instruction, timeout=left)
+
+        tasks = [asyncio.create_task(one(part)) for part in parts]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            # The first error is the answer; the other parts are not wanted any more.
+            await _cancel(tasks)
+            for task in tasks:
+                if not task.cancelled():
+                    task.exception()
+            raise
+        return ScoreResult(
+            [score for r in results for score in r.scores],
+            tokens=sum(r.tokens for r in results),
+            queue_s=max(r.queue_s for r in results),
+            model_s=sum(r.model_s for r in results),
+        )
+
+    def _backlog(self, client: str) -> Backlog:
+        """What a new request of ``client`` waits behind: the pairs with the model (the
+        worker's queue included), the client's own waiting pairs, and the other waiting
+        clients' (of which round robin lets about as many go first as this client sends)."""
+        own, others = self.gate.waiting(client)
+        with_model = max(self.gate.in_flight, self.scorer.queued_pairs)
+        return Backlog(with_model, own, others)
 
     async def _score_part(
         self,
@@ -224,7 +293,7 @@ class RerankEngine:
         done: set[asyncio.Task[tuple[ScoreResult, float, int]]],
         t0: float,
         remaining: float,
-        ahead: int,
+        backlog: Backlog,
         first_predicted: float | None,
         timings: Timings,
     ) -> ScoredWindow:
@@ -241,7 +310,8 @@ class RerankEngine:
             exc = task.exception()
             if exc is None:
                 result, elapsed, part_ahead = task.result()
-                self.cost.observe(elapsed, len(part), part_ahead)
+                if self._remote:
+                    self.cost.observe(elapsed, len(part), part_ahead)
                 self.scores.put_many([keys[i] for i in part], result.scores)
                 for i, score in zip(part, result.scores, strict=True):
                     scores[i] = score
@@ -271,8 +341,10 @@ class RerankEngine:
         if answered:
             self.breaker.success()
         elif late:
-            elapsed = time.perf_counter() - t0
-            self.cost.observe_timeout(elapsed, sum(len(p) for p in parts), ahead)
+            if self._remote:
+                elapsed = time.perf_counter() - t0
+                pairs = sum(len(p) for p in parts)
+                self.cost.observe_timeout(elapsed, pairs, backlog.before(pairs) - pairs)
             hang_factor = self.config.rerank.breaker.hang_factor
             if first_predicted is not None and first_predicted * hang_factor < remaining:
                 self.breaker.failure()  # a quick answer was predicted and none came: a hang

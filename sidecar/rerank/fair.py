@@ -50,6 +50,24 @@ class FairGate:
     def waiting_clients(self) -> int:
         return len(self._clients)
 
+    def waiting(self, client: str) -> tuple[int, tuple[int, ...]]:
+        """Pairs waiting: ``client``'s own, and each other client's."""
+        own, others = 0, []
+        for name, entry in self._clients.items():
+            pairs = sum(w.pairs for w in entry.waiting if not w.admitted.done())
+            if name == client:
+                own = pairs
+            elif pairs:
+                others.append(pairs)
+        return own, tuple(others)
+
+    def resize(self, max_pairs: int) -> None:
+        """Change the capacity (the engine sizes it to what the model answers quickly)."""
+        grew = max_pairs > self.max_pairs
+        self.max_pairs = max_pairs
+        if grew:
+            self._dispatch()
+
     @asynccontextmanager
     async def admit(self, client: str, pairs: int) -> AsyncIterator[None]:
         """Hold ``pairs`` of the scorer's capacity for the body of the ``async with``."""

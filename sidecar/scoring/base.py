@@ -20,8 +20,8 @@ from typing import Protocol
 from sidecar.config import Backend
 from sidecar.errors import ModelFailure
 
-#: Called after each forward pass with (pairs, padded tokens), from the worker thread.
-BatchObserver = Callable[[int, int], None]
+#: Called after each forward pass with (pairs, padded tokens, seconds), from the worker thread.
+BatchObserver = Callable[[int, int, float], None]
 
 #: What each backend is, in the words logs and /ready use.
 KINDS: dict[Backend, str] = {

@@ -1,4 +1,4 @@
-"""CostModel: what fits a budget, learned from answers; FairGate: fair admission."""
+"""CostModel: what fits a budget, learned from passes and answers; FairGate: fair admission."""
 
 from __future__ import annotations
 
@@ -7,35 +7,60 @@ import asyncio
 import pytest
 
 from sidecar.errors import Overloaded
-from sidecar.rerank.budget import CostModel
+from sidecar.rerank.budget import Backlog, CostModel
 from sidecar.rerank.fair import FairGate
 
 
-def test_unknown_cost_fits_everything_then_learns() -> None:
+def test_unknown_cost_fits_everything_then_learns_from_passes() -> None:
     cost = CostModel(safety=1.0)
-    assert cost.fit([True] * 50, remaining_s=1.0, ahead_pairs=0) == 50
-    assert cost.predict(10, 0) is None
-    cost.observe(elapsed_s=1.0, own_pairs=20, ahead_pairs=0)  # 50 ms a pair
-    assert cost.predict(10, 0) == pytest.approx(0.5)
-    assert cost.fit([True] * 50, remaining_s=1.0, ahead_pairs=0) == 20
-    # Pairs already queued ahead eat the same budget.
-    assert cost.fit([True] * 50, remaining_s=1.0, ahead_pairs=10) == 10
+    idle = Backlog()
+    assert cost.fit([True] * 50, remaining_s=1.0, backlog=idle) == 50
+    assert cost.predict(10, idle) is None
+    cost.observe_pass(pairs=20, seconds=1.0)  # 50 ms a pair
+    assert cost.predict(10, idle) == pytest.approx(0.5)
+    assert cost.fit([True] * 50, remaining_s=1.0, backlog=idle) == 20
+    # Pairs with the model ahead eat the same budget.
+    assert cost.fit([True] * 50, remaining_s=1.0, backlog=Backlog(with_model=10)) == 10
     # Cached scores cost nothing: only the missing ones count.
-    assert cost.fit([False] * 30 + [True] * 20, remaining_s=0.5, ahead_pairs=0) == 40
+    assert cost.fit([False] * 30 + [True] * 20, remaining_s=0.5, backlog=idle) == 40
 
 
-def test_observations_are_per_pair_including_the_ones_ahead() -> None:
+def test_passes_weigh_by_their_pairs() -> None:
+    cost = CostModel(safety=1.0)
+    cost.observe_pass(pairs=60, seconds=0.6)  # 10 ms a pair
+    cost.observe_pass(pairs=1, seconds=0.05)  # a one-pair tail: mostly fixed cost
+    assert cost.per_pair == pytest.approx((0.7 * 0.6 + 0.3 * 0.05) / (0.7 * 60 + 0.3 * 1))
+    assert cost.per_pair is not None and cost.per_pair < 0.011
+
+
+def test_the_wait_counts_round_robin_between_clients() -> None:
+    """Admission is round robin: while this client gets n pairs in, each other waiting
+    client gets about n too (never more than it has waiting); its own waiting pairs go
+    first."""
+    backlog = Backlog(with_model=10, own_waiting=5, others_waiting=(100, 3))
+    assert backlog.before(10) == 10 + 15 + 15 + 3
+    cost = CostModel(safety=1.0)
+    cost.observe_pass(pairs=10, seconds=0.1)  # 10 ms a pair: 1 s is 100 pairs
+    k = cost.fit([True] * 100, remaining_s=1.0, backlog=backlog)
+    assert backlog.before(k) <= 100 < backlog.before(k + 1)
+
+
+def test_remote_answers_are_per_pair_including_the_ones_ahead() -> None:
     cost = CostModel(safety=1.0)
     cost.observe(elapsed_s=2.0, own_pairs=10, ahead_pairs=30)
     assert cost.per_pair == pytest.approx(0.05)
+    assert cost.answered == pytest.approx(0.05)
 
 
-def test_a_timeout_is_a_lower_bound() -> None:
+def test_a_remote_timeout_is_a_lower_bound_that_hang_detection_ignores() -> None:
     cost = CostModel(safety=1.0)
+    cost.observe(elapsed_s=0.1, own_pairs=100, ahead_pairs=0)  # 1 ms a pair
     cost.observe_timeout(elapsed_s=1.5, own_pairs=100, ahead_pairs=0)
     assert cost.per_pair == pytest.approx(0.015)
     cost.observe_timeout(elapsed_s=0.1, own_pairs=100, ahead_pairs=0)
     assert cost.per_pair == pytest.approx(0.015), "a lower bound never lowers the estimate"
+    # A hang is judged by what answers said: timeouts cannot make a hang look like load.
+    assert cost.predict_answer(10, Backlog()) == pytest.approx(0.01)
 
 
 async def test_gate_admits_at_once_under_capacity() -> None:

@@ -4,7 +4,7 @@ answers, and how the breaker counts it. No model, no sockets, no sleeps."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -26,6 +26,11 @@ class ScriptedScorer:
 
     behave: object = "ok"
     answers: int = -1
+    #: Seconds each answered call tells the pass observers it took (a local model's worker
+    #: reports its passes; a remote one reports none).
+    pass_s: float = 0.01
+    #: While set to an unset event, calls wait for it before answering.
+    hold: asyncio.Event | None = None
     ready: bool = True
     calls: list[list[str]] = field(default_factory=list)
     called: asyncio.Event = field(default_factory=asyncio.Event)
@@ -33,6 +38,7 @@ class ScriptedScorer:
         default_factory=lambda: ModelInfo("scripted", "seqcls", "test", "cpu", "fp32", 512)
     )
     queued_pairs: int = 0
+    observers: list[Callable[[int, int, float], None]] = field(default_factory=list)
 
     async def start(self) -> None:
         return None
@@ -40,8 +46,8 @@ class ScriptedScorer:
     async def close(self) -> None:
         return None
 
-    def add_batch_observer(self, observer: object) -> None:
-        return None
+    def add_batch_observer(self, observer: Callable[[int, int, float], None]) -> None:
+        self.observers.append(observer)
 
     async def score(
         self,
@@ -52,11 +58,20 @@ class ScriptedScorer:
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> ScoreResult:
         self.calls.append(list(documents))
+        call = len(self.calls)
         self.called.set()
-        if self.behave == "hang" or 0 <= self.answers < len(self.calls):
+        # One turn of the event loop, as a real scorer's await gives: concurrent calls
+        # interleave (a yield, not a wait for time to pass).
+        await asyncio.sleep(0)
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.behave == "hang" or 0 <= self.answers < call:
             await asyncio.Event().wait()
         if isinstance(self.behave, BaseException):
             raise self.behave
+        if self.info.backend != "remote":
+            for observe in self.observers:
+                observe(len(documents), 0, self.pass_s)
         return ScoreResult([float(len(d)) for d in documents], model_s=0.01, queue_s=0.002)
 
 
@@ -157,12 +172,52 @@ async def test_a_client_that_goes_away_is_not_a_model_failure() -> None:
 WINDOW = [Doc("i", str(n), f"document {n:03d}") for n in range(50)]
 
 
-async def test_a_cold_timeout_is_load_and_teaches_the_cost() -> None:
-    engine = engine_with(ScriptedScorer(behave="hang"))
-    scored = await engine.score("q", None, DOCS, budget_s=0.05)
+REMOTE = ModelInfo("http://rerank.test/", "remote", "test", "remote", "remote", 512)
+
+
+async def test_a_cold_timeout_is_load() -> None:
+    """No answer was predicted in time, so none coming is not a fault. A remote server's
+    timeout teaches a lower bound on its cost; a local model's passes teach it instead."""
+    local = engine_with(ScriptedScorer(behave="hang"))
+    scored = await local.score("q", None, DOCS, budget_s=0.05)
     assert scored.outcome.header == "fallback; reason=timeout"
-    assert engine.breaker.fail_counter == 0, "no answer was predicted in time: not a fault"
-    assert engine.cost.per_pair is not None and engine.cost.per_pair >= 0.05 / 3
+    assert local.breaker.fail_counter == 0
+    assert local.cost.per_pair is None
+    remote = engine_with(ScriptedScorer(behave="hang", info=REMOTE))
+    scored = await remote.score("q", None, DOCS, budget_s=0.05)
+    assert scored.outcome.header == "fallback; reason=timeout"
+    assert remote.breaker.fail_counter == 0
+    assert remote.cost.per_pair is not None and remote.cost.per_pair >= 0.05 / 3
+
+
+async def test_overload_teaches_no_stall() -> None:
+    """Parts that ran out of time behind a queue do not make the model look slow: the
+    passes set the cost, so the next search, alone, gets its whole window again."""
+    scorer = ScriptedScorer(pass_s=0.001)  # 0.1 ms a pair
+    engine = engine_with(scorer)
+    await engine.score("q0", None, WINDOW, budget_s=5)
+    learned = engine.cost.per_pair
+    scorer.answers = len(scorer.calls)  # from now on the model is busy elsewhere
+    scored = await engine.score("q1", None, WINDOW, budget_s=0.05)
+    assert scored.outcome.header == "fallback; reason=timeout"
+    assert engine.cost.per_pair == learned
+    scorer.answers = -1
+    again = await engine.score("q2", None, WINDOW, budget_s=1)
+    assert again.outcome.header == "applied"
+
+
+async def test_a_remote_hang_counts_even_after_timeouts_raised_the_cost() -> None:
+    """A remote server that answered quickly and now hangs: each timeout raises the cost
+    K is chosen by, but the hang is judged by what its answers said, so the breaker hears
+    of every call that hung where a quick answer was predicted."""
+    scorer = ScriptedScorer(info=REMOTE)
+    engine = engine_with(scorer)
+    await engine.score("q", None, WINDOW[:10], budget_s=5)
+    scorer.behave = "hang"
+    for n in range(2):
+        engine._last_call -= 60  # past the probe interval: the call goes out
+        await engine.score(f"hang {n}", None, WINDOW[:10], budget_s=0.05)
+    assert engine.breaker.state == "open"
 
 
 async def test_a_hang_where_a_quick_answer_was_predicted_is_a_fault() -> None:
@@ -274,3 +329,52 @@ async def test_a_cached_prefix_that_is_all_that_fits_is_served() -> None:
     engine.cost.per_pair = 0.0001
     fresh = await engine.score("new query", None, WINDOW, budget_s=5)
     assert fresh.outcome.header.startswith("applied"), "the breaker let a trial through"
+
+
+async def test_a_local_model_holds_what_it_answers_quickly() -> None:
+    """Pairs with a local model at once: what it answers in load.in_flight_ms (250 ms),
+    never fewer than one part nor more than max_in_flight_pairs."""
+    scorer = ScriptedScorer()
+    engine = engine_with(scorer)
+    for per_pair, size in ((0.1, 10), (0.005, 50), (0.0001, 256)):
+        engine.cost.answered = engine.cost.per_pair = per_pair
+        await engine.score(f"q {per_pair}", None, WINDOW[:10], budget_s=5)
+        assert engine.gate.max_pairs == size
+
+
+async def test_the_rerank_api_takes_turns_in_parts() -> None:
+    """A 50-document API request goes to a local model in parts of chunk_hits, each
+    admitted on its own: a search that arrives after it is served after at most one more
+    of its parts, not after all of them. Scores come back in the documents' order."""
+    scorer = ScriptedScorer()
+    engine = engine_with(scorer)
+    engine.cost.answered = engine.cost.per_pair = 0.1  # slow: one part with the model
+    scorer.hold = asyncio.Event()
+    big = asyncio.create_task(
+        engine.score_all("ip:neighbour", "q", [d.text for d in WINDOW], None, 30)
+    )
+    await scorer.called.wait()
+    hits = [Doc("i", f"s{n}", f"search hit {n}") for n in range(10)]
+    search = asyncio.create_task(engine.score("q", None, hits, budget_s=30, client="ip:b"))
+    for _ in range(100):  # turns of the loop (not time) until the search waits its turn
+        if engine.gate.waiting("ip:b")[0]:
+            break
+        await asyncio.sleep(0)
+    assert engine.gate.waiting("ip:b")[0] == 10
+    scorer.hold.set()
+    result = await big
+    scored = await search
+    assert [len(c) for c in scorer.calls] == [10] * 6
+    assert [c[0] for c in scorer.calls].index("search hit 0") <= 2
+    assert result.scores == [float(len(d.text)) for d in WINDOW]
+    assert scored.outcome.header == "applied"
+    assert engine.gate.in_flight == 0 and engine.gate.waiting_pairs == 0
+
+
+async def test_the_rerank_api_stops_at_the_first_error() -> None:
+    scorer = ScriptedScorer(behave=ModelFailure("bad scores"))
+    engine = engine_with(scorer)
+    with pytest.raises(ModelFailure):
+        await engine.score_all("ip:a", "q", [d.text for d in WINDOW], None, 30)
+    assert engine.gate.in_flight == 0 and engine.gate.waiting_pairs == 0
+    assert engine.breaker.fail_counter == 0, "the API has no say over the search breaker"

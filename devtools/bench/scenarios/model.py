@@ -27,8 +27,8 @@ STACK_VS_BARE = 0.9
 KINDS = ("fp32", "int8", "bf16")
 
 
-def _pass_recorder(sizes: list[int]) -> Callable[[int, int], None]:
-    def record(pairs: int, tokens: int) -> None:
+def _pass_recorder(sizes: list[int]) -> Callable[[int, int, float], None]:
+    def record(pairs: int, tokens: int, seconds: float) -> None:
         sizes.append(pairs)
 
     return record

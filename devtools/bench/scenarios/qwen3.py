@@ -62,8 +62,8 @@ def run(b: Bench, *, layers: int = 2, rounds: int | None = None) -> Section:
     times: dict[str, list[float]] = {}
     passes: dict[str, list[int]] = {}
 
-    def record(key: str) -> Callable[[int, int], None]:
-        def observe(pairs: int, tokens: int) -> None:
+    def record(key: str) -> Callable[[int, int, float], None]:
+        def observe(pairs: int, tokens: int, seconds: float) -> None:
             passes.setdefault(key, []).append(pairs)
 
         return observe

@@ -321,7 +321,7 @@ class BatchWorker:
         if self._learning and self._cost is not None:
             self._cost.observe(padded, elapsed)
         for observe in self.observers:
-            observe(len(live), padded)
+            observe(len(live), padded, elapsed)
         if out.shape[0] != len(live):
             log.error("forward pass over %d pairs returned %d outputs", len(live), out.shape[0])
             for job in {job for job, _ in live}:
