@@ -111,7 +111,9 @@ async def _rerank_ctx(app: web.Application) -> AsyncIterator[None]:
                 len(engine.responses),
             ),
             breaker_state=lambda: engine.breaker.state,
-            queue_pairs=lambda: scorer.queued_pairs,
+            queue_pairs=lambda: scorer.queued_pairs + engine.gate.waiting_pairs,
+            in_flight_pairs=lambda: engine.gate.in_flight,
+            seconds_per_pair=lambda: engine.cost.per_pair,
             shadow_tasks=lambda: len(shadow.tasks),
             model_ready=lambda: engine.ready,
         )

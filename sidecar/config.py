@@ -447,8 +447,9 @@ class BreakerConfig(_Section):
     fail_max: PositiveInt = 5
     #: Seconds the breaker stays open before one small trial request is let through.
     reset_timeout_s: PositiveFloat = 30.0
-    #: A window part predicted to take less than budget / hang_factor that has no answer by
-    #: the deadline is a hang.
+    #: A window part admitted to the model and without an answer for hang_factor times what
+    #: it and the pairs ahead of it should take (from the model's recent answers) is a
+    #: hang. Time spent waiting to be admitted is load, never a hang.
     hang_factor: float = Field(default=3.0, gt=1.0)
 
 
@@ -461,8 +462,8 @@ class LoadConfig(_Section):
     #: A local model scores a window in parts of this many hits, in ES order, so that a
     #: deadline mid-way still leaves a reranked prefix.
     chunk_hits: PositiveInt = 10
-    #: Pairs with the model at once, all clients together; more wait their turn, round
-    #: robin between clients (by address behind trusted proxies, or API key).
+    #: Pairs with the model at once, all clients together; more wait, and the client (by
+    #: address behind trusted proxies) that used the model least lately goes first.
     max_in_flight_pairs: PositiveInt = 256
     #: With a local model, pairs with it at once are also at most what it answers in this
     #: long (learned as it serves; at least one part): a search that arrives behind a big

@@ -27,6 +27,9 @@ class LiveFigures:
     response_cache: Callable[[], tuple[int, int, int]]  # hits, misses, entries
     breaker_state: Callable[[], str]
     queue_pairs: Callable[[], int]
+    in_flight_pairs: Callable[[], int]
+    #: The learned cost; None until the model has answered.
+    seconds_per_pair: Callable[[], float | None]
     shadow_tasks: Callable[[], int]
     model_ready: Callable[[], bool]
 
@@ -59,7 +62,23 @@ class _LiveCollector(Collector):
             "rerank_sidecar_breaker_state", "1 for the breaker's current state", "state",
             {name: float(name == state) for name in BREAKER_STATES},
         )  # fmt: skip
-        yield _gauge("rerank_sidecar_queue_pairs", "Pairs waiting", self.live.queue_pairs())
+        yield _gauge(
+            "rerank_sidecar_queue_pairs",
+            "Pairs waiting for the model (for admission, and in its worker's queue)",
+            self.live.queue_pairs(),
+        )
+        yield _gauge(
+            "rerank_sidecar_in_flight_pairs",
+            "Pairs admitted to the model",
+            self.live.in_flight_pairs(),
+        )
+        per_pair = self.live.seconds_per_pair()
+        if per_pair is not None:
+            yield _gauge(
+                "rerank_sidecar_model_seconds_per_pair",
+                "The model's cost the budget is planned with (learned as it serves)",
+                per_pair,
+            )
         yield _gauge("rerank_sidecar_shadow_tasks", "Shadow reranks", self.live.shadow_tasks())
 
 

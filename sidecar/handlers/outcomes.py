@@ -16,7 +16,7 @@ RERANK_HEADER = "X-Rerank"
 def fair_key(address: object) -> str:
     """Who waits its turn for the model: the client address behind trusted proxies. Not a
     credential: one a client writes itself (any Authorization, with ES security off)
-    would give it a fresh place in the round robin per request."""
+    would give it a fresh, unused place in the queue per request."""
     return f"ip:{address}"
 
 

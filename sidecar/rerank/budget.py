@@ -34,19 +34,24 @@ class Backlog:
     """What a new request of one client waits behind.
 
     ``with_model``: pairs admitted and not answered yet; ``own_waiting``: this client's
-    pairs waiting for admission (served first come, first served); ``others_waiting``: each
-    other waiting client's pairs. Admission is round robin by pairs, so while this client
-    gets ``n`` more pairs admitted, every other waiting client gets about ``n`` too.
+    pairs waiting for admission (its own requests go first come, first served);
+    ``own_usage``: its recent use of the model; ``others``: (recent use, waiting pairs) of
+    every other waiting client. Admission goes to the lightest user first
+    (:mod:`sidecar.rerank.fair`), so another client is served ahead of this one until its
+    use has caught up with this client's.
     """
 
     with_model: int = 0
     own_waiting: int = 0
-    others_waiting: tuple[int, ...] = ()
+    own_usage: float = 0.0
+    others: tuple[tuple[float, int], ...] = ()
 
     def before(self, own: int) -> int:
         """Pairs answered before the last of ``own`` new pairs of this client, them included."""
         mine = self.own_waiting + max(0, own)
-        return self.with_model + mine + sum(min(w, mine) for w in self.others_waiting)
+        reach = self.own_usage + mine
+        ahead = sum(min(waiting, max(0, math.ceil(reach - used))) for used, waiting in self.others)
+        return self.with_model + mine + ahead
 
 
 class CostModel:

@@ -9,6 +9,7 @@ against the model.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -26,7 +27,7 @@ from sidecar.errors import (
 from sidecar.rerank.breaker import AsyncBreaker
 from sidecar.rerank.budget import Backlog, CostModel
 from sidecar.rerank.cache import ResponseCache, ScoreCache, ScoreKey
-from sidecar.rerank.fair import FairGate
+from sidecar.rerank.fair import FairGate, Waiter
 from sidecar.rerank.language import LanguageGate
 from sidecar.rerank.outcome import APPLIED, CACHED, Outcome
 from sidecar.scoring.base import Scorer, ScoreResult
@@ -72,9 +73,7 @@ class RerankEngine:
         scorer.add_batch_observer(self._observe_pass)
         #: When the model was last called (time.monotonic: the budget probe's clock).
         self._last_call = time.monotonic()
-        self.gate = FairGate(
-            rc.load.max_in_flight_pairs, rc.load.max_waiting_per_client, rc.load.chunk_hits
-        )
+        self.gate = FairGate(rc.load.max_in_flight_pairs, rc.load.max_waiting_per_client)
         self.scores = ScoreCache.from_config(rc.cache)
         self.responses = ResponseCache.from_config(rc.response_cache, rc.extra_identity_headers)
         self.languages = LanguageGate(())
@@ -189,12 +188,25 @@ class RerankEngine:
         self._last_call = time.monotonic()
         size = len(todo) if self._remote else self.load.chunk_hits
         parts = [todo[j : j + size] for j in range(0, len(todo), size)]
-        first_predicted = self.cost.predict_answer(len(parts[0]), backlog)
+        # Every part takes its place in the queue now, before anything awaits: the next
+        # search (a sibling in the same _msearch, say) sees them in its backlog.
+        places: list[Part] = []
+        for part in parts:
+            try:
+                places.append(Part(part, self.gate.enqueue(client, len(part))))
+            except Overloaded:
+                break  # this client has enough waiting: the prefix queued so far is it
+        if not places:
+            self.breaker.release()
+            return ScoredWindow(None, Outcome("fallback", "overloaded"), timings)
+        parts = [p.indices for p in places]
         texts = [d.text for d in docs]
-        tasks = [
-            asyncio.create_task(self._score_part(client, query, instruction, texts, part, end))
-            for part in parts
-        ]
+        tasks = []
+        for place in places:
+            task = asyncio.create_task(self._score_part(place, query, instruction, texts, end))
+            # Runs however the task ends, even cancelled before it started.
+            task.add_done_callback(functools.partial(self._leave, place.waiter))
+            tasks.append(task)
         t0 = time.perf_counter()
         try:
             done, pending = await asyncio.wait(tasks, timeout=max(0.0, end - loop.time()))
@@ -203,9 +215,7 @@ class RerankEngine:
             self.breaker.release()
             raise
         await _cancel(pending)
-        return self._settle(
-            cached, keys, parts, tasks, done, t0, remaining, backlog, first_predicted, timings
-        )
+        return self._settle(cached, keys, places, tasks, done, t0, backlog, timings)
 
     async def score_all(
         self,
@@ -256,56 +266,76 @@ class RerankEngine:
             model_s=sum(r.model_s for r in results),
         )
 
+    def _leave(self, waiter: Waiter, _: object) -> None:
+        self.gate.leave(waiter)
+
+    def _expected_s(self, place: Part) -> float | None:
+        """How long an admitted part should take, from what the model answered lately."""
+        return self.cost.predict_answer(len(place.indices), Backlog(with_model=place.ahead))
+
+    def _hung(self, place: Part, now: float) -> bool:
+        """Admitted, and with the model ``breaker.hang_factor`` times longer than its pairs
+        and those ahead of it should take: a hang. Waiting to be admitted is load."""
+        expected = self._expected_s(place)
+        if place.admitted_at is None or expected is None:
+            return False
+        return now - place.admitted_at > expected * self.config.rerank.breaker.hang_factor
+
     def _backlog(self, client: str) -> Backlog:
         """What a new request of ``client`` waits behind: the pairs with the model (the
-        worker's queue included), the client's own waiting pairs, and the other waiting
-        clients' (of which round robin lets about as many go first as this client sends)."""
-        own, others = self.gate.waiting(client)
+        worker's queue included), the client's own waiting pairs, and those of the other
+        waiting clients that are lighter users of the model than it is."""
+        waiting = self.gate.waiting(client)
         with_model = max(self.gate.in_flight, self.scorer.queued_pairs)
-        return Backlog(with_model, own, others)
+        return Backlog(with_model, waiting.own_pairs, waiting.own_usage, waiting.others)
 
     async def _score_part(
         self,
-        client: str,
+        place: Part,
         query: str,
         instruction: str,
         texts: Sequence[str],
-        part: Sequence[int],
         end: float,
     ) -> tuple[ScoreResult, float, int]:
-        """One part of the window, admitted fairly; its answer, how long it took once
+        """One part of the window, once admitted; its answer, how long it took once
         admitted, and how many pairs were with the model ahead of it then."""
         loop = asyncio.get_running_loop()
-        async with self.gate.admit(client, len(part)):
-            ahead = self.gate.in_flight - len(part)
-            t0 = time.perf_counter()
-            result = await self.scorer.score(
-                query, [texts[i] for i in part], instruction, timeout=max(0.0, end - loop.time())
-            )
-            return result, time.perf_counter() - t0, ahead
+        await place.waiter.admitted
+        place.admitted_at = time.perf_counter()
+        place.ahead = self.gate.in_flight - len(place.indices)
+        result = await self.scorer.score(
+            query,
+            [texts[i] for i in place.indices],
+            instruction,
+            timeout=max(0.0, end - loop.time()),
+        )
+        return result, time.perf_counter() - place.admitted_at, place.ahead
 
     def _settle(
         self,
         cached: list[float | None],
         keys: list[ScoreKey],
-        parts: list[list[int]],
+        places: list[Part],
         tasks: list[asyncio.Task[tuple[ScoreResult, float, int]]],
         done: set[asyncio.Task[tuple[ScoreResult, float, int]]],
         t0: float,
-        remaining: float,
         backlog: Backlog,
-        first_predicted: float | None,
         timings: Timings,
     ) -> ScoredWindow:
         """Turn the parts that came back into scores for a prefix of the window, and tell
         the breaker what the model did (a fault), or nothing (load)."""
         scores = list(cached)
         answered = overloaded = late = False
+        hung: Part | None = None
         fault: BaseException | None = None
+        now = time.perf_counter()
         # Every part's exception is read, so none is left "never retrieved".
-        for part, task in zip(parts, tasks, strict=True):
+        for place, task in zip(places, tasks, strict=True):
+            part = place.indices
             if task not in done or task.cancelled():
                 late = True
+                if hung is None and self._hung(place, now):
+                    hung = place
                 continue
             exc = task.exception()
             if exc is None:
@@ -342,12 +372,17 @@ class RerankEngine:
             self.breaker.success()
         elif late:
             if self._remote:
-                elapsed = time.perf_counter() - t0
-                pairs = sum(len(p) for p in parts)
-                self.cost.observe_timeout(elapsed, pairs, backlog.before(pairs) - pairs)
-            hang_factor = self.config.rerank.breaker.hang_factor
-            if first_predicted is not None and first_predicted * hang_factor < remaining:
-                self.breaker.failure()  # a quick answer was predicted and none came: a hang
+                pairs = sum(len(p.indices) for p in places)
+                self.cost.observe_timeout(now - t0, pairs, backlog.before(pairs) - pairs)
+            if hung is not None and hung.admitted_at is not None:
+                log.warning(
+                    "%d pairs with the model for %.2f s without an answer, where %.2f s "
+                    "was predicted; counted as a hang",
+                    len(hung.indices),
+                    now - hung.admitted_at,
+                    self._expected_s(hung) or 0.0,
+                )
+                self.breaker.failure()
             else:
                 self.breaker.release()
         else:
@@ -359,6 +394,17 @@ class RerankEngine:
             return ScoredWindow(None, Outcome("fallback", reason), timings)
         outcome = APPLIED if have == n else Outcome("applied", window=have)
         return ScoredWindow([float(v) for v in scores[:have] if v is not None], outcome, timings)
+
+
+@dataclass(eq=False)
+class Part:
+    """Hits of one window scored in one call: its place at the gate, and, once admitted,
+    when, and how many pairs were with the model ahead of it then."""
+
+    indices: list[int]
+    waiter: Waiter
+    admitted_at: float | None = None
+    ahead: int = 0
 
 
 def _prefix(missing: Sequence[bool]) -> int:

@@ -91,7 +91,7 @@ def test_the_neighbours_requests() -> None:
     ms = msearch_request(300)
     lines = ms.body.decode().strip().split("\n")
     assert len(lines) == 600 and ms.kind == "msearch"
-    assert ("Authorization", "ApiKey neighbour") in ms.headers
+    assert ("Content-Type", "application/x-ndjson") in ms.headers
     api = api_request(1000)
     assert api.path == "/_sidecar/v1/rerank"
     assert len(json.loads(api.body)["documents"]) == 1000

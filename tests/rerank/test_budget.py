@@ -33,12 +33,16 @@ def test_passes_weigh_by_their_pairs() -> None:
     assert cost.per_pair is not None and cost.per_pair < 0.011
 
 
-def test_the_wait_counts_round_robin_between_clients() -> None:
-    """Admission is round robin: while this client gets n pairs in, each other waiting
-    client gets about n too (never more than it has waiting); its own waiting pairs go
-    first."""
-    backlog = Backlog(with_model=10, own_waiting=5, others_waiting=(100, 3))
-    assert backlog.before(10) == 10 + 15 + 15 + 3
+def test_the_wait_counts_the_lighter_users_ahead() -> None:
+    """The lightest recent user is admitted first: another waiting client goes ahead of
+    this one until its use has caught up with this client's (never more than it has
+    waiting); this client's own waiting pairs go first."""
+    backlog = Backlog(
+        with_model=10, own_waiting=5, own_usage=20, others=((0, 100), (30, 50), (500, 40))
+    )
+    # 15 pairs of this client bring its use to 35: the idle client gets 35 in first, the
+    # one at 30 gets 5, the heavy one none.
+    assert backlog.before(10) == 10 + 15 + 35 + 5
     cost = CostModel(safety=1.0)
     cost.observe_pass(pairs=10, seconds=0.1)  # 10 ms a pair: 1 s is 100 pairs
     k = cost.fit([True] * 100, remaining_s=1.0, backlog=backlog)
@@ -64,14 +68,14 @@ def test_a_remote_timeout_is_a_lower_bound_that_hang_detection_ignores() -> None
 
 
 async def test_gate_admits_at_once_under_capacity() -> None:
-    gate = FairGate(max_pairs=100, max_waiting=4, quantum=10)
+    gate = FairGate(max_pairs=100, max_waiting=4)
     async with gate.admit("a", 60):
         assert gate.in_flight == 60
     assert gate.in_flight == 0
 
 
-async def test_gate_is_round_robin_between_clients() -> None:
-    gate = FairGate(max_pairs=10, max_waiting=100, quantum=10)
+async def test_gate_serves_the_lightest_user_first() -> None:
+    gate = FairGate(max_pairs=10, max_waiting=100)
     order: list[str] = []
     release = asyncio.Event()
 
@@ -82,20 +86,44 @@ async def test_gate_is_round_robin_between_clients() -> None:
 
     holder = asyncio.create_task(one("holder", 10))
     await asyncio.sleep(0)
-    # A noisy client queues ten requests before a quiet one queues one.
+    # A noisy client queues ten requests before two quiet ones queue one each.
     noisy = [asyncio.create_task(one("noisy", 10)) for _ in range(10)]
     await asyncio.sleep(0)
-    quiet = asyncio.create_task(one("quiet", 10))
+    quiet = [asyncio.create_task(one(name, 10)) for name in ("quiet 1", "quiet 2")]
     await asyncio.sleep(0)
     assert order == ["holder"]
     release.set()
-    await asyncio.gather(holder, *noisy, quiet)
-    # The quiet client is served after at most one of the noisy client's requests.
-    assert order.index("quiet") <= 2
+    await asyncio.gather(holder, *noisy, *quiet)
+    # Once the noisy client has had one turn, both quiet ones are lighter users than it.
+    assert order[1:4] == ["noisy", "quiet 1", "quiet 2"]
+    assert gate.in_flight == 0 and gate.waiting_clients == 0
+
+
+async def test_equal_users_take_turns_and_use_fades() -> None:
+    now = [0.0]
+    gate = FairGate(max_pairs=10, max_waiting=100, clock=lambda: now[0])
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def one(client: str) -> None:
+        async with gate.admit(client, 10):
+            order.append(client)
+            await release.wait()
+
+    holder = asyncio.create_task(one("holder"))
+    await asyncio.sleep(0)
+    tasks = [asyncio.create_task(one(c)) for c in ("a", "a", "a", "b", "b", "b")]
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(holder, *tasks)
+    assert order[1:] == ["a", "b", "a", "b", "a", "b"]
+    assert gate.usage("a") == 30
+    now[0] = 10.0  # one half-life later
+    assert gate.usage("a") == pytest.approx(15)
 
 
 async def test_gate_sheds_only_the_client_with_too_many_waiting() -> None:
-    gate = FairGate(max_pairs=10, max_waiting=2, quantum=10)
+    gate = FairGate(max_pairs=10, max_waiting=2)
     release = asyncio.Event()
 
     async def one(client: str) -> None:
@@ -115,7 +143,7 @@ async def test_gate_sheds_only_the_client_with_too_many_waiting() -> None:
 
 
 async def test_a_waiter_that_gives_up_leaves_no_trace() -> None:
-    gate = FairGate(max_pairs=10, max_waiting=4, quantum=10)
+    gate = FairGate(max_pairs=10, max_waiting=4)
     release = asyncio.Event()
 
     async def hold() -> None:
@@ -136,6 +164,6 @@ async def test_a_waiter_that_gives_up_leaves_no_trace() -> None:
 
 
 async def test_an_oversized_request_is_admitted_alone() -> None:
-    gate = FairGate(max_pairs=10, max_waiting=4, quantum=10)
+    gate = FairGate(max_pairs=10, max_waiting=4)
     async with gate.admit("big", 1000):
         assert gate.in_flight == 1000

@@ -357,10 +357,10 @@ async def test_the_rerank_api_takes_turns_in_parts() -> None:
     hits = [Doc("i", f"s{n}", f"search hit {n}") for n in range(10)]
     search = asyncio.create_task(engine.score("q", None, hits, budget_s=30, client="ip:b"))
     for _ in range(100):  # turns of the loop (not time) until the search waits its turn
-        if engine.gate.waiting("ip:b")[0]:
+        if engine.gate.waiting("ip:b").own_pairs:
             break
         await asyncio.sleep(0)
-    assert engine.gate.waiting("ip:b")[0] == 10
+    assert engine.gate.waiting("ip:b").own_pairs == 10
     scorer.hold.set()
     result = await big
     scored = await search
@@ -378,3 +378,50 @@ async def test_the_rerank_api_stops_at_the_first_error() -> None:
         await engine.score_all("ip:a", "q", [d.text for d in WINDOW], None, 30)
     assert engine.gate.in_flight == 0 and engine.gate.waiting_pairs == 0
     assert engine.breaker.fail_counter == 0, "the API has no say over the search breaker"
+
+
+async def test_siblings_sharing_a_budget_see_each_others_parts() -> None:
+    """Sub-searches of one _msearch start together with one deadline: each takes its place
+    in the queue before the next one plans, so the later ones are cut to what is left of
+    the budget instead of all queueing past it and timing out."""
+    scorer = ScriptedScorer()
+    engine = engine_with(scorer)
+    engine.cost.answered = engine.cost.per_pair = 0.01  # 100 pairs a second
+    engine.cost.safety = 1.0
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 0.5  # 50 pairs' worth
+    subs = [
+        engine.score(
+            f"q{n}",
+            None,
+            [Doc("i", f"{n}-{d.id}", d.text) for d in WINDOW[:20]],
+            budget_s=0.5,
+            client="ip:a",
+            deadline=end,
+        )
+        for n in range(5)
+    ]
+    results = await asyncio.gather(*subs)
+    headers = [r.outcome.header for r in results]
+    assert headers[:2] == ["applied", "applied"]
+    assert headers[3:] == ["fallback; reason=budget"] * 2
+    assert sum(len(c) for c in scorer.calls) <= 50
+    assert engine.breaker.fail_counter == 0
+
+
+async def test_waiting_to_be_admitted_is_never_a_hang() -> None:
+    """A search that runs out of time at the gate, behind a big rerank-API request, is
+    load: the breaker is not told, however quick the model was predicted to be."""
+    scorer = ScriptedScorer()
+    engine = engine_with(scorer, load={"max_in_flight_pairs": 10})
+    engine.cost.answered = engine.cost.per_pair = 0.001
+    scorer.hold = asyncio.Event()
+    big = asyncio.create_task(
+        engine.score_all("ip:neighbour", "q", [d.text for d in WINDOW[:10]], None, 30)
+    )
+    await scorer.called.wait()  # its one part fills the gate, and the model holds it
+    scored = await engine.score("q", None, WINDOW[:10], budget_s=0.05, client="ip:b")
+    assert scored.outcome.header == "fallback; reason=timeout"
+    assert engine.breaker.fail_counter == 0
+    scorer.hold.set()
+    await big

@@ -7,10 +7,10 @@ next to nothing and the model is what is shared). Every search asks for a window
 the share between clients, so a lone client's searches should fit the budget on a small
 CPU (scenario 8 measures the default window under load).
 
-Four ordinary clients, each its own identity (``Authorization: ApiKey ordinary-N``: the
-fair gate keys clients by API key), search at a paced rate: together
+Four ordinary clients, each its own address (the fair gate keys clients by address: they
+connect from 127.0.0.2 to 127.0.0.5), search at a paced rate: together
 ``ORDINARY_LOAD`` × the capacity measured at the start of the run (searches/s reranked
-whole at concurrency 1). The neighbour (``Authorization: ApiKey neighbour``) sends, back to
+whole at concurrency 1). The neighbour (from 127.0.0.9) sends, back to
 back on two connections, a ``_msearch`` of 300 sub-searches and a rerank-API request
 (``/_sidecar/v1/rerank``) of ``api.max_documents`` passages. Each round runs the ordinary
 clients alone and with the neighbour, in alternating order; the neighbour's requests in
@@ -55,19 +55,21 @@ INDEX = "bench"
 WINDOW = 20
 
 
+def ordinary_source(client: int) -> str:
+    return f"127.0.0.{2 + client}"
+
+
+NEIGHBOUR_SOURCE = "127.0.0.9"
+
+
 def ordinary_requests(client: int, n: int = 200) -> list[Req]:
-    key = (("Authorization", f"ApiKey ordinary-{client}"),)
     return [
         Req(
             f"/{INDEX}/_search",
             search_body(f"{QUERIES[i % len(QUERIES)]} {client} {i}", window=WINDOW, size=10),
-            headers=key,
         )
         for i in range(n)
     ]
-
-
-NEIGHBOUR = (("Authorization", "ApiKey neighbour"),)
 
 
 def msearch_request(subs: int = MSEARCH_SUBS) -> Req:
@@ -79,13 +81,13 @@ def msearch_request(subs: int = MSEARCH_SUBS) -> Req:
         f"/{INDEX}/_msearch",
         b"\n".join(lines) + b"\n",
         kind="msearch",
-        headers=(*NEIGHBOUR, ("Content-Type", "application/x-ndjson")),
+        headers=(("Content-Type", "application/x-ndjson"),),
     )
 
 
 def api_request(docs: int = API_DOCS) -> Req:
     body = {"query": "how to renew a library book", "documents": [passage(i) for i in range(docs)]}
-    return Req("/_sidecar/v1/rerank", json.dumps(body).encode(), kind="api", headers=NEIGHBOUR)
+    return Req("/_sidecar/v1/rerank", json.dumps(body).encode(), kind="api")
 
 
 async def ordinary_segment(url: str, rate: float, duration_s: float) -> list[Segment]:
@@ -100,6 +102,7 @@ async def ordinary_segment(url: str, rate: float, duration_s: float) -> list[Seg
                     rate=each,
                     duration_s=duration_s,
                     label=f"ordinary-{c}",
+                    source=ordinary_source(c),
                 )
                 for c in range(ORDINARY)
             )
@@ -113,7 +116,17 @@ async def with_neighbour(
     stop = asyncio.Event()
     timeout = 120.0
     neighbours = [
-        asyncio.create_task(paced(url, [req], clients=1, stop=stop, timeout_s=timeout, label=label))
+        asyncio.create_task(
+            paced(
+                url,
+                [req],
+                clients=1,
+                stop=stop,
+                timeout_s=timeout,
+                label=label,
+                source=NEIGHBOUR_SOURCE,
+            )
+        )
         for req, label in ((msearch_request(), "msearch"), (api_request(), "api"))
     ]
     ordinary = await ordinary_segment(url, rate, duration_s)
@@ -166,6 +179,7 @@ async def measure(b: Bench, url: str) -> Measured:
             total.states.update(watch.states)
             total.failed_polls += watch.failed_polls
             total.max_queue_pairs = max(total.max_queue_pairs, watch.max_queue_pairs)
+            total.per_pair += watch.per_pair
             await queue_drained(url, timeout_s=60)
     alone.wall_s /= ORDINARY
     beside.wall_s /= ORDINARY
@@ -244,7 +258,11 @@ def run(b: Bench) -> Section:
         "",
         f"Model queue (rerank_sidecar_queue_pairs), highest seen: alone "
         f"{watches['alone'].max_queue_pairs:.0f}, with the neighbour "
-        f"{watches['with'].max_queue_pairs:.0f} pairs.",
+        f"{watches['with'].max_queue_pairs:.0f} pairs. The model's learned cost "
+        f"(rerank_sidecar_model_seconds_per_pair, median (min–max) over the polls): alone "
+        f"{watches['alone'].cost()}, with the neighbour {watches['with'].cost()} per pair: "
+        "the neighbour's requests also cost CPU outside the model (parsing and writing "
+        "300-search answers, in the sidecar and the stub ES), which the model shares.",
     ]
     sec.body += lines
     base = alone.share()
@@ -255,7 +273,8 @@ def run(b: Bench) -> Section:
         f"alone {alone.reranked()}/{alone.n} reranked, beside the neighbour "
         f"{beside.reranked()}/{beside.n}; X-Rerank beside it: {_headers(beside)}; breaker "
         f"beside it: {watches['with'].summary()}; model queue up to "
-        f"{watches['with'].max_queue_pairs:.0f} pairs"
+        f"{watches['with'].max_queue_pairs:.0f} pairs; cost per pair alone "
+        f"{watches['alone'].cost()}, beside it {watches['with'].cost()}"
     )
     sec.goals.append(
         Goal(

@@ -186,16 +186,20 @@ async def paced(
     label: str = "",
     timeout_s: float = 60.0,
     stop: asyncio.Event | None = None,
+    source: str | None = None,
 ) -> Segment:
     """Send ``requests`` round-robin over ``clients`` connections, each waiting for its
     answer before it sends again; with ``rate``, request ``i`` is not sent before
     ``start + i / rate``. Stops after ``count`` requests, once ``duration_s`` has passed,
-    or when ``stop`` is set (then what is in flight is abandoned)."""
+    or when ``stop`` is set (then what is in flight is abandoned). ``source``: the local
+    address to connect from (a loopback address of its own makes a distinct client)."""
     if count is None and duration_s is None and stop is None:
         raise ValueError("paced() needs a count, a duration or a stop event")
     seg = Segment(label, clients=clients, target_rate=rate)
     counter = iter(range(10**9))
-    connector = aiohttp.TCPConnector(limit=clients, force_close=False)
+    connector = aiohttp.TCPConnector(
+        limit=clients, force_close=False, local_addr=None if source is None else (source, 0)
+    )
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -283,6 +287,8 @@ class BreakerWatch:
     states: Counter[str] = field(default_factory=Counter)
     failed_polls: int = 0
     max_queue_pairs: float = 0.0
+    #: The model's learned cost (``rerank_sidecar_model_seconds_per_pair``) at each poll.
+    per_pair: list[float] = field(default_factory=list)
 
     @property
     def opened(self) -> bool:
@@ -309,6 +315,14 @@ class BreakerWatch:
                 self.states[labels.split("=", 1)[-1].strip('"')] += 1
         queue = metric_values(text, "rerank_sidecar_queue_pairs")
         self.max_queue_pairs = max(self.max_queue_pairs, *queue.values(), 0.0)
+        self.per_pair += metric_values(text, "rerank_sidecar_model_seconds_per_pair").values()
+
+    def cost(self) -> str:
+        """The learned cost over the polls, in ms per pair: median (min–max)."""
+        if not self.per_pair:
+            return "—"
+        ms = sorted(v * 1000 for v in self.per_pair)
+        return f"{statistics.median(ms):.0f} ({ms[0]:.0f}–{ms[-1]:.0f}) ms"
 
     @contextlib.asynccontextmanager
     async def watching(self) -> AsyncIterator[BreakerWatch]:
