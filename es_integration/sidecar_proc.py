@@ -97,10 +97,13 @@ class SidecarProcess:
         sc.wait("/_sidecar/health", timeout)
         sc.startup_s = time.monotonic() - t0
         if wait_ready:
-            sc.wait("/_sidecar/ready", timeout)
+            # Ready and reranking: /_sidecar/ready is 200 with ES order served too (a model
+            # that failed to load), and what starts a sidecar here wants its model warm.
+            sc.wait("/_sidecar/ready", timeout, reranking=True)
         return sc
 
-    def wait(self, path: str, timeout: float) -> None:
+    def wait(self, path: str, timeout: float, *, reranking: bool = False) -> None:
+        """Until ``path`` answers 200 (and, with ``reranking``, its JSON says so)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -109,7 +112,9 @@ class SidecarProcess:
                 )
             try:
                 with urllib.request.urlopen(self.url + path, timeout=1.0) as resp:
-                    if resp.status == 200:
+                    if resp.status == 200 and (
+                        not reranking or json.loads(resp.read()).get("reranking") is True
+                    ):
                         return
             except (urllib.error.URLError, OSError):
                 pass

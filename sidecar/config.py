@@ -288,6 +288,12 @@ class ModelConfig(_Section):
     on_load_failure: Literal["serve", "exit"] = "serve"
     #: The longest wait between two load attempts (the wait doubles from 1 s up to this).
     load_retry_max_s: PositiveFloat = 60.0
+    #: ``/_sidecar/ready`` answers 200 once ES answers and the model is warm, or once its
+    #: load has failed or it was refused (searches are served in ES order then, and a
+    #: readiness probe must not take the only copy of search away). While the first load
+    #: is still under way it answers 503, so a rolling update waits for warm pods; true
+    #: answers 200 then too, for a single instance that must serve from its first second.
+    ready_while_loading: bool = False
     remote: RemoteConfig = RemoteConfig()
 
     @field_validator("name")

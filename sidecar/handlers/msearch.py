@@ -116,6 +116,7 @@ async def handle_msearch(request: web.Request) -> web.StreamResponse:
             trace.request_id,
             filter_path=shape if drop else None,
             client=fair_key(client.addr),
+            waited_s=trace.waited_s,
         )
         if isinstance(applied, Reask):
             return await forward(request, as_sent, applied.outcome)

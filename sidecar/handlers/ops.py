@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sidecar.config import public_name, public_url
 from sidecar.errors import NotFound
 from sidecar.jsonutil import json_response
-from sidecar.keys import ENGINE, ES, METRICS
+from sidecar.keys import CONFIG, ENGINE, ES, METRICS
 from sidecar.scoring.slot import ScorerSlot
 
 
@@ -21,15 +21,23 @@ async def health(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     """Readiness: ES answers (any HTTP answer counts: a secured cluster says 401 to us) and
-    the model is loaded, warmed and serving."""
+    the model is warm, or will not be soon: its load failed (it is retried) or it was
+    refused. Then searches are served in ES order, and a probe that took the pod out of
+    service would take search away with the model. During the first load: 503, unless
+    ``model.ready_while_loading``."""
     es = request.app[ES]
     engine = request.app[ENGINE]
     es_ok = await es.reachable()
     slot = engine.scorer
     info = slot.info
     model_ok = engine.ready
+    failures = slot.load_failures if isinstance(slot, ScorerSlot) else 0
+    settled = model_ok or failures > 0 or info.refused is not None
+    serving = es_ok and (settled or request.app[CONFIG].model.ready_while_loading)
     body = {
-        "ready": es_ok and model_ok,
+        "ready": serving,
+        # Whether searches are reranked now (false: ES order, X-Rerank says why).
+        "reranking": es_ok and model_ok,
         "es": {"url": public_url(str(es.base)), "reachable": es_ok},
         "model": {
             "name": public_name(info.name),
@@ -42,13 +50,13 @@ async def ready(request: web.Request) -> web.Response:
             # Why the model is not served (its start-up self-test failed, or it could not
             # be loaded and is being retried), or null.
             "refused": info.refused,
-            "load_failures": slot.load_failures if isinstance(slot, ScorerSlot) else 0,
+            "load_failures": failures,
             # How it is served that the operator should know (e.g. no instruction sent).
             "warnings": list(info.warnings),
         },
         "breaker": engine.breaker.state,
     }
-    return json_response(body, status=200 if es_ok and model_ok else 503)
+    return json_response(body, status=200 if serving else 503)
 
 
 async def not_found(request: web.Request) -> web.Response:

@@ -148,7 +148,8 @@ async def _answer(
             return await forward(request, as_sent, ES_ERROR)
         # ES said no: its answer goes back untouched and the model is not called.
         return answer(request, es_resp.response(), ES_ERROR)
-    applied = await step.apply(plan, es_resp.decoded(limit), trace.request_id, client)
+    answer_bytes = es_resp.decoded(limit)
+    applied = await step.apply(plan, answer_bytes, trace.request_id, client, trace.waited_s)
     if isinstance(applied, Reask):
         return await forward(request, as_sent, applied.outcome)
     trace.model_s, trace.queue_s = applied.timings.model_s, applied.timings.queue_s

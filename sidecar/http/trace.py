@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from sidecar.rerank.outcome import Outcome
 @dataclass
 class RequestTrace:
     request_id: str = ""
+    #: time.perf_counter() when the request arrived (0: not observed).
     start: float = 0.0
     rule: str = ""
     #: The query text the reranker used (logged only as a hash or prefix, by config).
@@ -22,6 +24,11 @@ class RequestTrace:
     es_s: float = 0.0
     queue_s: float = 0.0
     model_s: float = 0.0
+
+    @property
+    def waited_s(self) -> float:
+        """Seconds since the request arrived (0 when its arrival was not observed)."""
+        return time.perf_counter() - self.start if self.start else 0.0
 
 
 TRACE = web.RequestKey("trace", RequestTrace)

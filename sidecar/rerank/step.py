@@ -22,6 +22,7 @@ from typing import Any
 from sidecar.config import ModeName, SidecarConfig
 from sidecar.jsonutil import loads
 from sidecar.rerank.engine import Doc, RerankEngine, ScoredWindow, Timings
+from sidecar.rerank.es_time import EsTimes
 from sidecar.rerank.filter_path import FilterPath
 from sidecar.rerank.index_config import IndexRules
 from sidecar.rerank.outcome import SHADOWED, Outcome, overall
@@ -67,6 +68,7 @@ class RerankStep:
         self.shadow = shadow
         self.indices = IndexRules(config.rerank)
         self.windows = ResultWindows()
+        self.es_times = EsTimes()
 
     def plan(
         self,
@@ -154,17 +156,20 @@ class RerankStep:
         return scored.outcome, scored.timings
 
     async def apply(
-        self, plan: SearchPlan, raw: bytes, rid: str, client: str = ""
+        self, plan: SearchPlan, raw: bytes, rid: str, client: str = "", waited_s: float = 0.0
     ) -> Applied | Reask:
         """Rerank ES's ``_search`` answer (``raw``, status 200); ``client`` waits its turn
-        for the model."""
+        for the model; ``waited_s``: since the search arrived (beyond the usual, it comes
+        off the budget)."""
         body = _parse(raw)
         if body is None or hits_of(body) is None:
             return Reask("unexpected_response")
         if self._window_refused(plan, body):
             return Reask(RESULT_WINDOW)
+        late = self.es_times.excess(plan.index, waited_s)
+        deadline = asyncio.get_running_loop().time() + max(0.0, plan.settings.budget_s - late)
         try:
-            outcome, timings = await self.rerank(plan, body, rid, client)
+            outcome, timings = await self.rerank(plan, body, rid, client, deadline)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -179,6 +184,7 @@ class RerankStep:
         rid: str,
         filter_path: FilterPath | None = None,
         client: str = "",
+        waited_s: float = 0.0,
     ) -> Applied | Reask:
         """Rerank ES's ``_msearch`` answer: the sub-searches are scored concurrently, so
         the batching worker coalesces them into shared forward passes. They share one
@@ -208,7 +214,8 @@ class RerankStep:
             return Reask("es_error")
 
         budget_s = max((p.settings.budget_s for p in plans if p.rerank), default=0.0)
-        start = asyncio.get_running_loop().time()
+        index = next((p.index for p in plans if p.rerank), "")
+        start = asyncio.get_running_loop().time() - self.es_times.excess(index, waited_s)
 
         async def one(i: int, plan: SearchPlan, response: Any) -> tuple[Outcome, Timings]:
             if not plan.rerank:

@@ -97,8 +97,9 @@ async def test_ready_names_the_refusal(same_score_dir: Path) -> None:
                 session.get(f"{sc.url}/_sidecar/ready") as r,
             ):
                 status, body = r.status, await r.json()
-    assert status == 503
-    assert body["ready"] is False
+    # Served in ES order: ready (a probe must not take search away), not reranking.
+    assert status == 200
+    assert (body["ready"], body["reranking"]) == (True, False)
     assert body["model"]["warm"] is False
     assert "every score is the same" in body["model"]["refused"]
     assert body["model"]["warnings"] == []

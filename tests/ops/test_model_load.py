@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
+import sidecar.app
 from devtools.tiny_models import TINY, save_cross_encoder
 from es_integration.local_es import free_port
 from es_integration.sidecar_proc import write_config
@@ -52,7 +55,9 @@ async def test_serves_es_order_until_the_model_can_be_loaded(
                 break
             await asyncio.sleep(0.05)
         status, ready = await _get(s, f"{sc.url}/_sidecar/ready")
-        assert status == 503
+        # Ready, in ES order: a probe must not take the only copy of search away.
+        assert status == 200
+        assert (ready["ready"], ready["reranking"]) == (True, False)
         assert ready["model"]["load_failures"] >= 1
         assert "cannot tell its backend" in ready["model"]["refused"]
         assert await _metric(s, sc.url, "rerank_sidecar_model_ready") == 0
@@ -64,10 +69,10 @@ async def test_serves_es_order_until_the_model_can_be_loaded(
         save_cross_encoder(model_dir, TINY)  # the files arrive; the next retry loads them
         for _ in range(600):
             status, ready = await _get(s, f"{sc.url}/_sidecar/ready")
-            if status == 200:
+            if ready["reranking"]:
                 break
             await asyncio.sleep(0.05)
-        assert status == 200 and ready["model"]["refused"] is None
+        assert status == 200 and ready["reranking"] and ready["model"]["refused"] is None
         async with s.post(f"{sc.url}/{SAMPLE}/_search", json=multi_match("renew card")) as r:
             assert (r.status, r.headers["X-Rerank"]) == (200, "applied")
 
@@ -99,3 +104,44 @@ def test_a_model_configuration_that_cannot_work_exits_with_code_2(tmp_path: Path
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("config error: model.backend: 'remote'")
+
+
+@pytest.mark.parametrize("while_loading", [False, True])
+async def test_ready_during_the_first_load(
+    es: ESTarget,
+    sample_index: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    while_loading: bool,
+) -> None:
+    """During the first load /_sidecar/ready is 503 (a rolling update waits for a warm
+    pod), or 200 in ES order with ``model.ready_while_loading`` (a single instance)."""
+    model_dir = tmp_path / "model"
+    save_cross_encoder(model_dir, TINY)
+    release = threading.Event()
+    real = sidecar.app.create_scorer
+
+    def slow_create(*args: Any) -> Any:
+        release.wait(60)  # the load is under way until the test lets it finish
+        return real(*args)
+
+    monkeypatch.setattr(sidecar.app, "create_scorer", slow_create)
+    config = base_config(
+        es.url,
+        model={"name": str(model_dir), "self_test": False, "ready_while_loading": while_loading},
+    )
+    try:
+        async with running_sidecar(config, wait_model=False) as sc, aiohttp.ClientSession() as s:
+            status, ready = await _get(s, f"{sc.url}/_sidecar/ready")
+            assert status == (200 if while_loading else 503)
+            assert (ready["ready"], ready["reranking"]) == (while_loading, False)
+            assert ready["model"]["load_failures"] == 0
+            release.set()
+            for _ in range(600):
+                status, ready = await _get(s, f"{sc.url}/_sidecar/ready")
+                if ready["reranking"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert (status, ready["ready"], ready["reranking"]) == (200, True, True)
+    finally:
+        release.set()

@@ -386,16 +386,16 @@ async def test_siblings_sharing_a_budget_see_each_others_parts() -> None:
     the budget instead of all queueing past it and timing out."""
     scorer = ScriptedScorer()
     engine = engine_with(scorer)
-    engine.cost.answered = engine.cost.per_pair = 0.01  # 100 pairs a second
+    engine.cost.answered = engine.cost.per_pair = 0.1  # 10 pairs a second
     engine.cost.safety = 1.0
     loop = asyncio.get_running_loop()
-    end = loop.time() + 0.5  # 50 pairs' worth
+    end = loop.time() + 5.0  # 50 pairs' worth
     subs = [
         engine.score(
             f"q{n}",
             None,
             [Doc("i", f"{n}-{d.id}", d.text) for d in WINDOW[:20]],
-            budget_s=0.5,
+            budget_s=5.0,
             client="ip:a",
             deadline=end,
         )

@@ -135,9 +135,14 @@ async def test_client_disconnect_is_not_a_model_failure(
 
 
 async def test_local_worker_overload_sheds_load(es: ESTarget, sample_index: str) -> None:
-    """A bounded queue on the real bundled model: excess concurrent searches fall back at
-    once with reason=overloaded instead of queueing; every response is a 200."""
-    config = base_config(es.url, worker={"max_queue_pairs": 45, "max_batch_pairs": 20})
+    """Bounded waiting on the real bundled model: a client's concurrent searches beyond
+    what may be with the model (20 pairs) and waiting (2 parts) fall back at once with
+    reason=overloaded instead of queueing; every response is a 200."""
+    config = base_config(
+        es.url,
+        worker={"max_queue_pairs": 45, "max_batch_pairs": 20},
+        rerank={"load": {"max_in_flight_pairs": 20, "max_waiting_per_client": 2}},
+    )
     async with running_sidecar(config) as sc:
         bodies = [multi_match(f"{QUERY} {i}", size=5) for i in range(12)]
         results = await asyncio.gather(*(_search(sc.url, b) for b in bodies))

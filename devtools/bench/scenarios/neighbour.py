@@ -10,12 +10,12 @@ CPU (scenario 8 measures the default window under load).
 Four ordinary clients, each its own address (the fair gate keys clients by address: they
 connect from 127.0.0.2 to 127.0.0.5), search at a paced rate: together
 ``ORDINARY_LOAD`` × the capacity measured at the start of the run (searches/s reranked
-whole at concurrency 1). The neighbour (from 127.0.0.9) sends, back to
-back on two connections, a ``_msearch`` of 300 sub-searches and a rerank-API request
-(``/_sidecar/v1/rerank``) of ``api.max_documents`` passages. Each round runs the ordinary
-clients alone and with the neighbour, in alternating order; the neighbour's requests in
-flight when its segment ends are abandoned, and the next segment waits for the model queue
-to drain.
+whole at concurrency 1), their schedules a quarter of an interval apart. The neighbour
+(from 127.0.0.9) sends, back to back on two connections, a ``_msearch`` of 300
+sub-searches and a rerank-API request (``/_sidecar/v1/rerank``) of ``api.max_documents``
+passages. Each round runs the ordinary clients alone and with the neighbour, in
+alternating order; the neighbour's requests in flight when its segment ends are abandoned,
+and the next segment waits for the model queue (admission included) to drain.
 
 Goal: the ordinary clients' reranked share with the neighbour ≥ 90% of their share alone.
 """
@@ -103,6 +103,9 @@ async def ordinary_segment(url: str, rate: float, duration_s: float) -> list[Seg
                     duration_s=duration_s,
                     label=f"ordinary-{c}",
                     source=ordinary_source(c),
+                    # Spread over the interval: four clients at one rate do not all
+                    # send at the same instant, as real clients do not.
+                    phase=c / ORDINARY,
                 )
                 for c in range(ORDINARY)
             )

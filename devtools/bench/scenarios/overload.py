@@ -187,12 +187,15 @@ async def paced(
     timeout_s: float = 60.0,
     stop: asyncio.Event | None = None,
     source: str | None = None,
+    phase: float = 0.0,
 ) -> Segment:
     """Send ``requests`` round-robin over ``clients`` connections, each waiting for its
     answer before it sends again; with ``rate``, request ``i`` is not sent before
     ``start + i / rate``. Stops after ``count`` requests, once ``duration_s`` has passed,
     or when ``stop`` is set (then what is in flight is abandoned). ``source``: the local
-    address to connect from (a loopback address of its own makes a distinct client)."""
+    address to connect from (a loopback address of its own makes a distinct client).
+    ``phase`` (0–1): with ``rate``, the schedule starts that share of one interval late,
+    so that clients at the same rate do not all send at the same instants."""
     if count is None and duration_s is None and stop is None:
         raise ValueError("paced() needs a count, a duration or a stop event")
     seg = Segment(label, clients=clients, target_rate=rate)
@@ -209,7 +212,7 @@ async def paced(
             for i in counter:
                 if count is not None and i >= count:
                     return
-                due = start + i / rate if rate else loop.time()
+                due = start + (i + phase) / rate if rate else loop.time()
                 if duration_s is not None and due - start >= duration_s:
                     return
                 if stop is not None and stop.is_set():
