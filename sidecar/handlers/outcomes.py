@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from aiohttp import web
 
 from sidecar.http.trace import trace_of
@@ -14,9 +16,12 @@ RERANK_HEADER = "X-Rerank"
 
 
 def fair_key(address: object) -> str:
-    """Who waits its turn for the model: the client address behind trusted proxies. Not a
-    credential: one a client writes itself (any Authorization, with ES security off)
-    would give it a fresh, unused place in the queue per request."""
+    """Who waits its turn for the model: the client address behind trusted proxies, an
+    IPv6 one by its /64 (one host or site has a whole /64 to pick fresh addresses from).
+    Not a credential: one a client writes itself (any Authorization, with ES security
+    off) would give it a fresh, unused place in the queue per request."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return f"ip:{ipaddress.IPv6Network((address, 64), strict=False)}"
     return f"ip:{address}"
 
 

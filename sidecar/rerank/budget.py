@@ -64,6 +64,8 @@ class CostModel:
         self.safety = safety
         #: Decayed (seconds, pairs) of the worker's passes.
         self._passes = (0.0, 0.0)
+        #: The longest recent pass, decaying (a remote call counts as one pass).
+        self.slowest_pass_s = 0.0
 
     def observe_pass(self, pairs: int, seconds: float) -> None:
         """A forward pass of ``pairs`` took ``seconds`` (called from the worker's thread:
@@ -79,6 +81,7 @@ class CostModel:
                 (1 - ALPHA) * done + ALPHA * pairs,
             )
         estimate = self._passes[0] / self._passes[1]
+        self.slowest_pass_s = max(seconds, (1 - ALPHA) * self.slowest_pass_s)
         self.answered = self.per_pair = estimate
 
     def observe(self, elapsed_s: float, own_pairs: int, ahead_pairs: int) -> None:
@@ -86,6 +89,7 @@ class CostModel:
         if own_pairs <= 0 or elapsed_s <= 0:
             return
         sample = elapsed_s / (own_pairs + max(0, ahead_pairs))
+        self.slowest_pass_s = max(elapsed_s, (1 - ALPHA) * self.slowest_pass_s)
         self.answered = _ewma(self.answered, sample)
         self.per_pair = _ewma(self.per_pair, sample)
 

@@ -36,6 +36,8 @@ log = logging.getLogger("sidecar.rerank")
 
 #: With the whole window over budget, one small request still goes to the model this often.
 PROBE_INTERVAL_S = 5.0
+#: No part is taken for hung sooner than this, however quick the model has been.
+MIN_HANG_S = 0.1
 
 
 @dataclass
@@ -179,7 +181,7 @@ class RerankEngine:
         k = max(k, have)
         if self.breaker.state == "half-open":
             k = min(k, max(have, floor))  # a trial is one small request
-        if k < floor and time.monotonic() - self._last_call >= PROBE_INTERVAL_S:
+        if k < floor and remaining > 0 and time.monotonic() - self._last_call >= PROBE_INTERVAL_S:
             # The estimate only learns from answers: now and then one small request goes
             # ahead anyway, so a cost learned in a stall cannot turn reranking off for good.
             k = floor
@@ -192,7 +194,9 @@ class RerankEngine:
                 return ScoredWindow(scores, _cached(have, n), timings)
             return ScoredWindow(None, Outcome("fallback", "budget"), timings)
         self._last_call = time.monotonic()
-        size = len(todo) if self._remote else self.load.chunk_hits
+        # A remote server takes the window in one call, up to what the gate holds (a bigger
+        # one would be admitted alone and hold everyone else back).
+        size = self.load.max_in_flight_pairs if self._remote else self.load.chunk_hits
         parts = [todo[j : j + size] for j in range(0, len(todo), size)]
         # Every part takes its place in the queue now, before anything awaits: the next
         # search (a sibling in the same _msearch, say) sees them in its backlog.
@@ -220,7 +224,11 @@ class RerankEngine:
             await _cancel(tasks)
             self.breaker.release()
             raise
-        await _cancel(pending)
+        try:
+            await _cancel(pending)
+        except asyncio.CancelledError:
+            self.breaker.release()  # a half-open trial must not stay taken
+            raise
         return self._settle(cached, keys, places, tasks, done, t0, backlog, timings)
 
     async def score_all(
@@ -233,25 +241,26 @@ class RerankEngine:
     ) -> ScoreResult:
         """Every document scored, for the rerank API: no cache, no budget cut, no breaker.
 
-        A local model gets the documents in parts of ``load.chunk_hits``, each admitted on
-        its own: a 1,000-document request takes its turns beside everyone else's parts
-        instead of holding the model for all of its pairs. A few parts wait ahead at once,
-        so the model never idles between them; past the first error the rest are dropped.
+        The documents go in parts, each admitted on its own: a 1,000-document request
+        takes its turns beside everyone else's parts instead of holding the model for all
+        of its pairs. Two parts are out at once (one with the model, the next waiting), each
+        half of what the gate holds and at least ``load.chunk_hits`` (a remote server's at
+        most what the gate holds), so the model never idles between them and one request
+        never has more than two places in its client's queue. Past the first error the
+        rest are dropped.
         """
         self._size_gate()
         if self._remote:
-            async with self.gate.admit(client, len(documents)):
-                return await self.scorer.score(query, documents, instruction, timeout=timeout_s)
-        size = self.load.chunk_hits
+            size = self.load.max_in_flight_pairs
+        else:
+            size = max(self.load.chunk_hits, self.gate.max_pairs // 2)
         parts = [documents[j : j + size] for j in range(0, len(documents), size)]
-        ahead = asyncio.Semaphore(
-            max(1, min(self.load.max_waiting_per_client, self.gate.max_pairs // size + 1))
-        )
+        out = asyncio.Semaphore(2)
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
 
         async def one(part: Sequence[str]) -> ScoreResult:
-            async with ahead, self.gate.admit(client, len(part)):
+            async with out, self.gate.admit(client, len(part)):
                 left = max(0.0, end - loop.time())
                 return await self.scorer.score(query, part, instruction, timeout=left)
 
@@ -281,11 +290,14 @@ class RerankEngine:
 
     def _hung(self, place: Part, now: float) -> bool:
         """Admitted, and with the model ``breaker.hang_factor`` times longer than its pairs
-        and those ahead of it should take: a hang. Waiting to be admitted is load."""
+        and those ahead of it should take, plus the longest recent pass (a part can wait
+        for a pass already under way, and a small part costs more than its pairs' share):
+        a hang. Waiting to be admitted is load."""
         expected = self._expected_s(place)
         if place.admitted_at is None or expected is None:
             return False
-        return now - place.admitted_at > expected * self.config.rerank.breaker.hang_factor
+        allowed = (expected + self.cost.slowest_pass_s) * self.config.rerank.breaker.hang_factor
+        return now - place.admitted_at > max(allowed, MIN_HANG_S)
 
     def _backlog(self, client: str) -> Backlog:
         """What a new request of ``client`` waits behind: the pairs with the model (the
@@ -308,7 +320,7 @@ class RerankEngine:
         loop = asyncio.get_running_loop()
         await place.waiter.admitted
         place.admitted_at = time.perf_counter()
-        place.ahead = self.gate.in_flight - len(place.indices)
+        place.ahead = place.waiter.ahead
         result = await self.scorer.score(
             query,
             [texts[i] for i in place.indices],
@@ -358,7 +370,11 @@ class RerankEngine:
                 # Shedding load is the queue doing its job, not the model failing.
                 overloaded = True
             elif isinstance(exc, RerankTimeout):
+                # Out of time inside the scorer (a remote server that stopped answering
+                # says so with a timeout too): a hang if it was with the model too long.
                 late = True
+                if hung is None and self._hung(place, now):
+                    hung = place
             elif fault is None:
                 fault = exc
         if isinstance(fault, InputTooLong):

@@ -46,6 +46,8 @@ class Waiter:
     #: Arrival order: among clients of equal use, the oldest request goes first.
     seq: int
     admitted: asyncio.Future[None]
+    #: Pairs with the scorer when it was admitted (ahead of it).
+    ahead: int = 0
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ class FairGate:
         future = asyncio.get_running_loop().create_future()
         waiter = Waiter(client, pairs, next(self._seq), future)
         if not self._waiting and self._fits(pairs):
-            self._take(client, pairs)
+            waiter.ahead = self._take(client, pairs)
             future.set_result(None)
             return waiter
         queue = self._waiting.get(client)
@@ -161,7 +163,9 @@ class FairGate:
         # A request larger than the whole capacity is admitted alone: slow, never starved.
         return self.in_flight + pairs <= self.max_pairs or self.in_flight == 0
 
-    def _take(self, client: str, pairs: int) -> None:
+    def _take(self, client: str, pairs: int) -> int:
+        """Admit ``pairs`` of ``client``; the pairs that were with the scorer before."""
+        ahead = self.in_flight
         self.in_flight += pairs
         now = self._clock()
         self._usage[client] = (self.usage(client) + pairs, now)
@@ -174,6 +178,7 @@ class FairGate:
             if used * math.exp2(-(now - at) / USAGE_HALF_LIFE_S) >= 1.0:
                 break
             del self._usage[name]
+        return ahead
 
     def _dispatch(self) -> None:
         """Admit waiters, lightest client first, while they fit. A head that does not fit
@@ -195,5 +200,5 @@ class FairGate:
             queue.popleft()
             if not queue:
                 del self._waiting[name]
-            self._take(name, head.pairs)
+            head.ahead = self._take(name, head.pairs)
             head.admitted.set_result(None)

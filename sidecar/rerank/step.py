@@ -215,7 +215,8 @@ class RerankStep:
 
         budget_s = max((p.settings.budget_s for p in plans if p.rerank), default=0.0)
         index = next((p.index for p in plans if p.rerank), "")
-        start = asyncio.get_running_loop().time() - self.es_times.excess(index, waited_s)
+        late = self.es_times.excess(f"_msearch {index}", waited_s)
+        start = asyncio.get_running_loop().time() - late
 
         async def one(i: int, plan: SearchPlan, response: Any) -> tuple[Outcome, Timings]:
             if not plan.rerank:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 
 import pytest
 
 from sidecar.errors import Overloaded
+from sidecar.handlers.outcomes import fair_key
 from sidecar.rerank.budget import Backlog, CostModel
 from sidecar.rerank.fair import FairGate
 
@@ -167,3 +169,11 @@ async def test_an_oversized_request_is_admitted_alone() -> None:
     gate = FairGate(max_pairs=10, max_waiting=4)
     async with gate.admit("big", 1000):
         assert gate.in_flight == 1000
+
+
+def test_an_ipv6_client_is_its_64() -> None:
+    """A host with a /64 cannot take a fresh, unused place in the queue per address."""
+    one = fair_key(ipaddress.ip_address("2001:db8:1:2::5"))
+    assert one == fair_key(ipaddress.ip_address("2001:db8:1:2:ffff::9")) == "ip:2001:db8:1:2::/64"
+    assert fair_key(ipaddress.ip_address("2001:db8:1:3::5")) != one
+    assert fair_key(ipaddress.ip_address("192.0.2.7")) == "ip:192.0.2.7"

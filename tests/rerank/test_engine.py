@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from sidecar.config import build_config
-from sidecar.errors import ModelFailure, Overloaded
+from sidecar.errors import ModelFailure, Overloaded, RerankTimeout
 from sidecar.rerank.breaker import AsyncBreaker
 from sidecar.rerank.engine import Doc, RerankEngine
 from sidecar.scoring.base import ModelInfo, ScoreResult
@@ -216,7 +216,7 @@ async def test_a_remote_hang_counts_even_after_timeouts_raised_the_cost() -> Non
     scorer.behave = "hang"
     for n in range(2):
         engine._last_call -= 60  # past the probe interval: the call goes out
-        await engine.score(f"hang {n}", None, WINDOW[:10], budget_s=0.05)
+        await engine.score(f"hang {n}", None, WINDOW[:10], budget_s=0.3)
     assert engine.breaker.state == "open"
 
 
@@ -225,7 +225,7 @@ async def test_a_hang_where_a_quick_answer_was_predicted_is_a_fault() -> None:
     engine = engine_with(scorer)
     await engine.score("q", None, DOCS, budget_s=5)  # healthy: the cost is known and small
     scorer.behave = "hang"
-    scored = await engine.score("other", None, DOCS, budget_s=0.05)
+    scored = await engine.score("other", None, DOCS, budget_s=0.3)
     assert scored.outcome.header == "fallback; reason=timeout"
     assert engine.breaker.fail_counter == 1
 
@@ -451,3 +451,21 @@ async def test_a_busy_model_gives_each_search_half_of_what_is_left() -> None:
     scorer.hold.set()
     await first
     assert (await busy).outcome.header == "applied; window=20"
+
+
+async def test_a_timeout_inside_the_scorer_after_a_long_wait_is_a_hang() -> None:
+    """A remote server that stopped answering says so with its own timeout (connect or
+    read): the part was with it far longer than its answers predict, so it counts."""
+    scorer = ScriptedScorer(info=REMOTE)
+    engine = engine_with(scorer)
+    await engine.score("q", None, WINDOW[:10], budget_s=5)  # quick answers: cost known
+
+    async def unreachable(*args: object, **kwargs: object) -> ScoreResult:
+        await asyncio.sleep(0.2)  # the scorer's own connect timeout, as it were
+        raise RerankTimeout("connect timeout")
+
+    scorer.score = unreachable  # type: ignore[method-assign]
+    for n in range(2):
+        scored = await engine.score(f"down {n}", None, WINDOW[:10], budget_s=1)
+        assert scored.outcome.header == "fallback; reason=timeout"
+    assert engine.breaker.state == "open"
