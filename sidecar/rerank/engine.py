@@ -172,13 +172,7 @@ class RerankEngine:
         remaining = end - loop.time()
         self._size_gate()
         backlog = self._backlog(client)
-        k = self.cost.fit(missing, remaining, backlog)
-        if k > floor and backlog.before(0) > 0:
-            # The model is busy, so more searches are coming: take half of what is left,
-            # and the next one still finds room, instead of the first taking it all and
-            # the next falling back.
-            k = max(floor, k // 2)
-        k = max(k, have)
+        k = max(self.cost.fit(missing, remaining, backlog), have)
         if self.breaker.state == "half-open":
             k = min(k, max(have, floor))  # a trial is one small request
         if k < floor and remaining > 0 and time.monotonic() - self._last_call >= PROBE_INTERVAL_S:
