@@ -172,12 +172,16 @@ async def test_model_faults_under_100_concurrent_clients(
 async def test_bundled_model_overload_sheds_load_and_drains(
     es: ESTarget, sample_index: str, tmp_path: Path
 ) -> None:
-    """The real model on this CPU, 100 clients, a small queue: excess searches fall back at
-    once (overloaded) instead of queueing; the queue never exceeds its bound and drains."""
-    bound = 60
+    """The real model on this CPU, 100 clients (one address), small queues: excess searches
+    fall back at once (overloaded) instead of queueing; what waits for the model (worker
+    queue, plus the client's parts waiting for admission) never exceeds its bound and
+    drains."""
+    worker_bound, waiting = 60, 4
+    bound = worker_bound + waiting * 10  # parts of load.chunk_hits (10)
     config = overrides(
-        worker__max_queue_pairs=bound,
+        worker__max_queue_pairs=worker_bound,
         worker__max_batch_pairs=20,
+        rerank__load__max_waiting_per_client=waiting,
         rerank__window=20,
         rerank__budget_ms=60_000,
         rerank__cache__enabled=False,
