@@ -280,7 +280,8 @@ class RerankEngine:
 
     def _expected_s(self, place: Part) -> float | None:
         """How long an admitted part should take, from what the model answered lately."""
-        return self.cost.predict_answer(len(place.indices), Backlog(with_model=place.ahead))
+        ahead = Backlog(with_model=place.waiter.ahead)
+        return self.cost.predict_answer(len(place.indices), ahead)
 
     def _hung(self, place: Part, now: float) -> bool:
         """Admitted, and with the model ``breaker.hang_factor`` times longer than its pairs
@@ -314,14 +315,13 @@ class RerankEngine:
         loop = asyncio.get_running_loop()
         await place.waiter.admitted
         place.admitted_at = time.perf_counter()
-        place.ahead = place.waiter.ahead
         result = await self.scorer.score(
             query,
             [texts[i] for i in place.indices],
             instruction,
             timeout=max(0.0, end - loop.time()),
         )
-        return result, time.perf_counter() - place.admitted_at, place.ahead
+        return result, time.perf_counter() - place.admitted_at, place.waiter.ahead
 
     def _settle(
         self,
@@ -414,13 +414,12 @@ class RerankEngine:
 
 @dataclass(eq=False)
 class Part:
-    """Hits of one window scored in one call: its place at the gate, and, once admitted,
-    when, and how many pairs were with the model ahead of it then."""
+    """Hits of one window scored in one call: its place at the gate (which also says how
+    many pairs were with the model ahead of it), and when it was admitted."""
 
     indices: list[int]
     waiter: Waiter
     admitted_at: float | None = None
-    ahead: int = 0
 
 
 def _prefix(missing: Sequence[bool]) -> int:
