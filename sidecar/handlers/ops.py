@@ -32,10 +32,10 @@ async def ready(request: web.Request) -> web.Response:
     info = slot.info
     model_ok = engine.ready
     failures = slot.load_failures if isinstance(slot, ScorerSlot) else 0
-    # The first load has ended: warm, failed (retried), refused, or loaded once and lost
-    # since (a worker that died); any of them serves ES order until the model is back.
+    # The first load has ended: loaded (warm, refused by its self-test, or lost its worker
+    # since), or failed and being retried; all but warm serve ES order.
     loaded = slot.scorer is not None if isinstance(slot, ScorerSlot) else True
-    settled = model_ok or loaded or failures > 0 or info.refused is not None
+    settled = loaded or failures > 0
     serving = es_ok and (settled or request.app[CONFIG].model.ready_while_loading)
     body = {
         "ready": serving,
