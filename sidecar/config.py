@@ -481,6 +481,11 @@ class LoadConfig(_Section):
     #: Sub-searches of one ``_msearch`` that are reranked; the rest keep ES order
     #: (``skipped; reason=msearch_limit``). All share the request's one budget.
     msearch_max_reranked: PositiveInt = 20
+    #: While other clients are searching, the event loop's CPU one client's searches may
+    #: use (parsing, planning, decoding and rewriting answers), as a share of one core.
+    #: A client past it waits before its next search goes to ES, at most that search's
+    #: budget, and the wait comes off the budget. A client alone is never held back.
+    client_cpu_share: float = Field(default=0.1, gt=0.0, le=64.0)
 
 
 class ScoreCacheConfig(_Section):

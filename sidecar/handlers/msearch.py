@@ -29,10 +29,11 @@ from sidecar.http.body import (
 )
 from sidecar.http.trace import trace_of
 from sidecar.keys import CONFIG, ES, ROLLOUT, STEP
-from sidecar.rerank.filter_path import parse_filter_path
+from sidecar.rerank.filter_path import FilterPath, parse_filter_path
 from sidecar.rerank.outcome import Outcome, overall
 from sidecar.rerank.plan import SearchPlan
 from sidecar.rerank.render import compact
+from sidecar.rerank.rollout import Client
 from sidecar.rerank.step import ES_ERROR, Reask
 from sidecar.upstream import BufferFull, EsRequest
 
@@ -59,12 +60,64 @@ async def handle_msearch(request: web.Request) -> web.StreamResponse:
     data = decode_body(raw, request.headers.get("Content-Encoding"), limit)
     if data is None:
         return await forward(request, as_sent, Outcome("skipped", "encoded_body"))
-    payload = NdjsonLines.parse(data)
-    if payload is None:
-        return await forward(request, as_sent, Outcome("skipped", "unparsed_body"))
-
     rollout, step = request.app[ROLLOUT], request.app[STEP]
     client = rollout.client(request.remote, request.headers)
+    fair = fair_key(client.addr)
+    with step.cpu.metered(fair):
+        planned = _plan(request, path_index, data, client)
+    if planned is None:
+        return await forward(request, as_sent, Outcome("skipped", "unparsed_body"))
+    payload, plans, bodies, shape = planned
+    reranked = any(plan.rerank for plan in plans)
+    # The sidecar applies filter_path itself when it rewrites the answer.
+    drop = ("filter_path",) if reranked and shape is not None else ()
+    forwarded = EsRequest.rewritten(request, payload.replaced(bodies), drop) if bodies else as_sent
+    if not reranked:
+        # Nothing to rerank: ES's answer is streamed back, never held in memory.
+        skipped = [Outcome("skipped", plan.skip_reason) for plan in plans]
+        return await forward(request, forwarded, overall(skipped))
+
+    budget_s = max(plan.settings.budget_s for plan in plans if plan.rerank)
+    held_s = await step.hold(fair, budget_s)
+    try:
+        es_resp = await request.app[ES].fetch(forwarded)
+    except (BufferFull, UpstreamResponseTooLarge):
+        # Too large to hold, alone or with the answers held already: ES's answer to the
+        # client's own request is streamed instead (a 502 ES would not give is never sent).
+        return await forward(request, as_sent, Outcome("skipped", "memory"))
+    try:
+        trace = trace_of(request)
+        trace.es_s = es_resp.elapsed_s
+        if es_resp.status != 200:
+            return answer(request, es_resp.response(), ES_ERROR)
+        es_limit = request.app[CONFIG].es.max_response_bytes
+        applied = await step.apply_many(
+            plans,
+            es_resp.decoded(es_limit),
+            trace.request_id,
+            filter_path=shape if drop else None,
+            client=fair,
+            waited_s=trace.waited_s,
+            held_s=held_s,
+        )
+        if isinstance(applied, Reask):
+            return await forward(request, as_sent, applied.outcome)
+        trace.model_s, trace.queue_s = applied.timings.model_s, applied.timings.queue_s
+        return answer(request, es_resp.response(applied.body), applied.outcome)
+    finally:
+        es_resp.release()
+
+
+def _plan(
+    request: web.Request, path_index: str, data: bytes, client: Client
+) -> tuple[NdjsonLines, list[SearchPlan], dict[int, bytes], FilterPath | None] | None:
+    """The payload parsed and every sub-search planned: (the payload, the plans, the
+    bodies rewritten, by search, the client's filter_path); None when it is not NDJSON
+    pairs."""
+    payload = NdjsonLines.parse(data)
+    if payload is None:
+        return None
+    rollout, step = request.app[ROLLOUT], request.app[STEP]
     force = "format" if other_format(request) else None
     raw_filter = request.rel_url.query.get("filter_path")
     shape = parse_filter_path(raw_filter) if raw_filter else None
@@ -89,38 +142,4 @@ async def handle_msearch(request: web.Request) -> web.StreamResponse:
             else:
                 bodies[i] = new
         plans.append(plan)
-    reranked = any(plan.rerank for plan in plans)
-    # The sidecar applies filter_path itself when it rewrites the answer.
-    drop = ("filter_path",) if reranked and shape is not None else ()
-    forwarded = EsRequest.rewritten(request, payload.replaced(bodies), drop) if bodies else as_sent
-    if not reranked:
-        # Nothing to rerank: ES's answer is streamed back, never held in memory.
-        skipped = [Outcome("skipped", plan.skip_reason) for plan in plans]
-        return await forward(request, forwarded, overall(skipped))
-
-    try:
-        es_resp = await request.app[ES].fetch(forwarded)
-    except (BufferFull, UpstreamResponseTooLarge):
-        # Too large to hold, alone or with the answers held already: ES's answer to the
-        # client's own request is streamed instead (a 502 ES would not give is never sent).
-        return await forward(request, as_sent, Outcome("skipped", "memory"))
-    try:
-        trace = trace_of(request)
-        trace.es_s = es_resp.elapsed_s
-        if es_resp.status != 200:
-            return answer(request, es_resp.response(), ES_ERROR)
-        es_limit = request.app[CONFIG].es.max_response_bytes
-        applied = await step.apply_many(
-            plans,
-            es_resp.decoded(es_limit),
-            trace.request_id,
-            filter_path=shape if drop else None,
-            client=fair_key(client.addr),
-            waited_s=trace.waited_s,
-        )
-        if isinstance(applied, Reask):
-            return await forward(request, as_sent, applied.outcome)
-        trace.model_s, trace.queue_s = applied.timings.model_s, applied.timings.queue_s
-        return answer(request, es_resp.response(applied.body), applied.outcome)
-    finally:
-        es_resp.release()
+    return payload, plans, bodies, shape

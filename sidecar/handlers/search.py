@@ -113,6 +113,7 @@ async def _rerank(
         if hit is not None:
             return answer(request, hit, CACHED)
 
+    held_s = await request.app[STEP].hold(client, plan.settings.budget_s)
     try:
         es_resp = await request.app[ES].fetch(req)
     except (BufferFull, UpstreamResponseTooLarge):
@@ -120,7 +121,7 @@ async def _rerank(
         # client's own request is streamed instead (a 502 ES would not give is never sent).
         return await forward(request, as_sent, Outcome("skipped", "memory"))
     try:
-        return await _answer(request, plan, es_resp, as_sent, client, cache_key)
+        return await _answer(request, plan, es_resp, as_sent, client, cache_key, held_s)
     finally:
         es_resp.release()
 
@@ -132,6 +133,7 @@ async def _answer(
     as_sent: EsRequest,
     client: str,
     cache_key: str,
+    held_s: float,
 ) -> web.StreamResponse:
     step, responses = request.app[STEP], request.app[ENGINE].responses
     trace = trace_of(request)
@@ -149,7 +151,7 @@ async def _answer(
         # ES said no: its answer goes back untouched and the model is not called.
         return answer(request, es_resp.response(), ES_ERROR)
     answer_bytes = es_resp.decoded(limit)
-    applied = await step.apply(plan, answer_bytes, trace.request_id, client, trace.waited_s)
+    applied = await step.apply(plan, answer_bytes, trace.request_id, client, trace.waited_s, held_s)
     if isinstance(applied, Reask):
         return await forward(request, as_sent, applied.outcome)
     trace.model_s, trace.queue_s = applied.timings.model_s, applied.timings.queue_s

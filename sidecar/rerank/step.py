@@ -21,13 +21,15 @@ from typing import Any
 
 from sidecar.config import ModeName, SidecarConfig
 from sidecar.jsonutil import loads
+from sidecar.rerank.cpu_share import CpuShare
 from sidecar.rerank.engine import Doc, RerankEngine, ScoredWindow, Timings
 from sidecar.rerank.es_time import EsTimes
 from sidecar.rerank.filter_path import FilterPath
 from sidecar.rerank.index_config import IndexRules
+from sidecar.rerank.msearch_answer import MsearchAnswer
 from sidecar.rerank.outcome import SHADOWED, Outcome, overall
 from sidecar.rerank.plan import SearchPlan, plan_search
-from sidecar.rerank.render import render
+from sidecar.rerank.render import compact, render
 from sidecar.rerank.respond import hits_of, rewrite
 from sidecar.rerank.shadow import ShadowRunner
 from sidecar.rerank.windows import ResultWindows
@@ -44,7 +46,8 @@ class Applied:
 
     outcome: Outcome
     body: bytes
-    #: ``body`` as the object it was serialized from.
+    #: ``body`` as the object it was serialized from; None for an ``_msearch`` answer
+    #: whose untouched items were never decoded.
     document: Any
     timings: Timings
 
@@ -69,6 +72,16 @@ class RerankStep:
         self.indices = IndexRules(config.rerank)
         self.windows = ResultWindows()
         self.es_times = EsTimes()
+        self.cpu = CpuShare(config.rerank.load.client_cpu_share)
+
+    async def hold(self, client: str, budget_s: float) -> float:
+        """Wait while ``client`` is over its share of the event loop's CPU, at most
+        ``budget_s`` (a search is never slower than ES plus its budget); seconds waited,
+        which come off the search's budget."""
+        delay = min(self.cpu.delay(client), budget_s)
+        if delay > 0:
+            await asyncio.sleep(delay)  # the debt is paid at a known rate: no signal to wait for
+        return delay
 
     def plan(
         self,
@@ -127,7 +140,8 @@ class RerankStep:
         hits = hits_of(response)
         if hits is None or response.get("status", 200) != 200:
             return ES_ERROR, Timings()
-        docs = self.docs(plan, hits[: plan.window])
+        with self.cpu.metered(client):
+            docs = self.docs(plan, hits[: plan.window])
         settings = plan.settings
 
         def score() -> Any:
@@ -146,27 +160,35 @@ class RerankStep:
             rewrite(response, plan, None, settings.score, self.engine.status(SHADOWED, None))
             return SHADOWED, Timings()
         scored: ScoredWindow = await score()
-        rewrite(
-            response,
-            plan,
-            scored.scores,
-            settings.score,
-            self.engine.status(scored.outcome, scored),
-        )
+        with self.cpu.metered(client):
+            rewrite(
+                response,
+                plan,
+                scored.scores,
+                settings.score,
+                self.engine.status(scored.outcome, scored),
+            )
         return scored.outcome, scored.timings
 
     async def apply(
-        self, plan: SearchPlan, raw: bytes, rid: str, client: str = "", waited_s: float = 0.0
+        self,
+        plan: SearchPlan,
+        raw: bytes,
+        rid: str,
+        client: str = "",
+        waited_s: float = 0.0,
+        held_s: float = 0.0,
     ) -> Applied | Reask:
         """Rerank ES's ``_search`` answer (``raw``, status 200); ``client`` waits its turn
         for the model; ``waited_s``: since the search arrived (beyond the usual, it comes
-        off the budget)."""
-        body = _parse(raw)
+        off the budget); ``held_s`` of it the search was held back (:meth:`hold`)."""
+        with self.cpu.metered(client):
+            body = _parse(raw)
         if body is None or hits_of(body) is None:
             return Reask("unexpected_response")
         if self._window_refused(plan, body):
             return Reask(RESULT_WINDOW)
-        late = self.es_times.excess(plan.index, waited_s)
+        late = self.es_times.excess(plan.index, waited_s - held_s) + held_s
         deadline = asyncio.get_running_loop().time() + max(0.0, plan.settings.budget_s - late)
         try:
             outcome, timings = await self.rerank(plan, body, rid, client, deadline)
@@ -175,7 +197,8 @@ class RerankStep:
         except Exception:
             log.exception("rewriting a search response failed; ES's own answer is used")
             return Reask("rewrite_failed")
-        return _written(body, raw, plan.filter_path, outcome, timings)
+        with self.cpu.metered(client):
+            return _written(body, raw, plan.filter_path, outcome, timings)
 
     async def apply_many(
         self,
@@ -185,12 +208,75 @@ class RerankStep:
         filter_path: FilterPath | None = None,
         client: str = "",
         waited_s: float = 0.0,
+        held_s: float = 0.0,
     ) -> Applied | Reask:
         """Rerank ES's ``_msearch`` answer: the sub-searches are scored concurrently, so
         the batching worker coalesces them into shared forward passes. They share one
         budget (the handler plans at most ``rerank.load.msearch_max_reranked`` of them)."""
-        body = _parse(raw)
-        responses = body.get("responses") if isinstance(body, dict) else None
+        with self.cpu.metered(client):
+            checked = self._check_many(plans, raw, filter_path)
+        if isinstance(checked, Reask):
+            return checked
+        split, body, responses = checked
+        budget_s = max((p.settings.budget_s for p in plans if p.rerank), default=0.0)
+        index = next((p.index for p in plans if p.rerank), "")
+        late = self.es_times.excess(f"_msearch {index}", waited_s - held_s) + held_s
+        start = asyncio.get_running_loop().time() - late
+
+        async def one(plan: SearchPlan, response: Any) -> tuple[Outcome, Timings]:
+            # One budget for the request: every sub-search's ends with the request's.
+            deadline = start + min(budget_s, plan.settings.budget_s)
+            return await self.rerank(plan, response, rid, client, deadline)
+
+        reranked = [i for i, plan in enumerate(plans) if plan.rerank]
+        try:
+            scored = await asyncio.gather(*(one(plans[i], responses[i]) for i in reranked))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("rewriting an _msearch response failed; ES's own answer is used")
+            return Reask("rewrite_failed")
+        results = dict(zip(reranked, scored, strict=True))
+        timings = Timings(
+            model_s=max((t.model_s for _, t in scored), default=0.0),
+            queue_s=max((t.queue_s for _, t in scored), default=0.0),
+        )
+        outcome = overall(
+            [
+                results[i][0] if i in results else Outcome("skipped", plan.skip_reason)
+                for i, plan in enumerate(plans)
+            ]
+        )
+        with self.cpu.metered(client):
+            if split is None:
+                return _written(body, raw, filter_path, outcome, timings)
+            # An item ES answered with an error was not touched: it keeps ES's bytes.
+            rewritten = {
+                i: compact(responses[i]) for i, (o, _) in results.items() if o is not ES_ERROR
+            }
+            items = {i: data for i, data in rewritten.items() if data is not None}
+            if len(items) < len(rewritten):
+                return Reask("unserializable_response")
+            return Applied(outcome, split.join(items), None, timings)
+
+    def _check_many(
+        self, plans: Sequence[SearchPlan], raw: bytes, filter_path: FilterPath | None
+    ) -> tuple[MsearchAnswer | None, Any, list[Any]] | Reask:
+        """ES's ``_msearch`` answer decoded (whole, or only the items to rerank) and
+        checked: (the answer taken apart or None, the whole document or None, the items,
+        None where not decoded); or why it cannot be given back rewritten."""
+        # Without a filter_path to apply, only the items being reranked are decoded.
+        split = MsearchAnswer.split(raw) if filter_path is None else None
+        if split is not None:
+            body: Any = None
+            responses: Any = (
+                [split.item(i) if p.rerank else None for i, p in enumerate(plans)]
+                if len(split.items) == len(plans)
+                else None
+            )
+        else:
+            body = _parse(raw)
+            responses = body.get("responses") if isinstance(body, dict) else None
         if not isinstance(responses, list) or len(responses) != len(plans):
             return Reask("unexpected_response")
         refused = [
@@ -213,32 +299,7 @@ class RerankStep:
             # client gets ES's answer to its own.
             return Reask("es_error")
 
-        budget_s = max((p.settings.budget_s for p in plans if p.rerank), default=0.0)
-        index = next((p.index for p in plans if p.rerank), "")
-        late = self.es_times.excess(f"_msearch {index}", waited_s)
-        start = asyncio.get_running_loop().time() - late
-
-        async def one(i: int, plan: SearchPlan, response: Any) -> tuple[Outcome, Timings]:
-            if not plan.rerank:
-                return Outcome("skipped", plan.skip_reason), Timings()
-            # One budget for the request: every sub-search's ends with the request's.
-            deadline = start + min(budget_s, plan.settings.budget_s)
-            return await self.rerank(plan, response, rid, client, deadline)
-
-        try:
-            results = await asyncio.gather(
-                *(one(i, p, r) for i, (p, r) in enumerate(zip(plans, responses, strict=True)))
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("rewriting an _msearch response failed; ES's own answer is used")
-            return Reask("rewrite_failed")
-        timings = Timings(
-            model_s=max((t.model_s for _, t in results), default=0.0),
-            queue_s=max((t.queue_s for _, t in results), default=0.0),
-        )
-        return _written(body, raw, filter_path, overall([o for o, _ in results]), timings)
+        return split, body, responses
 
 
 def _ok(response: Any) -> bool:

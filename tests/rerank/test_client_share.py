@@ -1,0 +1,80 @@
+"""A client over its share of the event loop's CPU waits, at most its budget, and that wait
+comes off the budget; other clients' searches are not held back (real sockets, each client
+from its own loopback address)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+from elasticsearch import Elasticsearch
+
+from devtools.fakes import FaultModel
+from sidecar.keys import STEP
+from tests.conftest import ESTarget
+from tests.support.apps import running_sidecar
+from tests.support.search import SAMPLE, base_config, multi_match
+
+QUERY = "library card renew borrow books online account"
+ORDINARY, HEAVY = "127.0.0.3", "127.0.0.2"
+
+
+async def _post(url: str, source: str, path: str, data: bytes, ctype: str) -> tuple[int, Any, str]:
+    connector = aiohttp.TCPConnector(local_addr=(source, 0), force_close=True)
+    async with (
+        aiohttp.ClientSession(connector=connector) as s,
+        s.post(f"{url}{path}", data=data, headers={"Content-Type": ctype}) as r,
+    ):
+        return r.status, await r.json(), r.headers.get("X-Rerank", "")
+
+
+async def _search(url: str, source: str) -> tuple[int, Any, str]:
+    body = json.dumps(multi_match(QUERY, size=10)).encode()
+    return await _post(url, source, f"/{SAMPLE}/_search", body, "application/json")
+
+
+def _ids(body: dict[str, Any]) -> list[str]:
+    return [h["_id"] for h in body["hits"]["hits"]]
+
+
+async def test_a_client_over_its_share_waits_its_budget_and_others_do_not(
+    es: ESTarget, sample_index: str, fake_reranker: FaultModel
+) -> None:
+    config = base_config(
+        es.url,
+        model={"name": fake_reranker.url, "remote": {"read_timeout_s": 5.0}},
+        rerank={
+            "budget_ms": 300,
+            "load": {"client_cpu_share": 0.05},
+            "cache": {"enabled": False},
+        },
+    )
+    direct = Elasticsearch(es.url).search(index=SAMPLE, body=multi_match(QUERY, size=10)).body
+    async with running_sidecar(config) as sc:
+        share = sc.app[STEP].cpu
+        assert (await _search(sc.url, ORDINARY))[2] == "applied"
+
+        # A heavy client's _msearch is charged to it while another client is searching.
+        line = json.dumps(multi_match(QUERY, size=10)).encode()
+        payload = b"".join(b"{}\n" + line + b"\n" for _ in range(5))
+        status, _, _ = await _post(
+            sc.url, HEAVY, f"/{SAMPLE}/_msearch", payload, "application/x-ndjson"
+        )
+        assert status == 200
+        assert share._clients[f"ip:{HEAVY}"][0] > share._clients[f"ip:{ORDINARY}"][1], (
+            "its CPU was charged as a debt"
+        )
+
+        # Owing more than a budget can pay back, its next search waits the whole budget:
+        # no budget is left, so ES's order, at once after the wait.
+        share.charge(f"ip:{HEAVY}", 10.0)
+        calls = fake_reranker.calls
+        status, body, header = await _search(sc.url, HEAVY)
+        assert (status, header) == (200, "fallback; reason=budget")
+        assert _ids(body) == _ids(direct)
+        assert fake_reranker.calls == calls, "the model was not asked"
+
+        # The other client's searches are its own: reranked as before.
+        status, body, header = await _search(sc.url, ORDINARY)
+        assert (status, header) == (200, "applied")
