@@ -265,7 +265,9 @@ def run(b: Bench) -> Section:
         f"(rerank_sidecar_model_seconds_per_pair, median (min–max) over the polls): alone "
         f"{watches['alone'].cost()}, with the neighbour {watches['with'].cost()} per pair: "
         "the neighbour's requests also cost CPU outside the model (parsing and writing "
-        "300-search answers, in the sidecar and the stub ES), which the model shares.",
+        "300-search answers, in the sidecar and the stub ES), which the model shares; "
+        "the sidecar holds it to rerank.load.client_cpu_share of a core while the "
+        "ordinary clients search.",
     ]
     sec.body += lines
     base = alone.share()
