@@ -79,9 +79,13 @@ class RerankStep:
         ``budget_s`` (a search is never slower than ES plus its budget); seconds waited,
         which come off the search's budget."""
         delay = min(self.cpu.delay(client), budget_s)
-        if delay > 0:
-            await asyncio.sleep(delay)  # the debt is paid at a known rate: no signal to wait for
-        return delay
+        if delay <= 0:
+            return 0.0
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.sleep(delay)  # the debt is paid at a known rate: no signal to wait for
+        # A busy loop wakes late: what was waited, not what was asked for, is the hold.
+        return loop.time() - start
 
     def plan(
         self,
@@ -269,11 +273,14 @@ class RerankStep:
         split = MsearchAnswer.split(raw) if filter_path is None else None
         if split is not None:
             body: Any = None
-            responses: Any = (
-                [split.item(i) if p.rerank else None for i, p in enumerate(plans)]
-                if len(split.items) == len(plans)
-                else None
-            )
+            try:
+                responses: Any = (
+                    [split.item(i) if p.rerank else None for i, p in enumerate(plans)]
+                    if len(split.items) == len(plans)
+                    else None
+                )
+            except ValueError:
+                return Reask("unexpected_response")
         else:
             body = _parse(raw)
             responses = body.get("responses") if isinstance(body, dict) else None

@@ -55,16 +55,16 @@ async def test_a_client_over_its_share_waits_its_budget_and_others_do_not(
         share = sc.app[STEP].cpu
         assert (await _search(sc.url, ORDINARY))[2] == "applied"
 
-        # A heavy client's _msearch is charged to it while another client is searching.
+        # A heavy client's _msearch is metered: the CPU it cost the loop is charged.
+        before = share._total[0]
         line = json.dumps(multi_match(QUERY, size=10)).encode()
         payload = b"".join(b"{}\n" + line + b"\n" for _ in range(5))
         status, _, _ = await _post(
             sc.url, HEAVY, f"/{SAMPLE}/_msearch", payload, "application/x-ndjson"
         )
         assert status == 200
-        assert share._clients[f"ip:{HEAVY}"][0] > share._clients[f"ip:{ORDINARY}"][1], (
-            "its CPU was charged as a debt"
-        )
+        assert share._total[0] > before, "its CPU was charged"
+        assert f"ip:{HEAVY}" in share._clients
 
         # Owing more than a budget can pay back, its next search waits the whole budget:
         # no budget is left, so ES's order, at once after the wait.
