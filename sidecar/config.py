@@ -484,7 +484,9 @@ class LoadConfig(_Section):
     #: While other clients are searching, the event loop's CPU one client's searches may
     #: use (parsing, planning, decoding and rewriting answers), as a share of one core.
     #: A client past it waits before its next search goes to ES, at most that search's
-    #: budget, and the wait comes off the budget. A client alone is never held back.
+    #: budget, and the wait comes off the budget; owing more than the budget, its search
+    #: goes to ES as sent and the answer is streamed (``skipped; reason=cpu_share``). Only
+    #: while the loop is busy (sidecar.rerank.cpu_share): a client alone never waits.
     client_cpu_share: float = Field(default=0.1, gt=0.0, le=64.0)
 
 

@@ -34,7 +34,7 @@ from sidecar.rerank.outcome import Outcome, overall
 from sidecar.rerank.plan import SearchPlan
 from sidecar.rerank.render import compact
 from sidecar.rerank.rollout import Client
-from sidecar.rerank.step import ES_ERROR, Reask
+from sidecar.rerank.step import CPU_SHARE, ES_ERROR, Reask
 from sidecar.upstream import BufferFull, EsRequest
 
 __all__ = ["handle_msearch", "parse_ndjson"]
@@ -78,7 +78,15 @@ async def handle_msearch(request: web.Request) -> web.StreamResponse:
         return await forward(request, forwarded, overall(skipped))
 
     budget_s = max(plan.settings.budget_s for plan in plans if plan.rerank)
-    held_s = await step.hold(fair, budget_s)
+    held = await step.hold(fair, budget_s)
+    if held.whole_budget:
+        # Nothing is left to rerank with: ES's answer to the searches as sent, streamed.
+        unranked = _plan(request, path_index, data, client, force_skip=CPU_SHARE)
+        assert unranked is not None, "it was parsed once already"
+        payload, plans, bodies, _ = unranked
+        forwarded = EsRequest.rewritten(request, payload.replaced(bodies)) if bodies else as_sent
+        skipped = [Outcome("skipped", plan.skip_reason) for plan in plans]
+        return await forward(request, forwarded, overall(skipped))
     try:
         es_resp = await request.app[ES].fetch(forwarded)
     except (BufferFull, UpstreamResponseTooLarge):
@@ -91,34 +99,42 @@ async def handle_msearch(request: web.Request) -> web.StreamResponse:
         if es_resp.status != 200:
             return answer(request, es_resp.response(), ES_ERROR)
         es_limit = request.app[CONFIG].es.max_response_bytes
+        with step.cpu.metered(fair):
+            answer_bytes = es_resp.decoded(es_limit)
         applied = await step.apply_many(
             plans,
-            es_resp.decoded(es_limit),
+            answer_bytes,
             trace.request_id,
             filter_path=shape if drop else None,
             client=fair,
             waited_s=trace.waited_s,
-            held_s=held_s,
+            held_s=held.waited_s,
         )
         if isinstance(applied, Reask):
             return await forward(request, as_sent, applied.outcome)
         trace.model_s, trace.queue_s = applied.timings.model_s, applied.timings.queue_s
-        return answer(request, es_resp.response(applied.body), applied.outcome)
+        with step.cpu.metered(fair):
+            out = es_resp.response(applied.body)  # compressed as ES compressed its own
+        return answer(request, out, applied.outcome)
     finally:
         es_resp.release()
 
 
 def _plan(
-    request: web.Request, path_index: str, data: bytes, client: Client
+    request: web.Request,
+    path_index: str,
+    data: bytes,
+    client: Client,
+    force_skip: str | None = None,
 ) -> tuple[NdjsonLines, list[SearchPlan], dict[int, bytes], FilterPath | None] | None:
-    """The payload parsed and every sub-search planned: (the payload, the plans, the
-    bodies rewritten, by search, the client's filter_path); None when it is not NDJSON
-    pairs."""
+    """The payload parsed and every sub-search planned (``force_skip``: none reranked,
+    for that reason): (the payload, the plans, the bodies rewritten, by search, the
+    client's filter_path); None when it is not NDJSON pairs."""
     payload = NdjsonLines.parse(data)
     if payload is None:
         return None
     rollout, step = request.app[ROLLOUT], request.app[STEP]
-    force = "format" if other_format(request) else None
+    force = force_skip or ("format" if other_format(request) else None)
     raw_filter = request.rel_url.query.get("filter_path")
     shape = parse_filter_path(raw_filter) if raw_filter else None
     if shape is not None and not shape.wants_below(("responses", "hits", "hits")):

@@ -23,7 +23,7 @@ from sidecar.rerank.cache import CachedResponse
 from sidecar.rerank.outcome import APPLIED, CACHED, Outcome
 from sidecar.rerank.plan import SearchPlan
 from sidecar.rerank.render import compact, render
-from sidecar.rerank.step import ES_ERROR, RESULT_WINDOW, Applied, Reask
+from sidecar.rerank.step import CPU_SHARE, ES_ERROR, RESULT_WINDOW, Applied, Reask
 from sidecar.upstream import BufferedResponse, BufferFull, EsRequest
 
 #: Media types ES answers in that are not JSON (``?format=`` or ``Accept``/``Content-Type``).
@@ -79,19 +79,31 @@ async def search_handler(request: web.Request) -> web.StreamResponse:
         # one. ES gets the client's bytes and answers them.
         return await forward(request, as_sent, Outcome("skipped", "duplicate_keys"))
     if not plan.rerank:
-        outcome = Outcome("skipped", plan.skip_reason)
-        if plan.rewrites_body and plan.body is not None:
-            # Only the sidecar's own ``rerank`` object is taken out.
-            data = compact(plan.body)
-            if data is None:
-                return await forward(request, as_sent, Outcome("skipped", "unserializable_body"))
-            return await forward(request, EsRequest.rewritten(request, data), outcome)
-        return await forward(request, as_sent, outcome)
+        return await _unranked(request, plan, as_sent)
+    client = fair_key(caller.addr)
+    held = await step.hold(client, plan.settings.budget_s)
+    if held.whole_budget:
+        plan = step.plan(body, request.rel_url.query, index, decision.mode, force_skip=CPU_SHARE)
+        return await _unranked(request, plan, as_sent)
     data = compact(plan.body) if plan.body is not None else None
     if plan.body is not None and data is None:
         return await forward(request, as_sent, Outcome("skipped", "unserializable_body"))
     rewritten = EsRequest.rewritten(request, data, plan.drop_params, plan.set_params)
-    return await _rerank(request, plan, raw or b"", rewritten, as_sent, fair_key(caller.addr))
+    return await _rerank(request, plan, raw or b"", rewritten, as_sent, client, held.waited_s)
+
+
+async def _unranked(
+    request: web.Request, plan: SearchPlan, as_sent: EsRequest
+) -> web.StreamResponse:
+    """A search that is not reranked: ES's answer is streamed, and ES gets the client's
+    request but for the sidecar's own ``rerank`` object."""
+    outcome = Outcome("skipped", plan.skip_reason)
+    if plan.rewrites_body and plan.body is not None:
+        data = compact(plan.body)
+        if data is None:
+            return await forward(request, as_sent, Outcome("skipped", "unserializable_body"))
+        return await forward(request, EsRequest.rewritten(request, data), outcome)
+    return await forward(request, as_sent, outcome)
 
 
 async def _rerank(
@@ -101,6 +113,7 @@ async def _rerank(
     req: EsRequest,
     as_sent: EsRequest,
     client: str,
+    held_s: float,
 ) -> web.StreamResponse:
     responses = request.app[ENGINE].responses
     cache_key = ""
@@ -113,7 +126,6 @@ async def _rerank(
         if hit is not None:
             return answer(request, hit, CACHED)
 
-    held_s = await request.app[STEP].hold(client, plan.settings.budget_s)
     try:
         es_resp = await request.app[ES].fetch(req)
     except (BufferFull, UpstreamResponseTooLarge):
@@ -150,12 +162,14 @@ async def _answer(
             return await forward(request, as_sent, ES_ERROR)
         # ES said no: its answer goes back untouched and the model is not called.
         return answer(request, es_resp.response(), ES_ERROR)
-    answer_bytes = es_resp.decoded(limit)
+    with step.cpu.metered(client):
+        answer_bytes = es_resp.decoded(limit)
     applied = await step.apply(plan, answer_bytes, trace.request_id, client, trace.waited_s, held_s)
     if isinstance(applied, Reask):
         return await forward(request, as_sent, applied.outcome)
     trace.model_s, trace.queue_s = applied.timings.model_s, applied.timings.queue_s
-    out = es_resp.response(applied.body)
+    with step.cpu.metered(client):
+        out = es_resp.response(applied.body)  # compressed as ES compressed its own
     if cache_key and applied.outcome in (APPLIED, CACHED):
         annotate = request.app[CONFIG].rerank.annotate_field
         cached = _cacheable(out, applied, annotate)

@@ -51,7 +51,9 @@ class MsearchAnswer:
             if responses is None:
                 return None
             items = _ITEMS.decode(responses)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
+            # Nesting past msgspec's depth raises RecursionError: the whole-document path
+            # judges such an answer as it did before.
             return None
         body = raw.strip(_SPACE)
         start = raw.find(body[:1])
@@ -63,9 +65,16 @@ class MsearchAnswer:
     def join(self, replaced: Mapping[int, bytes]) -> bytes:
         """The answer with the given items written anew and every other byte as ES sent
         it (between fields and items, compact JSON has nothing to keep)."""
-        items = b",".join(replaced.get(i, bytes(raw)) for i, raw in enumerate(self.items))
-        parts = [
-            orjson.dumps(key) + b":" + (b"[" + items + b"]" if key == "responses" else bytes(v))
-            for key, v in self.fields.items()
-        ]
-        return self.before + b"{" + b",".join(parts) + b"}" + self.after
+        # One join over every piece: a multi-megabyte answer is copied once, not per level.
+        pieces: list[bytes | msgspec.Raw] = [self.before, b"{"]
+        for n, (key, value) in enumerate(self.fields.items()):
+            pieces += [b"," if n else b"", orjson.dumps(key), b":"]
+            if key != "responses":
+                pieces.append(value)
+                continue
+            pieces.append(b"[")
+            for i, raw in enumerate(self.items):
+                pieces += [b"," if i else b"", replaced.get(i, raw)]
+            pieces.append(b"]")
+        pieces += [b"}", self.after]
+        return b"".join(pieces)

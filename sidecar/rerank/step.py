@@ -53,6 +53,19 @@ class Applied:
 
 
 @dataclass(frozen=True)
+class Held:
+    """How long a search was held back for its client's CPU share (it comes off the
+    budget), and whether for all of its budget: then nothing is left to rerank with, and
+    the search goes to ES as the client sent it, its answer streamed (``cpu_share``)."""
+
+    waited_s: float
+    whole_budget: bool
+
+
+CPU_SHARE = "cpu_share"
+
+
+@dataclass(frozen=True)
 class Reask:
     """ES's answer to the rewritten request cannot go to the client: ask ES again with the
     client's own request, and say ``skipped; reason=<reason>``."""
@@ -74,18 +87,18 @@ class RerankStep:
         self.es_times = EsTimes()
         self.cpu = CpuShare(config.rerank.load.client_cpu_share)
 
-    async def hold(self, client: str, budget_s: float) -> float:
+    async def hold(self, client: str, budget_s: float) -> Held:
         """Wait while ``client`` is over its share of the event loop's CPU, at most
-        ``budget_s`` (a search is never slower than ES plus its budget); seconds waited,
-        which come off the search's budget."""
-        delay = min(self.cpu.delay(client), budget_s)
-        if delay <= 0:
-            return 0.0
+        ``budget_s`` (a search is never slower than ES plus its budget)."""
+        owed = self.cpu.delay(client)
+        if owed <= 0:
+            return Held(0.0, whole_budget=False)
         loop = asyncio.get_running_loop()
         start = loop.time()
-        await asyncio.sleep(delay)  # the debt is paid at a known rate: no signal to wait for
+        # The debt is paid at a known rate: there is no signal to wait for.
+        await asyncio.sleep(min(owed, budget_s))
         # A busy loop wakes late: what was waited, not what was asked for, is the hold.
-        return loop.time() - start
+        return Held(loop.time() - start, whole_budget=owed >= budget_s)
 
     def plan(
         self,
@@ -279,7 +292,7 @@ class RerankStep:
                     if len(split.items) == len(plans)
                     else None
                 )
-            except ValueError:
+            except (ValueError, RecursionError):
                 return Reask("unexpected_response")
         else:
             body = _parse(raw)

@@ -67,13 +67,20 @@ async def test_a_client_over_its_share_waits_its_budget_and_others_do_not(
         assert f"ip:{HEAVY}" in share._clients
 
         # Owing more than a budget can pay back, its next search waits the whole budget:
-        # no budget is left, so ES's order, at once after the wait.
+        # no budget is left, so it goes to ES as sent (but for the rerank object) and ES's
+        # answer is streamed back, nothing decoded.
         share.charge(f"ip:{HEAVY}", 10.0)
         calls = fake_reranker.calls
         status, body, header = await _search(sc.url, HEAVY)
-        assert (status, header) == (200, "fallback; reason=budget")
-        assert _ids(body) == _ids(direct)
+        assert (status, header) == (200, "skipped; reason=cpu_share")
+        assert body == direct | {"took": body["took"]}, "ES's own answer to the page asked for"
         assert fake_reranker.calls == calls, "the model was not asked"
+        status, body, header = await _post(
+            sc.url, HEAVY, f"/{SAMPLE}/_msearch", payload, "application/x-ndjson"
+        )
+        assert (status, header) == (200, "skipped; reason=cpu_share")
+        assert [_ids(r) for r in body["responses"]] == [_ids(direct)] * 5
+        assert all("_rerank" not in r for r in body["responses"])
 
         # The other client's searches are its own: reranked as before.
         status, body, header = await _search(sc.url, ORDINARY)

@@ -41,3 +41,8 @@ def test_what_it_cannot_take_apart_is_left_to_the_caller() -> None:
     assert MsearchAnswer.split(b'{"took":3,"responses":{}}') is None
     assert MsearchAnswer.split(b'{"took":3,"responses":[{"a":') is None
     assert MsearchAnswer.split(b"[1,2]") is None
+
+
+def test_nesting_past_the_scanner_is_left_to_the_caller() -> None:
+    deep = b'{"responses":[' + b"[" * 5000 + b"]" * 5000 + b"]}"
+    assert MsearchAnswer.split(deep) is None
