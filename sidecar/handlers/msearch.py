@@ -64,29 +64,22 @@ async def handle_msearch(request: web.Request) -> web.StreamResponse:
     client = rollout.client(request.remote, request.headers)
     fair = fair_key(client.addr)
     with step.cpu.metered(fair):
-        planned = _plan(request, path_index, data, client)
-    if planned is None:
-        return await forward(request, as_sent, Outcome("skipped", "unparsed_body"))
-    payload, plans, bodies, shape = planned
-    reranked = any(plan.rerank for plan in plans)
-    # The sidecar applies filter_path itself when it rewrites the answer.
-    drop = ("filter_path",) if reranked and shape is not None else ()
-    forwarded = EsRequest.rewritten(request, payload.replaced(bodies), drop) if bodies else as_sent
-    if not reranked:
-        # Nothing to rerank: ES's answer is streamed back, never held in memory.
-        skipped = [Outcome("skipped", plan.skip_reason) for plan in plans]
-        return await forward(request, forwarded, overall(skipped))
+        payload = NdjsonLines.parse(data)
+        if payload is None:
+            return await forward(request, as_sent, Outcome("skipped", "unparsed_body"))
+        plans, bodies, shape = _plan(request, path_index, payload, client)
+    if not any(plan.rerank for plan in plans):
+        return await _unranked(request, payload, plans, bodies, as_sent)
 
     budget_s = max(plan.settings.budget_s for plan in plans if plan.rerank)
     held = await step.hold(fair, budget_s)
     if held.whole_budget:
         # Nothing is left to rerank with: ES's answer to the searches as sent, streamed.
-        unranked = _plan(request, path_index, data, client, force_skip=CPU_SHARE)
-        assert unranked is not None, "it was parsed once already"
-        payload, plans, bodies, _ = unranked
-        forwarded = EsRequest.rewritten(request, payload.replaced(bodies)) if bodies else as_sent
-        skipped = [Outcome("skipped", plan.skip_reason) for plan in plans]
-        return await forward(request, forwarded, overall(skipped))
+        plans, bodies, _ = _plan(request, path_index, payload, client, force_skip=CPU_SHARE)
+        return await _unranked(request, payload, plans, bodies, as_sent)
+    # The sidecar applies filter_path itself when it rewrites the answer.
+    drop = ("filter_path",) if shape is not None else ()
+    forwarded = EsRequest.rewritten(request, payload.replaced(bodies), drop) if bodies else as_sent
     try:
         es_resp = await request.app[ES].fetch(forwarded)
     except (BufferFull, UpstreamResponseTooLarge):
@@ -120,19 +113,28 @@ async def handle_msearch(request: web.Request) -> web.StreamResponse:
         es_resp.release()
 
 
+async def _unranked(
+    request: web.Request,
+    payload: NdjsonLines,
+    plans: list[SearchPlan],
+    bodies: dict[int, bytes],
+    as_sent: EsRequest,
+) -> web.StreamResponse:
+    """Nothing to rerank: ES's answer is streamed back, never held in memory."""
+    forwarded = EsRequest.rewritten(request, payload.replaced(bodies)) if bodies else as_sent
+    skipped = [Outcome("skipped", plan.skip_reason) for plan in plans]
+    return await forward(request, forwarded, overall(skipped))
+
+
 def _plan(
     request: web.Request,
     path_index: str,
-    data: bytes,
+    payload: NdjsonLines,
     client: Client,
     force_skip: str | None = None,
-) -> tuple[NdjsonLines, list[SearchPlan], dict[int, bytes], FilterPath | None] | None:
-    """The payload parsed and every sub-search planned (``force_skip``: none reranked,
-    for that reason): (the payload, the plans, the bodies rewritten, by search, the
-    client's filter_path); None when it is not NDJSON pairs."""
-    payload = NdjsonLines.parse(data)
-    if payload is None:
-        return None
+) -> tuple[list[SearchPlan], dict[int, bytes], FilterPath | None]:
+    """Every sub-search planned (``force_skip``: none reranked, for that reason): (the
+    plans, the bodies rewritten, by search, the client's filter_path)."""
     rollout, step = request.app[ROLLOUT], request.app[STEP]
     force = force_skip or ("format" if other_format(request) else None)
     raw_filter = request.rel_url.query.get("filter_path")
@@ -158,4 +160,4 @@ def _plan(
             else:
                 bodies[i] = new
         plans.append(plan)
-    return payload, plans, bodies, shape
+    return plans, bodies, shape
