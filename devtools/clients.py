@@ -164,13 +164,18 @@ Request = Callable[[aiohttp.ClientSession, str], Awaitable[Result]]
 class _Budget:
     """Hands out request tickets until the deadline passes or the count is spent."""
 
-    def __init__(self, duration_s: float | None, requests: int | None) -> None:
-        if duration_s is None and requests is None:
-            raise ValueError("bound the load by duration_s, requests or both")
+    def __init__(
+        self, duration_s: float | None, requests: int | None, stop: asyncio.Event | None = None
+    ) -> None:
+        if duration_s is None and requests is None and stop is None:
+            raise ValueError("bound the load by duration_s, requests or a stop event")
         self.deadline = time.monotonic() + duration_s if duration_s is not None else None
         self.left = requests
+        self.stop = stop
 
     def take(self) -> bool:
+        if self.stop is not None and self.stop.is_set():
+            return False
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return False
         if self.left is not None:
@@ -191,12 +196,14 @@ async def run_clients(
     seed: int = 7,
     tally: Tally | None = None,
     request_timeout_s: float = 30.0,
+    stop: asyncio.Event | None = None,
 ) -> Tally:
-    """``concurrency`` closed-loop clients until ``duration_s`` has passed or ``requests``
-    requests were sent, whichever comes first."""
+    """``concurrency`` closed-loop clients until ``duration_s`` has passed, ``requests``
+    requests were sent or ``stop`` is set, whichever comes first (what is in flight then
+    is answered and counted)."""
     tally = tally or Tally()
     pacer = Pacer(rate)
-    budget = _Budget(duration_s, requests)
+    budget = _Budget(duration_s, requests, stop)
     timeout = aiohttp.ClientTimeout(total=request_timeout_s)
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
