@@ -27,6 +27,9 @@ from dataclasses import dataclass
 
 #: Weight of the newest observation.
 ALPHA = 0.3
+#: The same for the steady estimate (throughput over the last few dozen passes): a pass
+#: that shared the CPU with a burst of other work must not move how the model is shared.
+STEADY_ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class CostModel:
         self.safety = safety
         #: Decayed (seconds, pairs) of the worker's passes.
         self._passes = (0.0, 0.0)
+        #: Seconds per pair over many passes or answers (sharing the model's throughput).
+        self.steady: float | None = None
+        self._steady = (0.0, 0.0)
         #: The longest recent pass, decaying (a remote call counts as one pass).
         self.slowest_pass_s = 0.0
 
@@ -72,14 +78,9 @@ class CostModel:
         one tuple and two floats are replaced, each at once)."""
         if pairs <= 0 or seconds <= 0:
             return
-        spent, done = self._passes
-        if done == 0:
-            self._passes = (seconds, float(pairs))
-        else:
-            self._passes = (
-                (1 - ALPHA) * spent + ALPHA * seconds,
-                (1 - ALPHA) * done + ALPHA * pairs,
-            )
+        self._passes = _decay(self._passes, seconds, pairs, ALPHA)
+        self._steady = _decay(self._steady, seconds, pairs, STEADY_ALPHA)
+        self.steady = self._steady[0] / self._steady[1]
         estimate = self._passes[0] / self._passes[1]
         self.slowest_pass_s = max(seconds, (1 - ALPHA) * self.slowest_pass_s)
         self.answered = self.per_pair = estimate
@@ -92,6 +93,7 @@ class CostModel:
         self.slowest_pass_s = max(elapsed_s, (1 - ALPHA) * self.slowest_pass_s)
         self.answered = _ewma(self.answered, sample)
         self.per_pair = _ewma(self.per_pair, sample)
+        self.steady = _ewma(self.steady, sample, STEADY_ALPHA)
 
     def observe_timeout(self, elapsed_s: float, own_pairs: int, ahead_pairs: int) -> None:
         """Nothing came back from a remote server within ``elapsed_s``: the cost is at
@@ -114,16 +116,25 @@ class CostModel:
             return None
         return backlog.before(pairs) * self.answered * self.safety
 
-    def fit(self, missing: Sequence[bool], remaining_s: float, backlog: Backlog) -> int:
+    def fit(
+        self,
+        missing: Sequence[bool],
+        remaining_s: float,
+        backlog: Backlog,
+        max_pairs: int | None = None,
+    ) -> int:
         """The longest prefix of the window whose missing pairs (``missing[i]``: document
-        ``i`` has no cached score) are predicted to be answered within ``remaining_s``."""
-        if self.per_pair is None:
-            return len(missing)
-        affordable = remaining_s / (self.per_pair * self.safety)
+        ``i`` has no cached score) are predicted to be answered within ``remaining_s``,
+        and are at most ``max_pairs``."""
+        affordable = (
+            math.inf if self.per_pair is None else remaining_s / (self.per_pair * self.safety)
+        )
         used = 0
         for i, miss in enumerate(missing):
             used += miss
-            if miss and backlog.before(used) > affordable:
+            if miss and (
+                (max_pairs is not None and used > max_pairs) or backlog.before(used) > affordable
+            ):
                 return i
         return len(missing)
 
@@ -134,5 +145,15 @@ class CostModel:
         return math.floor(seconds / self.answered)
 
 
-def _ewma(current: float | None, sample: float) -> float:
-    return sample if current is None else (1 - ALPHA) * current + ALPHA * sample
+def _ewma(current: float | None, sample: float, alpha: float = ALPHA) -> float:
+    return sample if current is None else (1 - alpha) * current + alpha * sample
+
+
+def _decay(
+    sums: tuple[float, float], seconds: float, pairs: int, alpha: float
+) -> tuple[float, float]:
+    """Decayed sums of (seconds, pairs), so that big passes weigh more than a small tail."""
+    spent, done = sums
+    if done == 0:
+        return (seconds, float(pairs))
+    return ((1 - alpha) * spent + alpha * seconds, (1 - alpha) * done + alpha * pairs)

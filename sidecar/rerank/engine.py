@@ -27,6 +27,7 @@ from sidecar.errors import (
 from sidecar.rerank.breaker import AsyncBreaker
 from sidecar.rerank.budget import Backlog, CostModel
 from sidecar.rerank.cache import ResponseCache, ScoreCache, ScoreKey
+from sidecar.rerank.demand import Demand
 from sidecar.rerank.fair import FairGate, Waiter
 from sidecar.rerank.language import LanguageGate
 from sidecar.rerank.outcome import APPLIED, CACHED, Outcome
@@ -76,6 +77,7 @@ class RerankEngine:
         #: When the model was last called (time.monotonic: the budget probe's clock).
         self._last_call = time.monotonic()
         self.gate = FairGate(rc.load.max_in_flight_pairs, rc.load.max_waiting_per_client)
+        self.demand = Demand()
         self.scores = ScoreCache.from_config(rc.cache)
         self.responses = ResponseCache.from_config(rc.response_cache, rc.extra_identity_headers)
         self.languages = LanguageGate(())
@@ -172,7 +174,12 @@ class RerankEngine:
         remaining = end - loop.time()
         self._size_gate()
         backlog = self._backlog(client)
-        k = max(self.cost.fit(missing, remaining, backlog), have)
+        asked = sum(missing)
+        self.demand.arrive(client, asked)
+        share = self.demand.cap(client, self.cost.steady) if self.load.share_throughput else None
+        # A share below the floor still tries the floor: the budget decides whether it fits.
+        cap = None if share is None else max(share, min(floor, asked))
+        k = max(self.cost.fit(missing, remaining, backlog, cap), have)
         if self.breaker.state == "half-open":
             k = min(k, max(have, floor))  # a trial is one small request
         if k < floor and remaining > 0 and time.monotonic() - self._last_call >= PROBE_INTERVAL_S:
@@ -244,6 +251,8 @@ class RerankEngine:
         rest are dropped.
         """
         self._size_gate()
+        # Not capped (every document is scored), but it takes its share of the model.
+        self.demand.arrive(client, len(documents))
         if self._remote:
             size = self.load.max_in_flight_pairs
         else:
