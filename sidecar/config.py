@@ -267,7 +267,8 @@ class ModelConfig(_Section):
     #: model's own declaration (the bundled MiniLM declares ``[en]``; other models none, so
     #: every language). ``[]``: every language, no language gate at all.
     languages: tuple[str, ...] | None = None
-    #: Torch intra-op threads on CPU; 0 leaves torch's default.
+    #: Torch intra-op threads on CPU. 0: torch's count, less the cores other work keeps
+    #: busy while the model runs (sidecar.scoring.local.threads); a number: exactly that.
     cpu_threads: Annotated[int, Field(ge=0)] = 0
     #: CPU speed-up for the seqcls (cross-encoder) and biencoder backends: ``dynamic_int8``
     #: quantizes the linear layers to int8 (weights once, activations per call); ``none``
@@ -488,6 +489,12 @@ class LoadConfig(_Section):
     #: goes to ES as sent and the answer is streamed (``skipped; reason=cpu_share``). Only
     #: while the loop is busy (sidecar.rerank.cpu_share): a client alone never waits.
     client_cpu_share: float = Field(default=0.1, gt=0.0, le=64.0)
+    #: While searches ask the model for more than it answers, a search takes at most its
+    #: client's fair share of the model's throughput (shared max-min between clients)
+    #: divided by the client's search rate, so that many searches get a smaller K instead
+    #: of a few the whole window and the rest none (sidecar.rerank.demand). false: each
+    #: search takes all of the window its budget allows, first come, first served.
+    share_throughput: bool = True
 
 
 class ScoreCacheConfig(_Section):

@@ -12,6 +12,7 @@ from sidecar.config import ModelConfig, WorkerConfig
 from sidecar.errors import ModelFailure, ModelLoadError, RerankTimeout, RerankUnavailable
 from sidecar.scoring.base import BatchObserver, ModelInfo, ScoreResult, checked
 from sidecar.scoring.local.backend import Encoded, LocalBackend
+from sidecar.scoring.local.threads import adaptive
 from sidecar.scoring.local.worker import BatchWorker
 
 log = logging.getLogger("sidecar.models")
@@ -81,14 +82,18 @@ class LocalScorer:
         started = time.monotonic()
         await asyncio.to_thread(self._backend.load)
         self.info = self._backend.info
+        # A count set in the config is kept; torch's default follows the free cores.
+        threads = adaptive() if self.info.device == "cpu" and not self._model.cpu_threads else None
         if not self._worker_config.warmup:
-            self._worker.start()
+            self._worker.start(threads=threads)
         else:
             try:
                 sample = await asyncio.to_thread(
                     self._encode, _WARMUP_QUERY, _WARMUP_DOCUMENTS, self._model.instruction
                 )
-                self._worker.start(calibrate=min(sample.items, key=lambda item: len(item.ids)))
+                self._worker.start(
+                    calibrate=min(sample.items, key=lambda item: len(item.ids)), threads=threads
+                )
                 await self._score(_WARMUP_QUERY, _WARMUP_DOCUMENTS, None, None)
             except RerankUnavailable as exc:
                 await self.close()

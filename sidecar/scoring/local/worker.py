@@ -46,6 +46,7 @@ from sidecar.scoring.local.passes import (
     measure_costs,
     plan_passes,
 )
+from sidecar.scoring.local.threads import CpuThreads
 
 log = logging.getLogger("sidecar.worker")
 
@@ -120,6 +121,7 @@ class BatchWorker:
         self._queued = 0
         self._closing = False
         self._thread: threading.Thread | None = None
+        self._threads: CpuThreads | None = None
         #: Jobs with items taken but not all outputs in; touched by the worker thread only.
         self._in_flight: set[_Job] = set()
         configured = config.pass_overhead_tokens
@@ -130,11 +132,13 @@ class BatchWorker:
 
     # --- caller side (event loop) ----------------------------------------------------------
 
-    def start(self, calibrate: Item | None = None) -> None:
+    def start(self, calibrate: Item | None = None, threads: CpuThreads | None = None) -> None:
         """Start the thread; with ``calibrate``, it first times passes of that item to learn
-        what passes cost (unless ``pass_overhead_tokens`` is configured)."""
+        what passes cost (unless ``pass_overhead_tokens`` is configured); with ``threads``,
+        each pass first sets torch's thread count to the cores other work leaves free."""
         if self._thread is not None:
             raise RuntimeError("the worker is already started")
+        self._threads = threads
         if self._config.pass_overhead_tokens is not None:
             calibrate = None
         self._thread = threading.Thread(
@@ -306,6 +310,8 @@ class BatchWorker:
         live = [slot for slot in group if not slot[0].future.done()]
         if not live:
             return
+        if self._threads is not None:
+            self._threads.before_pass()
         started = time.monotonic()
         try:
             out = self._backend.forward([job.encoded.items[index] for job, index in live])
@@ -317,6 +323,8 @@ class BatchWorker:
                 self._drop(job, ModelFailure("the model failed on this batch"))
             return
         elapsed = time.monotonic() - started
+        if self._threads is not None:
+            self._threads.after_pass()
         padded = len(live) * max(job.length(index) for job, index in live)
         if self._learning and self._cost is not None:
             self._cost.observe(padded, elapsed)
