@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ log = logging.getLogger("sidecar.rerank")
 PROBE_INTERVAL_S = 5.0
 #: No part is taken for hung sooner than this, however quick the model has been.
 MIN_HANG_S = 0.1
+#: Beyond its share of the model, a search may take what keeps the queue within this
+#: share of its budget.
+QUEUE_BUDGET_SHARE = 0.5
 
 
 @dataclass
@@ -174,11 +178,7 @@ class RerankEngine:
         remaining = end - loop.time()
         self._size_gate()
         backlog = self._backlog(client)
-        asked = sum(missing)
-        self.demand.arrive(client, asked)
-        share = self.demand.cap(client, self.cost.steady) if self.load.share_throughput else None
-        # A share below the floor still tries the floor: the budget decides whether it fits.
-        cap = None if share is None else max(share, min(floor, asked))
+        cap = self._share(client, sum(missing), floor, remaining, backlog)
         k = max(self.cost.fit(missing, remaining, backlog, cap), have)
         if self.breaker.state == "half-open":
             k = min(k, max(have, floor))  # a trial is one small request
@@ -283,6 +283,27 @@ class RerankEngine:
             queue_s=max(r.queue_s for r in results),
             model_s=sum(r.model_s for r in results),
         )
+
+    def _share(
+        self, client: str, asked: int, floor: int, remaining_s: float, backlog: Backlog
+    ) -> int | None:
+        """The most pairs this search may ask for (None: what the budget allows). Its
+        client's share of the model while searches ask for more than it answers
+        (:mod:`sidecar.rerank.demand`), or more where the model's queue, this search
+        included, still stays within :data:`QUEUE_BUDGET_SHARE` of the budget: a search
+        behind it then still has the rest of its budget. With a long budget that is the
+        whole window, so a client that sends its next search as soon as an answer comes
+        is not cut down by its own pace. A share below the floor still tries the floor:
+        the budget decides whether it fits."""
+        self.demand.arrive(client, asked)
+        steady = self.cost.steady
+        if not self.load.share_throughput or steady is None:
+            return None
+        share = self.demand.cap(client, steady)
+        if share is None:
+            return None
+        room = math.floor(QUEUE_BUDGET_SHARE * remaining_s / (steady * self.cost.safety))
+        return max(share, room - backlog.before(0), min(floor, asked))
 
     def _leave(self, waiter: Waiter, _: object) -> None:
         self.gate.leave(waiter)

@@ -12,6 +12,7 @@ import pytest
 from sidecar.config import build_config
 from sidecar.errors import ModelFailure, Overloaded, RerankTimeout
 from sidecar.rerank.breaker import AsyncBreaker
+from sidecar.rerank.demand import Demand
 from sidecar.rerank.engine import Doc, RerankEngine
 from sidecar.scoring.base import ModelInfo, ScoreResult
 
@@ -449,3 +450,39 @@ async def test_a_timeout_inside_the_scorer_after_a_long_wait_is_a_hang() -> None
         scored = await engine.score(f"down {n}", None, WINDOW[:10], budget_s=1)
         assert scored.outcome.header == "fallback; reason=timeout"
     assert engine.breaker.state == "open"
+
+
+def overloaded(engine: RerankEngine, client: str) -> None:
+    """``client`` has asked for 500 pairs/s for a while, of a model that answers 100."""
+    now = [0.0]
+    engine.demand = Demand(clock=lambda: now[0])
+    for _ in range(1000):
+        now[0] += 0.1
+        engine.demand.arrive(client, 50)
+    engine.cost.per_pair = engine.cost.steady = 0.01
+    engine.cost.safety = 1.0
+
+
+async def test_under_overload_a_search_takes_its_share_not_all_that_fits() -> None:
+    engine = engine_with(ScriptedScorer())
+    overloaded(engine, "a")
+    # 0.205 s affords 20 pairs; the share is 85 pairs/s over 10 searches/s, below the
+    # floor of 10, and half the budget is 10 pairs: 10.
+    scored = await engine.score("q", None, WINDOW, budget_s=0.205, client="a")
+    assert scored.outcome.header == "applied; window=10"
+
+
+async def test_a_long_budget_is_not_cut_to_the_share() -> None:
+    """A client that sends its next search as soon as an answer comes always asks for more
+    than the model answers; with time to wait, its searches still get the whole window."""
+    engine = engine_with(ScriptedScorer())
+    overloaded(engine, "a")
+    scored = await engine.score("q", None, WINDOW, budget_s=600, client="a")
+    assert scored.outcome.header == "applied"
+
+
+async def test_sharing_the_throughput_can_be_switched_off() -> None:
+    engine = engine_with(ScriptedScorer(), load={"share_throughput": False})
+    overloaded(engine, "a")
+    scored = await engine.score("q", None, WINDOW, budget_s=0.205, client="a")
+    assert scored.outcome.header == "applied; window=20"
