@@ -169,6 +169,9 @@ class RerankEngine:
             return ScoredWindow(
                 [float(v) for v in cached[:have] if v is not None], _cached(have, n), timings
             )
+        # Counted before the breaker: searches turned away while it is open are demand
+        # too, or the first searches after it closes would find nobody capped.
+        self.demand.arrive(client, sum(missing))
         try:
             self.breaker.acquire()
         except BreakerOpen as exc:
@@ -251,8 +254,8 @@ class RerankEngine:
         rest are dropped.
         """
         self._size_gate()
-        # Not capped (every document is scored), but it takes its share of the model.
-        self.demand.arrive(client, len(documents))
+        # Not counted as demand: it is never capped, and the gate serves the lighter
+        # users (searches) ahead of it anyway.
         if self._remote:
             size = self.load.max_in_flight_pairs
         else:
@@ -295,7 +298,6 @@ class RerankEngine:
         whole window, so a client that sends its next search as soon as an answer comes
         is not cut down by its own pace. A share below the floor still tries the floor:
         the budget decides whether it fits."""
-        self.demand.arrive(client, asked)
         steady = self.cost.steady
         if not self.load.share_throughput or steady is None:
             return None

@@ -452,12 +452,13 @@ async def test_a_timeout_inside_the_scorer_after_a_long_wait_is_a_hang() -> None
     assert engine.breaker.state == "open"
 
 
-def overloaded(engine: RerankEngine, client: str) -> None:
-    """``client`` has asked for 500 pairs/s for a while, of a model that answers 100."""
+def overloaded(engine: RerankEngine, client: str, every_s: float = 0.1) -> None:
+    """``client`` has asked for 50 pairs every ``every_s`` for a while, of a model that
+    answers 100 pairs/s."""
     now = [0.0]
     engine.demand = Demand(clock=lambda: now[0])
     for _ in range(1000):
-        now[0] += 0.1
+        now[0] += every_s
         engine.demand.arrive(client, 50)
     engine.cost.per_pair = engine.cost.steady = 0.01
     engine.cost.safety = 1.0
@@ -486,3 +487,12 @@ async def test_sharing_the_throughput_can_be_switched_off() -> None:
     overloaded(engine, "a")
     scored = await engine.score("q", None, WINDOW, budget_s=0.205, client="a")
     assert scored.outcome.header == "applied; window=20"
+
+
+async def test_a_share_above_the_floor_is_what_a_search_takes() -> None:
+    engine = engine_with(ScriptedScorer())
+    overloaded(engine, "a", every_s=0.2)
+    # 0.305 s affords 30 pairs and half of it 15; the share is 85 pairs/s over a little
+    # more than 5 searches/s (this one arrives too): 16, above both the floor and 15.
+    scored = await engine.score("q", None, WINDOW, budget_s=0.305, client="a")
+    assert scored.outcome.header == "applied; window=16"
