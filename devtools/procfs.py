@@ -6,6 +6,8 @@ import os
 import resource
 from pathlib import Path
 
+from sidecar.procstat import stat_cpu_ticks
+
 
 def rss_bytes(pid: int) -> int:
     """Resident set size of a process."""
@@ -20,8 +22,7 @@ def cpu_seconds(pid: int | None) -> float | None:
     if pid is None:
         return None
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return stat_cpu_ticks(f"/proc/{pid}/stat") / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
 

@@ -171,7 +171,8 @@ class RerankEngine:
             )
         # Counted before the breaker: searches turned away while it is open are demand
         # too, or the first searches after it closes would find nobody capped.
-        self.demand.arrive(client, sum(missing))
+        asked = sum(missing)
+        self.demand.arrive(client, asked)
         try:
             self.breaker.acquire()
         except BreakerOpen as exc:
@@ -181,7 +182,7 @@ class RerankEngine:
         remaining = end - loop.time()
         self._size_gate()
         backlog = self._backlog(client)
-        cap = self._share(client, sum(missing), floor, remaining, backlog)
+        cap = self._share(client, asked, floor, remaining, backlog)
         k = max(self.cost.fit(missing, remaining, backlog, cap), have)
         if self.breaker.state == "half-open":
             k = min(k, max(have, floor))  # a trial is one small request

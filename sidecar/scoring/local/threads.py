@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sidecar.procstat import stat_cpu_ticks
+
 #: Weight of the newest pass's measure (passes are weighed by their length too: a pass of
 #: a few milliseconds is within the clock ticks of /proc).
 ALPHA = 0.3
@@ -105,12 +107,9 @@ class CpuThreads:
             self.current = wanted
 
 
-def proc_reader() -> Callable[[], Sample | None] | None:
-    """A reader of this machine's ``/proc`` (None where there is none)."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return None
+def proc_reader(cpus: set[int]) -> Callable[[], Sample | None] | None:
+    """A reader of this machine's ``/proc`` for the CPUs ``cpus`` (None where there is
+    none)."""
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     names = {f"cpu{n}" for n in cpus}
     main = threading.main_thread().native_id
@@ -125,21 +124,13 @@ def proc_reader() -> Callable[[], Sample | None] | None:
                         # user nice system idle iowait irq softirq steal: all but idle, iowait
                         values = [int(v) for v in fields[1:9]]
                         busy += sum(values) - values[3] - values[4]
-            process = _stat_ticks("/proc/self/stat")
-            main_ticks = _stat_ticks(f"/proc/self/task/{main}/stat")
+            process = stat_cpu_ticks("/proc/self/stat")
+            main_ticks = stat_cpu_ticks(f"/proc/self/task/{main}/stat")
         except (OSError, ValueError, IndexError):
             return None
         return Sample(busy / tick, process / tick, main_ticks / tick)
 
     return read if read() is not None else None
-
-
-def _stat_ticks(path: str) -> int:
-    """utime + stime of a /proc stat file (the fields after the command's closing paren)."""
-    with open(path, encoding="ascii", errors="replace") as f:
-        text = f.read()
-    fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> bool:
@@ -157,8 +148,11 @@ def adaptive(limit: int | None = None) -> CpuThreads | None:
     or under a CPU quota."""
     if cpu_quota():
         return None
-    read = proc_reader()
+    try:
+        cpus = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return None
+    read = proc_reader(cpus)
     if read is None:
         return None
-    cores = len(os.sched_getaffinity(0))
-    return CpuThreads(read, cores, limit or torch.get_num_threads())
+    return CpuThreads(read, len(cpus), limit or torch.get_num_threads())
