@@ -172,7 +172,8 @@ class RerankEngine:
         # Counted before the breaker: searches turned away while it is open are demand
         # too, or the first searches after it closes would find nobody capped.
         asked = sum(missing)
-        self.demand.arrive(client, asked)
+        if self.load.share_throughput:
+            self.demand.arrive(client, asked)
         try:
             self.breaker.acquire()
         except BreakerOpen as exc:
