@@ -15,6 +15,14 @@ when, on which machine and under which load it was measured.
 """
 
 
+def replace_between(text: str, name: str, block: str) -> str:
+    """``text`` with what is between ``name``'s markers replaced by ``block`` (the markers
+    must be there: a generated part of a hand-written document is placed by hand)."""
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    return text[:start] + "\n" + block.strip() + "\n" + text[stop:]
+
+
 def replace_section(path: Path, name: str, text: str, *, before: str | None = None) -> None:
     """Put ``text`` between this section's markers in ``path``.
 

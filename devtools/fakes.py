@@ -288,6 +288,7 @@ class FaultES(_Server):
     def __post_init__(self) -> None:
         _Server.__init__(self)
         self._session: aiohttp.ClientSession | None = None
+        self._arrived = asyncio.Condition()
         # Encoded once per size: a benchmark's stand-in must cost next to nothing.
         self._search_bodies: dict[tuple[int, int], bytes] = {}
 
@@ -328,8 +329,15 @@ class FaultES(_Server):
     async def come_back(self, mode: str = "ok") -> None:
         await self.apply({"mode": mode})
 
+    async def requests_reached(self, count: int) -> None:
+        """Until ``count`` requests have reached this stand-in (a signal, not a wait)."""
+        async with self._arrived:
+            await self._arrived.wait_for(lambda: self.requests >= count)
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        async with self._arrived:
+            self._arrived.notify_all()
         self.seen_auth.append(request.headers.get("Authorization", ""))
         mode = self.mode if self.only in request.path else "ok"
         if mode == "slow":

@@ -82,16 +82,26 @@ class SidecarProcess:
         port: int | None = None,
         wait_ready: bool = False,
         timeout: float = 60.0,
+        tree: Path | None = None,
     ) -> SidecarProcess:
+        """Start a sidecar; with ``tree``, that source tree's (another checkout of this
+        project: a benchmark's baseline), run from it."""
         port = port or free_port()
         config_path = log_path.with_name(log_path.stem + ".config.yaml")
         write_config(config_path, es_url, port, model=model, config=config, config_file=config_file)
         cmd = [sys.executable, "-m", "sidecar", "serve", "--config", str(config_path)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree)
         t0 = time.monotonic()
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=tree,
+                start_new_session=True,
             )
         sc = cls(port=port, log_path=log_path, proc=proc, config_path=config_path)
         sc.wait("/_sidecar/health", timeout)

@@ -9,7 +9,10 @@ Shared resources are created and closed in ``cleanup_ctx`` and stored under type
   background, so ES traffic is served at once (in ES order until the model is warm) and
   ``/_sidecar/ready`` turns green after. A load that fails is retried with backoff
   (``model.on_load_failure: serve``), or stops the process (``exit``);
-* the rerank engine (caches, breaker, language gate), the rollout rules and the shadow runner.
+* the admission machinery (:mod:`sidecar.admission`: one client ledger, one model meter,
+  the fair queue and the breaker, the loop's CPU share), the rerank engine (caches,
+  language gate), the rollout rules, the shadow runner, and the search service the
+  handlers call.
 """
 
 from __future__ import annotations
@@ -20,14 +23,31 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from sidecar.admission.breaker import AsyncBreaker
+from sidecar.admission.controller import AdmissionController
+from sidecar.admission.ledger import ClientLedger
+from sidecar.admission.loop import LoopShare
+from sidecar.admission.meter import ModelMeter
 from sidecar.config import SidecarConfig
 from sidecar.errors import ModelConfigError, ModelLoadError
 from sidecar.http.errors import error_middleware
 from sidecar.http.observe import observe_middleware, on_prepare
 from sidecar.http.protocol import handler_args
-from sidecar.keys import CONFIG, ENGINE, ES, LIFECYCLE, METRICS, ROLLOUT, SCORER, SHADOW, STEP
+from sidecar.keys import (
+    ADMISSION,
+    CONFIG,
+    ENGINE,
+    ES,
+    LIFECYCLE,
+    METRICS,
+    ROLLOUT,
+    SCORER,
+    SEARCH,
+    SHADOW,
+)
 from sidecar.lifecycle import Lifecycle
 from sidecar.metrics import LiveFigures, Metrics
+from sidecar.procstat import LoopClock
 from sidecar.rerank.engine import RerankEngine
 from sidecar.rerank.rollout import Rollout
 from sidecar.rerank.shadow import ShadowRunner
@@ -37,6 +57,8 @@ from sidecar.scoring.base import Scorer
 from sidecar.scoring.detect import validate_model
 from sidecar.scoring.factory import create_scorer
 from sidecar.scoring.slot import ScorerSlot
+from sidecar.search.responses import ResponseStore
+from sidecar.search.service import SearchService
 from sidecar.upstream import EsClient
 
 log = logging.getLogger("sidecar")
@@ -44,26 +66,30 @@ log = logging.getLogger("sidecar")
 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    app[ES] = es = EsClient(config.es, EsClient.create_sessions(config.es), config.server)
+    sessions = EsClient.create_sessions(config.es, config.tuning)
+    app[ES] = es = EsClient(config.es, sessions, config.tuning)
     yield
     await es.close()
 
 
 async def _load_model(app: web.Application, slot: ScorerSlot) -> None:
     """Build, start and warm the configured scorer, then put it in the slot. A failure is
-    retried with a doubling wait (up to ``model.load_retry_max_s``) or, with
+    retried with a doubling wait (up to ``tuning.model.load_retry_max_s``) or, with
     ``model.on_load_failure: exit``, stops the process."""
     config, engine, metrics = app[CONFIG], app[ENGINE], app[METRICS]
-    wait = min(1.0, config.model.load_retry_max_s)
+    longest = config.tuning.model.load_retry_max_s
+    wait = min(1.0, longest)
     while True:
         scorer: Scorer | None = None
         try:
-            scorer = await asyncio.to_thread(create_scorer, config.model, config.worker)
+            scorer = await asyncio.to_thread(create_scorer, config.model, config.tuning)
+            slot.attach(scorer)
             await scorer.start()
             slot.put(scorer)
             await asyncio.to_thread(engine.start_language_gate)
             if slot.load_failures:
                 log.info("model loaded after %d failed attempts", slot.load_failures)
+            _report_capacity(app)
             return
         except ModelConfigError as exc:
             # Cannot work whatever happens: say so and stop, as a config error would.
@@ -82,57 +108,107 @@ async def _load_model(app: web.Application, slot: ScorerSlot) -> None:
                 return
             log.error("model not loaded (%s); serving ES order, retrying in %gs", reason, wait)
         await asyncio.sleep(wait)
-        wait = min(wait * 2, config.model.load_retry_max_s)
+        wait = min(wait * 2, longest)
+
+
+def _report_capacity(app: web.Application) -> None:
+    """What the warm-up measured, in the words of searches: the log line at start, and a
+    warning when the default window cannot be reranked within the default budget."""
+    rerank = app[CONFIG].rerank
+    capacity = app[ADMISSION].meter.capacity(
+        rerank.budget_ms / 1000, rerank.window, rerank.min_window
+    )
+    if capacity is None:
+        return
+    log.info(
+        "model capacity: %.1f pairs/s; %d of a %d-hit window fit the %.0f ms budget; "
+        "%.2f searches/s at that window",
+        capacity.pairs_per_s,
+        capacity.k,
+        capacity.window,
+        capacity.budget_s * 1000,
+        capacity.searches_per_s,
+    )
+    warning = capacity.warning()
+    if warning is not None:
+        log.warning("%s", warning)
+
+
+def _admission(config: SidecarConfig, slot: ScorerSlot) -> AdmissionController:
+    breaker = config.rerank.breaker
+    return AdmissionController(
+        breaker=AsyncBreaker(breaker.fail_max, breaker.reset_timeout_s),
+        meter=ModelMeter(),
+        ledger=ClientLedger(),
+        remote=lambda: slot.info.backend == "remote",
+        held_elsewhere=lambda: slot.queued_pairs,
+    )
 
 
 async def _rerank_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
+    config, metrics = app[CONFIG], app[METRICS]
     # A configuration that cannot work stops start-up here (exit 2), before the port opens;
     # anything else about the model is the background loader's to retry.
     await asyncio.to_thread(validate_model, config.model)
-    app[SCORER] = scorer = ScorerSlot(config.model)
-    app[ENGINE] = RerankEngine(config, scorer)
-    app[SHADOW] = shadow = ShadowRunner(config.rerank.max_shadow_tasks)
-    app[STEP] = RerankStep(config, app[ENGINE], shadow)
-    engine, metrics = app[ENGINE], app[METRICS]
-    scorer.add_batch_observer(metrics.observe_batch)
-    shadow.observers.append(metrics.observe_displacement)
-    metrics.attach(
-        LiveFigures(
-            score_cache=lambda: (
-                engine.scores.stats.hits,
-                engine.scores.stats.misses,
-                len(engine.scores),
-                engine.scores.maxsize,
-            ),
-            response_cache=lambda: (
-                engine.responses.stats.hits,
-                engine.responses.stats.misses,
-                len(engine.responses),
-            ),
-            breaker_state=lambda: engine.breaker.state,
-            queue_pairs=lambda: scorer.queued_pairs + engine.gate.waiting_pairs,
-            in_flight_pairs=lambda: engine.gate.in_flight,
-            seconds_per_pair=lambda: engine.cost.per_pair,
-            shadow_tasks=lambda: len(shadow.tasks),
-            model_ready=lambda: engine.ready,
-        )
+    app[SCORER] = slot = ScorerSlot(config.model)
+    app[ADMISSION] = admission = _admission(config, slot)
+    slot.add_batch_observer(admission.meter.observe)
+    slot.add_batch_observer(metrics.observe_batch)
+    app[ENGINE] = engine = RerankEngine(config, slot, admission)
+    app[SHADOW] = shadow = ShadowRunner(config.tuning.limits.max_shadow_tasks)
+    # Made on the loop's thread: the loop's CPU clock.
+    loop = LoopShare(admission.ledger, LoopClock())
+    step = RerankStep(config, engine, shadow, loop)
+    responses = ResponseStore(
+        engine.responses, config.rerank.response_cache, app[ES], config.rerank.annotate_field
     )
-    loading = asyncio.create_task(_load_model(app, scorer))
+    app[SEARCH] = SearchService(config, app[ES], app[ROLLOUT], step, responses, loop)
+    shadow.observers.append(metrics.observe_displacement)
+    metrics.attach(_live_figures(app))
+    loading = asyncio.create_task(_load_model(app, slot))
     yield
     loading.cancel()
     await asyncio.gather(loading, return_exceptions=True)
-    await app[SHADOW].close()
-    await scorer.close()
+    await admission.close()
+    await shadow.close()
+    await slot.close()
+
+
+def _live_figures(app: web.Application) -> LiveFigures:
+    engine, admission, shadow = app[ENGINE], app[ADMISSION], app[SHADOW]
+    rerank = app[CONFIG].rerank
+    queue = admission.queue
+    return LiveFigures(
+        score_cache=lambda: (
+            engine.scores.stats.hits,
+            engine.scores.stats.misses,
+            len(engine.scores),
+            engine.scores.maxsize,
+        ),
+        response_cache=lambda: (
+            engine.responses.stats.hits,
+            engine.responses.stats.misses,
+            len(engine.responses),
+        ),
+        breaker_state=lambda: admission.breaker.state,
+        queue_pairs=lambda: app[SCORER].queued_pairs + queue.waiting_pairs,
+        in_flight_pairs=lambda: queue.in_flight,
+        seconds_per_pair=lambda: admission.meter.per_pair,
+        capacity=lambda: admission.meter.capacity(
+            rerank.budget_ms / 1000, rerank.window, rerank.min_window
+        ),
+        shadow_tasks=lambda: len(shadow.tasks),
+        model_ready=lambda: engine.ready,
+    )
 
 
 def create_app(config: SidecarConfig, lifecycle: Lifecycle | None = None) -> web.Application:
     app = web.Application(
         middlewares=[observe_middleware, error_middleware],
-        client_max_size=config.server.max_body_bytes,
+        client_max_size=config.tuning.http.max_body_bytes,
         # Pass-through bodies keep their Content-Encoding; the search handlers decode.
         # Header limits and the keep-alive/header timeout: sidecar.http.protocol.
-        handler_args={"auto_decompress": False, **handler_args(config.server)},
+        handler_args={"auto_decompress": False, **handler_args(config.tuning.http)},
     )
     app[CONFIG] = config
     app[LIFECYCLE] = lifecycle or Lifecycle()

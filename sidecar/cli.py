@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(yaml.safe_dump(redacted(config), sort_keys=False), end="")
         return 0
     try:
-        return _run(lambda: serve(config), config.server.uvloop)
+        return _run(lambda: serve(config), config.tuning.http.uvloop)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2

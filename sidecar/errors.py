@@ -15,6 +15,8 @@ original Elasticsearch order.
 
 from __future__ import annotations
 
+from sidecar.reasons import Reason
+
 
 class SidecarError(Exception):
     """Base of every error the sidecar turns into an HTTP response."""
@@ -101,7 +103,7 @@ class UpstreamBadResponse(UpstreamError):
 
 
 class UpstreamResponseTooLarge(UpstreamError):
-    """An ES answer the sidecar must read to rerank is larger than es.max_response_bytes."""
+    """An ES answer the sidecar must read to rerank is larger than tuning.es.max_response_bytes."""
 
     status = 502
     error_type = "upstream_response_too_large_exception"
@@ -129,34 +131,34 @@ class ModelConfigError(ConfigError):
 class RerankUnavailable(Exception):
     """The reranker could not score this request; the rerank path falls back.
 
-    ``reason`` is the short token that goes into ``X-Rerank: fallback; reason=...``.
+    ``reason`` is what goes into ``X-Rerank: fallback; reason=...``.
     """
 
-    reason = "error"
+    reason: Reason = Reason.ERROR
 
 
 class RerankTimeout(RerankUnavailable):
-    reason = "timeout"
+    reason = Reason.TIMEOUT
 
 
 class Overloaded(RerankUnavailable):
     """The worker's bounded queue is full; the caller is told at once instead of waiting."""
 
-    reason = "overloaded"
+    reason = Reason.OVERLOADED
 
 
 class BreakerOpen(RerankUnavailable):
-    reason = "breaker_open"
+    reason = Reason.BREAKER_OPEN
 
 
 class InputTooLong(RerankUnavailable):
     """The request itself cannot be scored (its query and instruction alone exceed
     ``model.max_length``): a problem of that request, never a fault of the model."""
 
-    reason = "query_too_long"
+    reason = Reason.QUERY_TOO_LONG
 
 
 class ModelFailure(RerankUnavailable):
     """The model raised, or returned something unusable (NaN, wrong count of scores)."""
 
-    reason = "error"
+    reason = Reason.ERROR

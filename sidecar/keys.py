@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from sidecar.admission.controller import AdmissionController
 from sidecar.config import SidecarConfig
 from sidecar.lifecycle import Lifecycle
 from sidecar.metrics import Metrics
 from sidecar.rerank.engine import RerankEngine
 from sidecar.rerank.rollout import Rollout
 from sidecar.rerank.shadow import ShadowRunner
-from sidecar.rerank.step import RerankStep
-from sidecar.scoring.base import Scorer
+from sidecar.scoring.slot import ScorerSlot
+from sidecar.search.service import SearchService
 from sidecar.upstream import EsClient
 
 CONFIG = web.AppKey("config", SidecarConfig)
 ES = web.AppKey("es", EsClient)
-SCORER = web.AppKey("scorer", Scorer)
+SCORER = web.AppKey("scorer", ScorerSlot)
+ADMISSION = web.AppKey("admission", AdmissionController)
 ENGINE = web.AppKey("engine", RerankEngine)
 ROLLOUT = web.AppKey("rollout", Rollout)
 SHADOW = web.AppKey("shadow", ShadowRunner)
-STEP = web.AppKey("step", RerankStep)
+SEARCH = web.AppKey("search", SearchService)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 METRICS = web.AppKey("metrics", Metrics)

@@ -43,9 +43,11 @@ def setup_logging(config: LoggingConfig) -> None:
     root.setLevel(config.level)
 
 
-def redact_query(text: str, config: LoggingConfig) -> str | None:
+def redact_query(text: str, config: LoggingConfig, query_chars: int = 64) -> str | None:
+    """Query text as a log line may show it (``logging.query``); ``query_chars``:
+    ``tuning.limits.log_query_chars``."""
     if not text or config.query == "none":
         return None
     if config.query == "truncate":
-        return text[: config.query_max_chars]
+        return text[:query_chars]
     return hashlib.sha256(text.encode()).hexdigest()[:16]

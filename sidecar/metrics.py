@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sidecar.admission.meter import Capacity
+
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
@@ -30,6 +32,8 @@ class LiveFigures:
     in_flight_pairs: Callable[[], int]
     #: The learned cost; None until the model has answered.
     seconds_per_pair: Callable[[], float | None]
+    #: What the model can do for a search with the default budget and window.
+    capacity: Callable[[], Capacity | None]
     shadow_tasks: Callable[[], int]
     model_ready: Callable[[], bool]
 
@@ -78,6 +82,24 @@ class _LiveCollector(Collector):
                 "rerank_sidecar_model_seconds_per_pair",
                 "The model's cost the budget is planned with (learned as it serves)",
                 per_pair,
+            )
+        capacity = self.live.capacity()
+        if capacity is not None:
+            yield _gauge(
+                "rerank_sidecar_model_pairs_per_second",
+                "The model's throughput (steady estimate, learned from its passes)",
+                capacity.pairs_per_s,
+            )
+            yield _gauge(
+                "rerank_sidecar_capacity_window",
+                "Hits of the default window that fit the default budget (rerank.min_window "
+                "or more: searches can be reranked)",
+                capacity.k,
+            )
+            yield _gauge(
+                "rerank_sidecar_capacity_searches_per_second",
+                "Searches per second the model reranks at that window",
+                capacity.searches_per_s,
             )
         yield _gauge("rerank_sidecar_shadow_tasks", "Shadow reranks", self.live.shadow_tasks())
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sidecar.handlers import admin, msearch, ops, passthrough, rerank_api, search, ui
+from sidecar.handlers import admin, ops, passthrough, rerank_api, search, ui
 from sidecar.http.access import Guard
 from sidecar.keys import CONFIG
 
@@ -48,6 +48,6 @@ def setup_routes(app: web.Application) -> None:
     for method in SEARCH_METHODS:
         r.add_route(method, "/_search", search.search_handler)
         r.add_route(method, "/{index}/_search", search.search_handler)
-        r.add_route(method, "/_msearch", msearch.handle_msearch)
-        r.add_route(method, "/{index}/_msearch", msearch.handle_msearch)
+        r.add_route(method, "/_msearch", search.msearch_handler)
+        r.add_route(method, "/{index}/_msearch", search.msearch_handler)
     r.add_route("*", "/{tail:" + ANY + "}", passthrough.proxy_handler)

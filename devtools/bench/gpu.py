@@ -91,7 +91,7 @@ async def _measure(args: argparse.Namespace, work: Path) -> str:
     CPU at toy sizes (to check the command, not to measure anything)."""
     from devtools.bench import qwen3_work as qw
     from devtools.machine import now_text
-    from sidecar.config import ModelConfig, WorkerConfig
+    from sidecar.config import ModelConfig, ModelTuning, TuningConfig, WorkerConfig
     from sidecar.scoring.factory import create_scorer
     from sidecar.scoring.hf.device import attention_implementation
 
@@ -113,10 +113,10 @@ async def _measure(args: argparse.Namespace, work: Path) -> str:
             name=str(directory),
             device=device.type,
             dtype="bfloat16",
-            prefix_reuse=reuse,
             self_test=False,  # random weights rank at random
         )
-        scorers[reuse] = create_scorer(config, worker)
+        tuning = TuningConfig(model=ModelTuning(prefix_reuse=reuse), worker=worker)
+        scorers[reuse] = create_scorer(config, tuning)
         await scorers[reuse].start()
     from transformers import AutoModelForCausalLM
 

@@ -27,6 +27,12 @@ class Section:
     goals: list[Goal] = field(default_factory=list)
     seconds: float = 0.0
 
+    def baseline(self, tree: object) -> None:
+        """This section measured the baseline tree's sidecar: say so in its title and goals."""
+        self.title += f" — baseline ({tree})"
+        for goal in self.goals:
+            goal.scenario = f"{goal.scenario} (baseline)"
+
     def markdown(self) -> str:
         return "\n".join([f"### {self.number}. {self.title}", "", *self.body, ""])
 

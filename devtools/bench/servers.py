@@ -28,6 +28,11 @@ class Bench:
     #: Also measure scenario 1 against a real ES-compatible server (this one, or a local one
     #: the suite starts when this is "local").
     real_es: str | None = None
+    #: Another checkout of this project (an earlier commit): scenarios that compare before
+    #: and after run its sidecar beside this tree's, interleaved, in the same run.
+    baseline: Path | None = None
+    #: The source tree this run's sidecars come from (None: this one).
+    tree: Path | None = None
 
     def scale(self, full: int, quick: int) -> int:
         return quick if self.quick else full
@@ -61,6 +66,7 @@ class Bench:
         model: str,
         config: dict[str, Any],
         timeout: float = 300,
+        tree: Path | None = None,
     ) -> SidecarProcess:
         sc = SidecarProcess.start(
             es_url,
@@ -69,6 +75,7 @@ class Bench:
             config=merge({"server": {"access_log": False}}, config),
             wait_ready=True,
             timeout=timeout,
+            tree=tree or self.tree,
         )
         self.stack.callback(sc.stop)
         return sc

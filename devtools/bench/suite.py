@@ -31,7 +31,10 @@ alike, and prints p50/p95/p99 latency, throughput and the ratio to the baseline)
 9. a noisy neighbour (300-search ``_msearch`` and large rerank-API requests) beside four
    ordinary clients, against the same clients alone;
 10. slow clients (never-reading and dripping connections) beside ordinary traffic: others'
-   errors and ``/_sidecar/ready``.
+   errors and ``/_sidecar/ready``;
+11. the default model at full size on this CPU (Qwen3-Reranker-0.6B's architecture, all 28
+   layers, random weights) with the default budget and window, as a new user gets it:
+   what ``/_sidecar/ready`` says, and what every search from the first one on gets.
 
 The load generator is this process (aiohttp on one event loop, ``devtools.bench.loadgen``);
 ES stand-ins, fault server and sidecars are processes of their own (``servers``). Whether the
@@ -59,6 +62,7 @@ from devtools.bench.results import Section, summary_table
 from devtools.bench.scenarios import (
     batching,
     cache,
+    default_model,
     faults,
     model,
     neighbour,
@@ -83,7 +87,10 @@ SCENARIOS: dict[int, Callable[[Bench], Section]] = {
     8: overload.run,
     9: neighbour.run,
     10: slow_clients.run,
+    11: default_model.run,
 }
+#: Scenarios that run again, right after, on ``--baseline``'s sidecar (11 runs both itself).
+BEFORE_AFTER = (8, 9)
 
 
 def document(
@@ -136,15 +143,29 @@ def run_cli(args: argparse.Namespace) -> int:
         for number in only:
             t0 = time.perf_counter()
             print(f"\n== scenario {number} ...", flush=True)
-            with contextlib.ExitStack() as inner:
-                b = Bench(quick=args.quick, work=work, stack=inner, real_es=args.real_es)
-                sec = SCENARIOS[number](b)
-            sec.seconds = time.perf_counter() - t0
-            sections.append(sec)
-            print(sec.markdown())
-            for g in sec.goals:
-                print(f"goal {g.scenario}: {g.goal}: {g.measured} -> {g.verdict}")
-            print(f"(scenario {number}: {sec.seconds:.0f} s)", flush=True)
+            trees: list[Path | None] = [None]
+            if args.baseline is not None and number in BEFORE_AFTER:
+                trees.append(args.baseline)
+            for tree in trees:
+                with contextlib.ExitStack() as inner:
+                    b = Bench(
+                        quick=args.quick,
+                        work=work / f"{number}-{len(sections)}",
+                        stack=inner,
+                        real_es=args.real_es,
+                        baseline=args.baseline,
+                        tree=tree,
+                    )
+                    b.work.mkdir(parents=True, exist_ok=True)
+                    sec = SCENARIOS[number](b)
+                if tree is not None:
+                    sec.baseline(tree)
+                sec.seconds = time.perf_counter() - t0
+                sections.append(sec)
+                print(sec.markdown())
+                for g in sec.goals:
+                    print(f"goal {g.scenario}: {g.goal}: {g.measured} -> {g.verdict}")
+                print(f"(scenario {number}: {sec.seconds:.0f} s)", flush=True)
     load_after = load_average()
     print("\n" + summary_table(sections))
     print(f"\nload average after: {load_after}; total {(time.time() - started) / 60:.1f} min")
@@ -181,7 +202,7 @@ def run_cli(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
     parser.add_argument(
-        "--only", nargs="+", type=int, metavar="N", help="run only these scenarios (1-10)"
+        "--only", nargs="+", type=int, metavar="N", help="run only these scenarios (1-11)"
     )
     parser.add_argument(
         "--real-es",
@@ -189,6 +210,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         const="local",
         metavar="URL",
         help="scenario 1 also against a real ES (this URL, or a local ES-compatible server)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="TREE",
+        help="another checkout of this project (e.g. `git worktree add /tmp/base HEAD~1`): "
+        "scenarios 8-11 run its sidecar beside this tree's, interleaved, as 'before'",
     )
     parser.add_argument("--out", type=Path, help="also write the markdown to this file")
     parser.add_argument(

@@ -64,7 +64,7 @@ from devtools.eval.ranking import NDCG_K, RECALL_DEPTH, query_metrics
 from devtools.eval.stats import DEFAULT_PERMUTATIONS, DEFAULT_SEED, Paired, compare
 from es_integration.local_es import LocalES
 from es_integration.sidecar_proc import SidecarProcess
-from sidecar.config import RerankConfig, build_config, merge, read_yaml
+from sidecar.config import LimitsTuning, build_config, merge, read_yaml
 
 BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_DATASET = Path(__file__).resolve().parents[3] / "shared" / "data" / "msmarco-dl-5k"
@@ -107,10 +107,12 @@ class ServerVariant:
         """The sidecar's config for this variant (over ``Settings.config_file``, if any).
         As served, the budget, the timeouts and the load settings are left as configured."""
         rerank: dict[str, Any] = {"score_mode": self.score_mode}
+        limits: dict[str, Any] = {}
         if not self.as_served:
-            rerank |= {"budget_ms": EVAL_BUDGET_MS, "max_window": max(500, max_window)}
-        elif max_window > RerankConfig().max_window:
-            rerank["max_window"] = max_window
+            rerank["budget_ms"] = EVAL_BUDGET_MS
+            limits["max_window"] = max(500, max_window)
+        elif max_window > LimitsTuning().max_window:
+            limits["max_window"] = max_window
         if self.score_mode == "fusion" and self.fusion_weight is not None:
             rerank["fusion"] = {
                 "rerank_weight": self.fusion_weight,
@@ -124,6 +126,8 @@ class ServerVariant:
         }
         if not self.as_served:
             config["es"] = {"timeouts": {"read_s": 120}}
+        if limits:
+            config["tuning"] = {"limits": limits}
         return config
 
 

@@ -22,7 +22,7 @@ from sidecar.config import AdminConfig, redacted
 from sidecar.errors import ConfigError, IllegalArgument, NotFound
 from sidecar.http.access import Guard
 from sidecar.jsonutil import json_response
-from sidecar.keys import CONFIG, ENGINE, ROLLOUT
+from sidecar.keys import ADMISSION, CONFIG, ENGINE, ROLLOUT
 
 TOKEN_ENV = "RERANK_SIDECAR_ADMIN_TOKEN"
 
@@ -71,7 +71,7 @@ async def reload_rollout(request: web.Request) -> web.Response:
 
 
 def _breaker(request: web.Request) -> dict[str, Any]:
-    breaker = request.config_dict[ENGINE].breaker
+    breaker = request.config_dict[ADMISSION].breaker
     return {
         "state": breaker.state,
         "fail_counter": breaker.fail_counter,
@@ -84,12 +84,12 @@ async def get_breaker(request: web.Request) -> web.Response:
 
 
 async def open_breaker(request: web.Request) -> web.Response:
-    request.config_dict[ENGINE].breaker.force_open()
+    request.config_dict[ADMISSION].breaker.force_open()
     return json_response(_breaker(request))
 
 
 async def reset_breaker(request: web.Request) -> web.Response:
-    request.config_dict[ENGINE].breaker.reset()
+    request.config_dict[ADMISSION].breaker.reset()
     return json_response(_breaker(request))
 
 

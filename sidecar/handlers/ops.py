@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.resources import files
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sidecar.config import public_name, public_url
 from sidecar.errors import NotFound
 from sidecar.jsonutil import json_response
-from sidecar.keys import CONFIG, ENGINE, ES, METRICS
+from sidecar.keys import ADMISSION, CONFIG, ENGINE, ES, METRICS
 from sidecar.scoring.slot import ScorerSlot
 
 
@@ -26,7 +27,7 @@ async def ready(request: web.Request) -> web.Response:
     service would take search away with the model. During the first load: 503, unless
     ``model.ready_while_loading``."""
     es = request.app[ES]
-    engine = request.app[ENGINE]
+    engine, admission = request.app[ENGINE], request.app[ADMISSION]
     es_ok = await es.reachable()
     slot = engine.scorer
     info = slot.info
@@ -36,7 +37,9 @@ async def ready(request: web.Request) -> web.Response:
     # since), or failed and being retried; all but warm serve ES order.
     loaded = slot.scorer is not None if isinstance(slot, ScorerSlot) else True
     settled = loaded or failures > 0
-    serving = es_ok and (settled or request.app[CONFIG].model.ready_while_loading)
+    config = request.app[CONFIG]
+    serving = es_ok and (settled or config.model.ready_while_loading)
+    capacity, capacity_warning = _capacity(request)
     body = {
         "ready": serving,
         # Whether searches are reranked now (false: ES order, X-Rerank says why).
@@ -54,12 +57,33 @@ async def ready(request: web.Request) -> web.Response:
             # be loaded and is being retried), or null.
             "refused": info.refused,
             "load_failures": failures,
-            # How it is served that the operator should know (e.g. no instruction sent).
-            "warnings": list(info.warnings),
+            # How it is served that the operator should know (e.g. no instruction sent,
+            # or a model too slow for the budget).
+            "warnings": list(info.warnings) + ([capacity_warning] if capacity_warning else []),
+            "capacity": capacity,
         },
-        "breaker": engine.breaker.state,
+        "breaker": admission.breaker.state,
     }
     return json_response(body, status=200 if serving else 503)
+
+
+def _capacity(request: web.Request) -> tuple[dict[str, Any] | None, str | None]:
+    """What the model can do for a search with the default budget and window, learned
+    from its passes (the warm-up's first), and the warning when that is too little."""
+    rerank = request.app[CONFIG].rerank
+    capacity = request.app[ADMISSION].meter.capacity(
+        rerank.budget_ms / 1000, rerank.window, rerank.min_window
+    )
+    if capacity is None:
+        return None, None
+    figures = {
+        "pairs_per_s": round(capacity.pairs_per_s, 2),
+        "window_in_budget": capacity.k,
+        "searches_per_s": round(capacity.searches_per_s, 3),
+        "budget_ms": rerank.budget_ms,
+        "window": rerank.window,
+    }
+    return figures, capacity.warning()
 
 
 async def not_found(request: web.Request) -> web.Response:

@@ -7,9 +7,9 @@ It is a compute endpoint, so it is guarded like the sidecar's other surfaces
 (:mod:`sidecar.http.access`): peers in ``api.allow_from`` only (loopback by default), with
 ``api.token`` when one is set. Bodies must be ``application/json`` (415 otherwise: a form
 post from another site cannot reach it), and browser pages from other origins need
-``api.cors_origins``. ``query`` and ``instruction`` are capped by ``rerank.max_query_chars``
-and ``rerank.max_instruction_chars`` (400 past them); each document is cut to
-``api.max_chars_per_document`` characters.
+``api.cors_origins``. ``query`` and ``instruction`` are capped by
+``tuning.limits.max_query_chars`` and ``max_instruction_chars`` (400 past them); each
+document is cut to ``tuning.limits.max_chars_per_document`` characters.
 
 Two request shapes, told apart by their documents field:
 
@@ -29,7 +29,10 @@ from typing import Any
 
 from aiohttp import web
 
+from sidecar.admission.controller import Asker
+from sidecar.admission.ledger import client_key
 from sidecar.config import ApiConfig, public_name
+from sidecar.deadline import Deadline
 from sidecar.errors import (
     BadRequest,
     IllegalArgument,
@@ -40,12 +43,12 @@ from sidecar.errors import (
     ServiceUnavailable,
     SidecarError,
 )
-from sidecar.handlers.outcomes import fair_key
 from sidecar.http.access import Cors, Guard
 from sidecar.http.body import read_body
+from sidecar.http.trace import trace_of
 from sidecar.jsonutil import json_response, parse_body
-from sidecar.keys import CONFIG, ENGINE, ROLLOUT, SCORER
-from sidecar.scoring.base import Scorer, ScoreResult
+from sidecar.keys import CONFIG, ENGINE, ROLLOUT
+from sidecar.scoring.base import ScoreResult
 
 EMPTY = "query and documents cannot be empty"
 PATHS = ("/_sidecar/v1/rerank", "/_sidecar/rerank")
@@ -134,12 +137,12 @@ def parse_request(
         raise IllegalArgument(
             f"too many documents: {len(raw_docs)} (at most {max_documents} per request)"
         )
-    _capped(query, "query", limits.max_query_chars, "rerank.max_query_chars")
+    _capped(query, "query", limits.max_query_chars, "tuning.limits.max_query_chars")
     instruction = _capped(
         _optional_str(body, "instruction"),
         "instruction",
         limits.max_instruction_chars,
-        "rerank.max_instruction_chars",
+        "tuning.limits.max_instruction_chars",
     )
     cut = limits.max_chars_per_document
     return RerankRequest(
@@ -202,35 +205,28 @@ def require_json(request: web.BaseRequest) -> None:
 
 async def rerank(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
-    scorer = request.app[SCORER]
     require_json(request)
-    raw = await read_body(request)
-    limits = TextLimits(
-        config.rerank.max_query_chars,
-        config.rerank.max_instruction_chars,
-        config.api.max_chars_per_document,
+    raw = await read_body(request, config.tuning.http)
+    limits = config.tuning.limits
+    text_limits = TextLimits(
+        limits.max_query_chars, limits.max_instruction_chars, limits.max_chars_per_document
     )
     req = parse_request(
-        parse_body(raw or b""), max_documents=config.api.max_documents, limits=limits
+        parse_body(raw or b""), max_documents=config.api.max_documents, limits=text_limits
     )
-    if not scorer.ready:
+    engine = request.app[ENGINE]
+    if not engine.scorer.ready:
         raise ServiceUnavailable("reranker not ready")
-    engine = request.app.get(ENGINE)
+    caller = request.app[ROLLOUT].client(request.remote, request.headers)
+    deadline = Deadline.after(config.api.timeout_s)
     try:
         async with asyncio.timeout(config.api.timeout_s):
-            if engine is None:
-                result = await _score(scorer, req, config.api.timeout_s)
-            else:
-                # Through the same fair admission as searches, in parts: a 1,000-document
-                # request takes turns instead of pushing every search past its budget.
-                caller = request.app[ROLLOUT].client(request.remote, request.headers)
-                result = await engine.score_all(
-                    fair_key(caller.addr),
-                    req.query,
-                    req.documents,
-                    req.instruction,
-                    config.api.timeout_s,
-                )
+            # Through the same fair queue as searches, in parts: a 1,000-document request
+            # takes turns instead of pushing every search past its budget.
+            asker = Asker(client_key(caller.addr), trace_of(request).request_id)
+            result = await engine.score_all(
+                asker, req.query, req.documents, req.instruction, deadline
+            )
     except TimeoutError as exc:
         raise ServiceUnavailable("reranker timed out") from exc
     except InputTooLong as exc:
@@ -238,11 +234,7 @@ async def rerank(request: web.Request) -> web.Response:
         raise IllegalArgument(str(exc)) from exc
     except RerankUnavailable as exc:
         raise _unavailable(exc) from exc
-    return json_response(render(req, result, scorer.info.name))
-
-
-async def _score(scorer: Scorer, req: RerankRequest, timeout_s: float) -> ScoreResult:
-    return await scorer.score(req.query, req.documents, req.instruction, timeout=timeout_s)
+    return json_response(render(req, result, engine.model_name))
 
 
 def add_routes(app: web.Application, config: ApiConfig) -> None:

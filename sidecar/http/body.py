@@ -13,22 +13,21 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from sidecar.config import HttpTuning
 from sidecar.encoding import TooLarge, decode, readable
 from sidecar.errors import BadRequest, RequestTimeout, RequestTooLarge
 from sidecar.http.pace import Pace
 from sidecar.jsonutil import loads
-from sidecar.keys import CONFIG
 
 _CHUNK = 64 * 1024
 
 
-async def read_body(request: web.Request) -> bytes | None:
+async def read_body(request: web.Request, server: HttpTuning) -> bytes | None:
     """The whole request body (None when there is none), bounded by
-    ``server.max_body_bytes`` (413 past it, without reading the rest) and by
-    ``server.client_read_timeout_s`` (a slow client cannot hold a handler forever)."""
+    ``tuning.http.max_body_bytes`` (413 past it, without reading the rest) and by
+    ``tuning.http.client_read_timeout_s`` (a slow client cannot hold a handler forever)."""
     if not request.body_exists:
         return None
-    server = request.app[CONFIG].server
     limit = server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise RequestTooLarge(f"request body is larger than {limit} bytes")

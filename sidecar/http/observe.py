@@ -13,6 +13,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from sidecar.deadline import now
 from sidecar.http.trace import RequestTrace, trace_of
 from sidecar.keys import CONFIG, ENGINE, METRICS
 from sidecar.logs import redact_query
@@ -42,6 +43,7 @@ async def on_prepare(request: web.Request, response: web.StreamResponse) -> None
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     trace = trace_of(request)
     trace.start = time.perf_counter()
+    trace.arrived = now()
     incoming = request.headers.get(REQUEST_ID, "")
     trace.request_id = incoming[:64] if incoming.isprintable() and incoming else uuid.uuid4().hex
     engine = request.app.get(ENGINE)
@@ -85,7 +87,9 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
                     "status": status,
                     "outcome": outcome,
                     "rule": trace.rule or None,
-                    "query": redact_query(trace.query, config.logging),
+                    "query": redact_query(
+                        trace.query, config.logging, config.tuning.limits.log_query_chars
+                    ),
                     "es_ms": round(trace.es_s * 1000, 2),
                     "queue_ms": round(trace.queue_s * 1000, 2),
                     "model_ms": round(trace.model_s * 1000, 2),

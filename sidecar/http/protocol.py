@@ -1,7 +1,7 @@
 """HTTP/1.1 connection limits of the sidecar's own server, and what a malformed request logs.
 
 aiohttp reads request lines and headers before any handler runs. Its limits come from
-``server`` in the config (``web.Application(handler_args=...)``, so the CLI and tests get the
+``tuning.http`` in the config (``web.Application(handler_args=...)``, so the CLI and tests get the
 same ones):
 
 * ``keepalive_timeout_s``: aiohttp starts this timer when a connection opens and after each
@@ -42,7 +42,7 @@ from aiohttp.http_exceptions import (
 )
 from aiohttp.web_protocol import RequestHandler
 
-from sidecar.config import ServerConfig
+from sidecar.config import HttpTuning
 from sidecar.errors import BadRequest, SidecarError
 from sidecar.jsonutil import json_response
 
@@ -69,7 +69,7 @@ if not any(isinstance(f, RedactBadRequests) for f in HTTP_LOG.filters):
     HTTP_LOG.addFilter(RedactBadRequests())
 
 
-def handler_args(config: ServerConfig) -> dict[str, Any]:
+def handler_args(config: HttpTuning) -> dict[str, Any]:
     """Keyword arguments for aiohttp's per-connection ``RequestHandler``."""
     return {
         "keepalive_timeout": config.keepalive_timeout_s,

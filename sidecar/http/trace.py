@@ -15,6 +15,8 @@ class RequestTrace:
     request_id: str = ""
     #: time.perf_counter() when the request arrived (0: not observed).
     start: float = 0.0
+    #: The same on the deadline's clock (``sidecar.deadline.now``).
+    arrived: float = 0.0
     rule: str = ""
     #: The query text the reranker used (logged only as a hash or prefix, by config).
     query: str = ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from cachetools import TTLCache
 
-from sidecar.config import ResponseCacheConfig, ScoreCacheConfig
+from sidecar.config import LimitsTuning, ResponseCacheConfig, ScoreCacheConfig
 from sidecar.rerank.identity import CALLER, Headers, IdentityRule, digest_parts, representation
 
 ScoreKey = bytes
@@ -74,9 +74,9 @@ class ScoreCache:
         self.stats = CacheStats()
 
     @classmethod
-    def from_config(cls, config: ScoreCacheConfig) -> ScoreCache:
+    def from_config(cls, config: ScoreCacheConfig, limits: LimitsTuning) -> ScoreCache:
         return cls(
-            config.max_entries,
+            limits.score_cache_entries,
             config.ttl_s,
             config.enabled,
             max_bytes=config.max_bytes,
@@ -180,14 +180,14 @@ class ResponseCache:
 
     @classmethod
     def from_config(
-        cls, config: ResponseCacheConfig, extra_identity: Sequence[str]
+        cls, config: ResponseCacheConfig, extra_identity: Sequence[str], limits: LimitsTuning
     ) -> ResponseCache:
         return cls(
-            config.max_entries,
+            limits.response_cache_entries,
             config.ttl_s,
             config.enabled,
             max_bytes=config.max_bytes,
-            max_entry_bytes=config.max_entry_bytes,
+            max_entry_bytes=limits.response_cache_entry_bytes,
             identity=IdentityRule(extra_identity),
         )
 

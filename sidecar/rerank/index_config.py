@@ -39,8 +39,10 @@ class IndexSettings:
 
 
 class IndexRules:
-    def __init__(self, config: RerankConfig) -> None:
+    def __init__(self, config: RerankConfig, max_chars_per_field: int = 4000) -> None:
         self._config = config
+        #: ``tuning.limits.max_chars_per_field``: for ``default_fields``.
+        self._max_chars = max_chars_per_field
         self._memo = lru_cache(maxsize=_MEMO)(self._resolve)
 
     def resolve(self, index: str) -> IndexSettings:
@@ -64,7 +66,7 @@ class IndexRules:
                 instruction=None,
                 budget_s=rc.budget_ms / 1000.0,
                 score=ScoreOptions(rc.score_mode, rc.fusion, (), rc.min_score, rc.annotate_field),
-                doc_text=DocTextSpec(rc.default_fields, None, rc.max_chars_per_field),
+                doc_text=DocTextSpec(rc.default_fields, None, self._max_chars),
             )
         return IndexSettings(
             window=entry.window or rc.window,

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sidecar.reasons import FALLBACK, Reason
+
+__all__ = ["APPLIED", "CACHED", "SHADOWED", "Outcome", "Reason", "overall", "skipped"]
+
 
 @dataclass(frozen=True)
 class Outcome:
     status: str
-    reason: str | None = None
+    reason: Reason | None = None
     #: Hits reranked when the budget allowed only the top ``window`` of the window.
     window: int | None = None
+
+    @classmethod
+    def kept(cls, reason: Reason) -> Outcome:
+        """ES's order stands, for ``reason``: ``fallback`` or ``skipped`` as it says."""
+        return cls("fallback" if reason in FALLBACK else "skipped", reason)
 
     @property
     def header(self) -> str:
@@ -30,10 +39,14 @@ CACHED = Outcome("cached")
 SHADOWED = Outcome("shadow")
 
 
+def skipped(reason: Reason) -> Outcome:
+    return Outcome("skipped", reason)
+
+
 def overall(outcomes: list[Outcome]) -> Outcome:
     """One outcome for a request of several searches (``_msearch``): the most telling."""
     for status in ("applied", "cached", "shadow", "fallback"):
         for o in outcomes:
             if o.status == status:
                 return o
-    return outcomes[0] if outcomes else Outcome("skipped", "no_searches")
+    return outcomes[0] if outcomes else skipped(Reason.NO_SEARCHES)

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sidecar.config import ModeName, RerankConfig
+from sidecar.config import LimitsTuning, ModeName, RerankConfig
 from sidecar.errors import IllegalArgument
+from sidecar.reasons import Reason
 from sidecar.rerank.filter_path import FilterPath, parse_filter_path
 from sidecar.rerank.index_config import IndexRules, IndexSettings
 from sidecar.rerank.query_text import extract_query_text, lucene_free_text
@@ -64,7 +65,7 @@ class RerankOptions:
 @dataclass(frozen=True)
 class SearchPlan:
     #: None when the request is reranked; else why not (goes into X-Rerank).
-    skip_reason: str | None
+    skip_reason: Reason | None
     #: The body to send to ES (the client's, minus ``rerank``, possibly widened); None for
     #: a search without a body.
     body: dict[str, Any] | None
@@ -113,8 +114,8 @@ def _int_param(params: Mapping[str, str], name: str) -> int | None:
         return None
 
 
-def parse_options(value: Any, config: RerankConfig | None = None) -> RerankOptions:
-    """The ``rerank`` object, validated; with ``config``, ``query`` and ``instruction`` longer
+def parse_options(value: Any, limits: LimitsTuning | None = None) -> RerankOptions:
+    """The ``rerank`` object, validated; with ``limits``, ``query`` and ``instruction`` longer
     than ``max_query_chars`` / ``max_instruction_chars`` are refused (400)."""
     if not isinstance(value, dict):
         raise IllegalArgument("[rerank] must be an object")
@@ -143,24 +144,25 @@ def parse_options(value: Any, config: RerankConfig | None = None) -> RerankOptio
     enabled = value.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
         raise IllegalArgument("[rerank.enabled] must be true or false")
-    if config is not None:
+    if limits is not None:
         for key, text, limit in (
-            ("query", query, config.max_query_chars),
-            ("instruction", instruction, config.max_instruction_chars),
+            ("query", query, limits.max_query_chars),
+            ("instruction", instruction, limits.max_instruction_chars),
         ):
             if text is not None and len(text) > limit:
                 raise IllegalArgument(
-                    f"[rerank.{key}] is longer than {limit} characters (rerank.max_{key}_chars)"
+                    f"[rerank.{key}] is longer than {limit} characters "
+                    f"(tuning.limits.max_{key}_chars)"
                 )
     return RerankOptions(query, instruction, fields, window, enabled)
 
 
 def strip_options(
-    body: Any, config: RerankConfig | None = None
+    body: Any, limits: LimitsTuning | None = None
 ) -> tuple[Any, RerankOptions | None]:
     """Remove the sidecar's ``rerank`` object; the rest of the body is left as it was."""
     if isinstance(body, dict) and RERANK_KEY in body:
-        options = parse_options(body[RERANK_KEY], config)
+        options = parse_options(body[RERANK_KEY], limits)
         rest = {k: v for k, v in body.items() if k != RERANK_KEY}
         return rest, options
     return body, None
@@ -194,51 +196,127 @@ def plan_search(
     mode: ModeName,
     *,
     window_limit: int | None = None,
-    force_skip: str | None = None,
+    force_skip: Reason | None = None,
+    limits: LimitsTuning | None = None,
 ) -> SearchPlan:
     """Plan one search that rollout put in ``mode``. Raises IllegalArgument only for a
     malformed ``rerank`` object (even when rolled out to ``off``: ES would refuse it).
-    ``window_limit`` is the index's ``max_result_window`` when the sidecar has learned it;
-    ``force_skip`` is a reason found outside the body (``format``: the answer will not be
-    JSON; ``filter_path``: an ``_msearch`` whose ``filter_path`` keeps no hit)."""
+    ``window_limit``: the index's learned ``max_result_window``; ``force_skip``: a reason
+    found outside the body (``format``, or an ``_msearch``'s ``filter_path``)."""
+    limits = limits or LimitsTuning()
     settings = rules.resolve(index)
-    has_body = body is not None
-    stripped, options = strip_options(body, config)
-    had_options = options is not None
-    if stripped is None:
-        stripped = {}
-    if not isinstance(stripped, dict):
-        return SearchPlan("unparsed_body", None, settings, index=index)
+    stripped, options = strip_options(body, limits)
+    if not isinstance(stripped if stripped is not None else {}, dict):
+        return SearchPlan(Reason.UNPARSED_BODY, None, settings, index=index)
+    search = _Search(stripped or {}, params, body is not None, options is not None)
     options = options or RerankOptions()
-    as_sent = stripped if has_body else None
 
-    def skip(reason: str) -> SearchPlan:
-        return SearchPlan(reason, as_sent, settings, index=index, rewrites_body=had_options)
+    def skip(reason: Reason) -> SearchPlan:
+        sent = search.body if search.has_body else None
+        return SearchPlan(reason, sent, settings, index=index, rewrites_body=search.had_options)
 
     if options.enabled is False:
-        return skip("disabled_by_request")
-    if force_skip:
-        return skip(force_skip)
+        return skip(Reason.DISABLED_BY_REQUEST)
+    reason = force_skip or _continuation(search, config)
+    page = _page(search, options, limits) if reason is None else reason
+    if isinstance(page, Reason):
+        return skip(page)
+    from_, size, query = page
+    window = _window(options.window or settings.window, limits, window_limit, from_, size)
+    if isinstance(window, Reason):
+        return skip(window)
+    forward = _forward(search, rules, options, max(window, from_ + size))
+    if isinstance(forward, Reason):
+        return skip(forward)
+    if mode == "off":
+        # Everything above still ran: a bad ``rerank`` object is refused either way, and a
+        # search that could not be reranked anyway keeps its own reason.
+        return skip(Reason.ROLLOUT_OFF)
+    body_sent = forward.body if search.has_body else None
+    return replace(
+        forward.plan(body_sent, settings, mode, index, rewrites_body=search.has_body),
+        query_text=query,
+        instruction=options.instruction or settings.instruction,
+        window=window,
+        from_=from_,
+        size=size,
+        fields=options.fields,
+    )
+
+
+@dataclass(frozen=True)
+class _Search:
+    """The client's search as planning reads it."""
+
+    body: dict[str, Any]
+    params: Mapping[str, str]
+    has_body: bool
+    had_options: bool
+
+
+@dataclass
+class _Forward:
+    """What ES receives instead of the client's search."""
+
+    body: dict[str, Any]
+    drop: list[str] = field(default_factory=list)
+    set_params: list[tuple[str, str]] = field(default_factory=list)
+    source_filter: SourceFilter = field(default_factory=SourceFilter)
+    filter_path: FilterPath | None = None
+
+    def plan(
+        self,
+        body: dict[str, Any] | None,
+        settings: IndexSettings,
+        mode: ModeName,
+        index: str,
+        *,
+        rewrites_body: bool,
+    ) -> SearchPlan:
+        """A plan to rerank, sending ES this."""
+        return SearchPlan(
+            skip_reason=None,
+            body=body,
+            settings=settings,
+            mode=mode,
+            drop_params=tuple(dict.fromkeys(self.drop)),
+            set_params=tuple(self.set_params),
+            index=index,
+            source_filter=self.source_filter,
+            filter_path=self.filter_path,
+            rewrites_body=rewrites_body,
+        )
+
+
+def _continuation(search: _Search, config: RerankConfig) -> Reason | None:
+    """Why the search's meaning depends on ES's own order or on a continuation."""
+    body, params = search.body, search.params
     if "scroll" in params:
-        return skip("scroll")
-    if "pit" in stripped:
+        return Reason.SCROLL
+    if "pit" in body:
         # The next page continues from this page's last sort values: a reordered page would
         # repeat and lose hits.
-        return skip("pit")
-    if "search_after" in stripped:
-        return skip("search_after")
-    if "sort" in params or ("sort" in stripped and not _sort_is_score(stripped["sort"])):
-        return skip("sort")
-    if "rescore" in stripped and config.rescore != "rerank":
-        return skip("rescore")
-    if _is_none_marker(stripped.get("stored_fields")) or params.get("stored_fields") == "_none_":
+        return Reason.PIT
+    if "search_after" in body:
+        return Reason.SEARCH_AFTER
+    if "sort" in params or ("sort" in body and not _sort_is_score(body["sort"])):
+        return Reason.SORT
+    if "rescore" in body and config.rescore != "rerank":
+        return Reason.RESCORE
+    if _is_none_marker(body.get("stored_fields")) or params.get("stored_fields") == "_none_":
         # No _id, no _source: nothing to read or to tell the hits apart by.
-        return skip("stored_fields_none")
+        return Reason.STORED_FIELDS_NONE
+    return None
 
-    size = _int_param(params, "size")
-    size = stripped.get("size", DEFAULT_SIZE) if size is None else size
-    from_ = _int_param(params, "from")
-    from_ = stripped.get("from", 0) if from_ is None else from_
+
+def _page(
+    search: _Search, options: RerankOptions, limits: LimitsTuning
+) -> tuple[int, int, str] | Reason:
+    """(from, size, query text) of the client's search, or why it cannot be reranked."""
+    size: Any = _int_param(search.params, "size")
+    size = search.body.get("size", DEFAULT_SIZE) if size is None else size
+    from_: Any = _int_param(search.params, "from")
+    from_ = search.body.get("from", 0) if from_ is None else from_
     if (
         not isinstance(size, int)
         or not isinstance(from_, int)
@@ -248,92 +326,70 @@ def plan_search(
         or not 0 <= from_ <= _MAX_INT
     ):
         # Not a page ES accepts (its from/size are 32-bit ints): ES gives its own answer.
-        return skip("unparsed_paging")
+        return Reason.UNPARSED_PAGING
     if size == 0:
-        return skip("size_zero")
-
-    query = options.query or extract_query_text(stripped.get("query"))
-    if not query and params.get("q"):
-        query = lucene_free_text(params["q"]) or None
+        return Reason.SIZE_ZERO
+    query = options.query or extract_query_text(search.body.get("query"))
+    if not query and search.params.get("q"):
+        query = lucene_free_text(search.params["q"]) or None
     if not query:
-        return skip("no_query_text")
+        return Reason.NO_QUERY_TEXT
     # Query text read from the ES query is cut, not refused: ES accepts the search.
-    query = query[: config.max_query_chars]
+    return from_, size, query[: limits.max_query_chars]
 
-    window = options.window or settings.window
-    if window > config.max_window:
+
+def _window(
+    window: int, limits: LimitsTuning, window_limit: int | None, from_: int, size: int
+) -> int | Reason:
+    """The window to rerank, or why the page cannot be reranked."""
+    if window > limits.max_window:
         raise IllegalArgument(
-            f"[rerank.window] {window} is larger than the configured maximum {config.max_window}"
+            f"[rerank.window] {window} is larger than the configured maximum {limits.max_window}"
         )
     if window_limit is not None:
         if from_ + size > window_limit:
             # ES refuses the client's own page on this index: its answer, unchanged.
-            return skip("result_window")
+            return Reason.RESULT_WINDOW
         window = min(window, window_limit)
-    if from_ >= window:
-        return skip("beyond_window")
+    return Reason.BEYOND_WINDOW if from_ >= window else window
 
-    filter_path = None
-    if params.get("filter_path"):
-        filter_path = parse_filter_path(params["filter_path"])
-        if not filter_path.wants_below(("hits", "hits")):
-            # The client does not want hits: there is nothing to reorder.
-            return skip("filter_path")
 
-    forward = copy.copy(stripped)
-    drop: list[str] = []
-    set_params: list[tuple[str, str]] = []
-    paging = {"from": 0, "size": max(window, from_ + size)}
-    if has_body:
-        forward.update(paging)
-        drop += [p for p in ("from", "size") if p in params]
+def _forward(
+    search: _Search, rules: IndexRules, options: RerankOptions, es_size: int
+) -> _Forward | Reason:
+    """The widened search ES receives (page, ``_source``, ``filter_path``), or why not."""
+    params = search.params
+    out = _Forward(copy.copy(search.body))
+    paging = {"from": 0, "size": es_size}
+    if search.has_body:
+        out.body.update(paging)
+        out.drop += [p for p in ("from", "size") if p in params]
     else:
-        set_params += [(k, str(v)) for k, v in paging.items()]
-    if filter_path is not None:
-        drop.append("filter_path")
-
-    source_filter = SourceFilter()
-    body_filter = parse_source_spec(stripped.get("_source")) if "_source" in stripped else None
+        out.set_params += [(k, str(v)) for k, v in paging.items()]
+    if params.get("filter_path"):
+        out.filter_path = parse_filter_path(params["filter_path"])
+        if not out.filter_path.wants_below(("hits", "hits")):
+            return Reason.FILTER_PATH  # the client does not want hits: nothing to reorder
+        out.drop.append("filter_path")
+    body_filter = parse_source_spec(search.body["_source"]) if "_source" in search.body else None
     param_filter = parse_source_params(
         params.get("_source"), params.get("_source_includes"), params.get("_source_excludes")
     )
     client_filter = param_filter or body_filter
-    if client_filter is None and ("_source" in stripped):
-        return skip("unparsed_source_filter")
-    if client_filter is None and ("stored_fields" in stripped or "stored_fields" in params):
+    if client_filter is None and "_source" in search.body:
+        return Reason.UNPARSED_SOURCE_FILTER
+    if client_filter is None and ("stored_fields" in search.body or "stored_fields" in params):
         # ES returns no _source when stored_fields are asked for and _source is not.
         client_filter = SourceFilter(enabled=False)
     needed = rules.source_fields(options.fields)
     if client_filter is not None and hides_any(client_filter, needed):
         # Ask ES for the client's view plus the text fields; the hits get the client's
         # view back after reranking.
-        source_filter = client_filter
+        out.source_filter = client_filter
         widened = client_filter.widened(needed)
-        drop += [p for p in _SOURCE_PARAMS if p in params]
-        if has_body:
-            forward["_source"] = widened.as_spec()
+        out.drop += [p for p in _SOURCE_PARAMS if p in params]
+        if search.has_body:
+            out.body["_source"] = widened.as_spec()
         else:
-            set_params += widened.as_params()
-    if mode == "off":
-        # Everything above still ran: a bad ``rerank`` object is refused either way, and a
-        # search that could not be reranked anyway keeps its own reason.
-        return skip("rollout_off")
-
-    return SearchPlan(
-        skip_reason=None,
-        body=forward if has_body else None,
-        settings=settings,
-        mode=mode,
-        drop_params=tuple(dict.fromkeys(drop)),
-        set_params=tuple(set_params),
-        query_text=query,
-        instruction=options.instruction or settings.instruction,
-        window=window,
-        from_=from_,
-        size=size,
-        fields=options.fields,
-        index=index,
-        source_filter=source_filter,
-        filter_path=filter_path,
-        rewrites_body=has_body,
-    )
+            out.set_params += widened.as_params()
+    return out

@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Protocol
 
 from sidecar.config import Backend
+from sidecar.deadline import Deadline
 from sidecar.errors import ModelFailure
 
-#: Called after each forward pass with (pairs, padded tokens, seconds), from the worker thread.
+#: Told of each piece of work the model finished: (pairs, padded tokens, seconds). A local
+#: model's worker calls it after each forward pass (from its thread), a remote scorer after
+#: each answer (0 tokens: the server does not say).
 BatchObserver = Callable[[int, int, float], None]
 
 #: What each backend is, in the words logs and /ready use.
@@ -111,7 +114,7 @@ class Scorer(Protocol):
         """Pairs waiting for the model (0 for a remote server: its queue is not ours)."""
 
     def add_batch_observer(self, observer: BatchObserver) -> None:
-        """Be told about every forward pass (metrics); remote scorers never call it."""
+        """Be told about every forward pass, or every remote answer."""
 
     async def score(
         self,
@@ -121,7 +124,7 @@ class Scorer(Protocol):
         *,
         # The worker needs the deadline itself (to drop work nobody waits for), which an
         # asyncio.timeout() around the call could not tell it.
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> ScoreResult:
         """One finite score per document, in the order of ``documents``; higher is more
         relevant. Raises ModelFailure rather than answer anything else."""

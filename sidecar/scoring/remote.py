@@ -33,7 +33,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from sidecar.config import ModelConfig
+from sidecar.config import ModelConfig, RemoteTuning
+from sidecar.deadline import Deadline
+from sidecar.deadline import now as monotonic
 from sidecar.errors import ModelFailure, Overloaded, RerankTimeout, RerankUnavailable
 from sidecar.jsonutil import dumps, loads
 from sidecar.scoring.base import BatchObserver, ModelInfo, ScoreResult, checked
@@ -177,7 +179,8 @@ async def discover(
 
 
 class RemoteScorer:
-    def __init__(self, model: ModelConfig) -> None:
+    def __init__(self, model: ModelConfig, tuning: RemoteTuning | None = None) -> None:
+        self._tuning = tuning or RemoteTuning()
         self._url = model.name
         self._remote = model.remote
         self._instruction = model.instruction
@@ -187,6 +190,7 @@ class RemoteScorer:
         self._facts: ServerFacts | None = None
         self._discovery: asyncio.Task[None] | None = None
         self._asked_at = -_REDISCOVER_S
+        self._observers: list[BatchObserver] = []
         self.info = ModelInfo(
             name=model.name,
             backend="remote",
@@ -203,7 +207,8 @@ class RemoteScorer:
         return 0
 
     def add_batch_observer(self, observer: BatchObserver) -> None:
-        """Forward passes happen on the remote server; nothing to observe here."""
+        """Told of each answer: (documents, tokens the server reports, seconds)."""
+        self._observers.append(observer)
 
     @property
     def ready(self) -> bool:
@@ -227,11 +232,11 @@ class RemoteScorer:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._remote.max_connections),
+            connector=aiohttp.TCPConnector(limit=self._tuning.max_connections),
             timeout=aiohttp.ClientTimeout(
                 total=None,
-                sock_connect=self._remote.connect_timeout_s,
-                sock_read=self._remote.read_timeout_s,
+                sock_connect=self._tuning.connect_timeout_s,
+                sock_read=self._tuning.read_timeout_s,
             ),
             headers=headers,
         )
@@ -295,8 +300,7 @@ class RemoteScorer:
         documents: Sequence[str],
         instruction: str | None = None,
         *,
-        # Part of the Scorer contract (the local worker needs the deadline itself).
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> ScoreResult:
         session = self._session
         if session is None or session.closed:
@@ -304,7 +308,7 @@ class RemoteScorer:
         if not documents:
             return ScoreResult(scores=[])
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(None if deadline is None else deadline.remaining()):
                 self._ask()
                 if self._discovery is not None and not self._discovery.done():
                     # The first requests wait for the server's answer about itself.
@@ -356,6 +360,7 @@ class RemoteScorer:
                 self.field,
             )
         )
+        started = monotonic()
         try:
             async with session.post(self._url, data=body) as response:
                 if response.status in (429, 503):
@@ -372,7 +377,10 @@ class RemoteScorer:
         except ValueError as exc:
             raise ModelFailure("the rerank server answered invalid JSON") from exc
         scores = checked(parse_scores(payload, len(documents)), len(documents))
-        return scores, _usage_tokens(payload)
+        tokens = _usage_tokens(payload)
+        for observe in self._observers:
+            observe(len(documents), tokens, monotonic() - started)
+        return scores, tokens
 
 
 class _TooMany(Exception):

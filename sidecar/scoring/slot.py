@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sidecar.config import ModelConfig
+from sidecar.deadline import Deadline
 from sidecar.errors import RerankUnavailable
+from sidecar.reasons import Reason
 from sidecar.scoring.base import BatchObserver, ModelInfo, Scorer, ScoreResult
 
 
 class ModelNotReady(RerankUnavailable):
-    reason = "model_not_ready"
+    reason = Reason.MODEL_NOT_READY
 
 
 class ScorerSlot:
@@ -28,10 +30,15 @@ class ScorerSlot:
         self.load_error: str | None = None
         self.load_failures = 0
 
-    def put(self, scorer: Scorer) -> None:
-        """A scorer that started and warmed up; the slot serves it from now on."""
+    def attach(self, scorer: Scorer) -> None:
+        """Let the slot's observers watch ``scorer`` before it starts: its warm-up passes
+        teach what the model costs before the first search."""
         for observer in self._observers:
             scorer.add_batch_observer(observer)
+
+    def put(self, scorer: Scorer) -> None:
+        """A scorer that started and warmed up (:meth:`attach` first); the slot serves it
+        from now on."""
         self._scorer = scorer
         self.load_error = None
 
@@ -74,6 +81,7 @@ class ScorerSlot:
         return self._scorer.queued_pairs if self._scorer is not None else 0
 
     def add_batch_observer(self, observer: BatchObserver) -> None:
+        """Watch every scorer this slot is given (:meth:`attach`)."""
         self._observers.append(observer)
         if self._scorer is not None:
             self._scorer.add_batch_observer(observer)
@@ -84,8 +92,8 @@ class ScorerSlot:
         documents: Sequence[str],
         instruction: str | None = None,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> ScoreResult:
         if self._scorer is None:
             raise ModelNotReady("the model is not loaded")
-        return await self._scorer.score(query, documents, instruction, timeout=timeout)
+        return await self._scorer.score(query, documents, instruction, deadline=deadline)

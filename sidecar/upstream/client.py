@@ -2,14 +2,15 @@
 
 * :meth:`EsClient.relay` streams ES's answer back to the client as it arrives (pass-through
   and searches that are not reranked): the sidecar never holds such a body. A client that
-  stops reading is cut off (``server.min_transfer_bytes_per_s``), so it cannot hold an ES
+  stops reading is cut off (``tuning.http.min_transfer_bytes_per_s``), so it cannot hold an ES
   connection for long.
-* :meth:`EsClient.fetch` reads the whole answer, at most ``es.max_response_bytes`` of it
-  and at most ``es.max_buffered_bytes`` for all searches together (the rerank path must
+* :meth:`EsClient.fetch` reads the whole answer, at most ``tuning.es.max_response_bytes`` of it
+  and at most ``tuning.es.max_buffered_bytes`` for all searches together (the rerank path must
   parse it).
 
 Three pools: pass-through requests, searches (so pass-through traffic can never take every
-connection from them), and one connection for the readiness probe.
+connection from them), and one connection for the readiness probe. One client holds at
+most half of each of the first two (:mod:`.share`).
 
 Bodies stay compressed in both directions (``auto_decompress=False``), the session adds no
 header of its own, and every failure is translated by :func:`~.errors.map_exceptions`.
@@ -39,7 +40,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from sidecar.config import ESAuthConfig, ESConfig, ServerConfig
+from sidecar.config import ESAuthConfig, ESConfig, TuningConfig
 from sidecar.encoding import TooLarge, decode, encode, readable
 from sidecar.errors import (
     UpstreamBadResponse,
@@ -49,6 +50,7 @@ from sidecar.errors import (
 from sidecar.http.pace import Pace
 from sidecar.http.trace import trace_of
 from sidecar.upstream.errors import UpstreamDisconnected, map_exceptions
+from sidecar.upstream.share import PoolShare
 from sidecar.upstream.wire import Body, EsRequest, end_to_end_headers, upstream_url
 
 log = logging.getLogger("sidecar.upstream")
@@ -68,7 +70,7 @@ class BufferedResponse:
     body: bytes
     #: Until ES's status line and headers arrived (the ``es`` stage of Server-Timing).
     elapsed_s: float
-    #: Gives the body's bytes back to ``es.max_buffered_bytes`` (idempotent).
+    #: Gives the body's bytes back to ``tuning.es.max_buffered_bytes`` (idempotent).
     release: Callable[[], None] = field(default=lambda: None, compare=False)
 
     def decoded(self, limit: int) -> bytes:
@@ -119,7 +121,7 @@ def _read_secret(path: Path | None) -> str:
 
 
 class BufferFull(UpstreamError):
-    """The rerank path already holds ``es.max_buffered_bytes`` of ES answers."""
+    """The rerank path already holds ``tuning.es.max_buffered_bytes`` of ES answers."""
 
     status = 503
     error_type = "buffer_full_exception"
@@ -135,7 +137,7 @@ class ByteBudget:
     def take(self, n: int) -> None:
         if self.held + n > self.limit:
             raise BufferFull(
-                f"the rerank path holds {self.held} bytes of answers (es.max_buffered_bytes)"
+                f"the rerank path holds {self.held} bytes of answers (tuning.es.max_buffered_bytes)"
             )
         self.held += n
 
@@ -150,22 +152,31 @@ class EsClient:
         self,
         config: ESConfig,
         sessions: Mapping[Pool, aiohttp.ClientSession],
-        server: ServerConfig | None = None,
+        tuning: TuningConfig | None = None,
     ) -> None:
         self.config = config
+        self.tuning = tuning or TuningConfig()
         self.base = URL(config.url)
         self.sessions = dict(sessions)
-        self.server = server or ServerConfig()
-        self.buffered = ByteBudget(config.max_buffered_bytes)
+        self.buffered = ByteBudget(self.tuning.es.max_buffered_bytes)
+        sizes = self.pool_sizes(config, self.tuning)
+        #: Each client's share of each pool (the probe's one connection is the sidecar's).
+        self.shares = {pool: PoolShare(sizes[pool]) for pool in ("passthrough", "search")}
         self._own_authorization = own_authorization(config.auth)
 
     @staticmethod
-    def create_sessions(config: ESConfig) -> dict[Pool, aiohttp.ClientSession]:
-        sizes: dict[Pool, int] = {
+    def pool_sizes(config: ESConfig, tuning: TuningConfig) -> dict[Pool, int]:
+        return {
             "passthrough": config.max_connections,
-            "search": config.search_connections,
+            "search": tuning.es.search_connections,
             "probe": 1,
         }
+
+    @staticmethod
+    def create_sessions(
+        config: ESConfig, tuning: TuningConfig | None = None
+    ) -> dict[Pool, aiohttp.ClientSession]:
+        sizes = EsClient.pool_sizes(config, tuning or TuningConfig())
         return {pool: EsClient.create_session(config, size) for pool, size in sizes.items()}
 
     @staticmethod
@@ -206,9 +217,24 @@ class EsClient:
 
     @asynccontextmanager
     async def open(
-        self, req: EsRequest, pool: Pool = "passthrough"
+        self, req: EsRequest, pool: Pool = "passthrough", client: str = ""
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send ``req`` on ``pool`` and yield ES's response once its headers arrived."""
+        """Send ``req`` on ``pool`` for ``client`` (its share of the pool) and yield ES's
+        response once its headers arrived."""
+        share = self.shares.get(pool)
+        if share is None or not client:
+            async with self._open(req, pool) as resp:
+                yield resp
+            return
+        timeouts = self.config.timeouts
+        async with (
+            share.hold(client, timeouts.connect_s + timeouts.read_s),
+            self._open(req, pool) as resp,
+        ):
+            yield resp
+
+    @asynccontextmanager
+    async def _open(self, req: EsRequest, pool: Pool) -> AsyncIterator[aiohttp.ClientResponse]:
         session = self.sessions[pool]
         # Only a body the sidecar holds can be sent again: a streamed one is partly consumed
         # by the failed attempt, and a retry would send ES a truncated body (even for GET).
@@ -236,16 +262,18 @@ class EsClient:
                 resp.release()
             return
 
-    async def fetch(self, req: EsRequest, pool: Pool = "search") -> BufferedResponse:
-        """Send ``req`` and read the whole answer, at most ``es.max_response_bytes`` of it
+    async def fetch(
+        self, req: EsRequest, pool: Pool = "search", client: str = ""
+    ) -> BufferedResponse:
+        """Send ``req`` and read the whole answer, at most ``tuning.es.max_response_bytes`` of it
         (encoded; :meth:`BufferedResponse.decoded` bounds the decoded size): past that,
-        UpstreamResponseTooLarge (502). Its bytes count against ``es.max_buffered_bytes``
+        UpstreamResponseTooLarge (502). Its bytes count against ``tuning.es.max_buffered_bytes``
         until the caller calls ``release()``; past that, BufferFull."""
-        limit = self.config.max_response_bytes
+        limit = self.tuning.es.max_response_bytes
         t0 = time.perf_counter()
         held = 0
         try:
-            async with self.open(req, pool) as resp:
+            async with self.open(req, pool, client) as resp:
                 elapsed = time.perf_counter() - t0
                 if resp.content_length is not None and resp.content_length > limit:
                     raise _too_large(limit)
@@ -293,11 +321,12 @@ class EsClient:
         *,
         on_headers: Mapping[str, str] | None = None,
         pool: Pool = "passthrough",
+        client: str = "",
     ) -> web.StreamResponse:
         """Send ``req`` and stream ES's answer to ``request``'s client unchanged (status,
         reason, end-to-end headers, body; ``HEAD`` keeps ES's ``Content-Length``)."""
         t0 = time.perf_counter()
-        async with self.open(req, pool) as resp:
+        async with self.open(req, pool, client) as resp:
             trace_of(request).es_s = time.perf_counter() - t0
             out = web.StreamResponse(status=resp.status, reason=resp.reason)
             out.headers.extend(end_to_end_headers(resp.headers))
@@ -310,14 +339,15 @@ class EsClient:
             if "Content-Length" not in resp.headers:
                 out.enable_chunked_encoding()
             await out.prepare(request)
-            pace = Pace(self.server.min_transfer_bytes_per_s, self.server.transfer_grace_s)
+            http = self.tuning.http
+            pace = Pace(http.min_transfer_bytes_per_s, http.transfer_grace_s)
             try:
                 with map_exceptions(mid_response=True):
                     async for chunk in resp.content.iter_chunked(_CHUNK):
                         try:
                             # One piece may take transfer_grace_s at most, and the
                             # whole answer must keep the minimum rate.
-                            wait = min(self.server.transfer_grace_s, pace.allowance(len(chunk)))
+                            wait = min(http.transfer_grace_s, pace.allowance(len(chunk)))
                             async with asyncio.timeout(wait):
                                 await out.write(chunk)
                         except TimeoutError:
@@ -349,6 +379,6 @@ def _payload(data: Body) -> object:
 
 def _too_large(limit: int) -> UpstreamResponseTooLarge:
     return UpstreamResponseTooLarge(
-        f"the Elasticsearch response is larger than {limit} bytes (es.max_response_bytes), "
+        f"the Elasticsearch response is larger than {limit} bytes (tuning.es.max_response_bytes), "
         "too large to rerank"
     )

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import quote, unquote_plus
 
-from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -45,6 +45,19 @@ HOP_BY_HOP = frozenset(
 )
 
 Body = bytes | AsyncIterable[bytes] | None
+
+
+class Incoming(Protocol):
+    """What a request from a client says (an aiohttp request is one)."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def rel_url(self) -> URL: ...
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
 
 
 def end_to_end_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
@@ -70,7 +83,7 @@ def upstream_url(base: URL, path_qs: str) -> URL:
 
 
 def _path_qs_without(
-    request: web.BaseRequest, drop: Sequence[str], add: Sequence[tuple[str, str]] = ()
+    request: Incoming, drop: Sequence[str], add: Sequence[tuple[str, str]] = ()
 ) -> str:
     """The raw path and query less the ``drop`` parameters (and any that ``add`` sets),
     with ``add`` appended; every other parameter keeps its bytes (``?pretty`` stays
@@ -94,7 +107,7 @@ class EsRequest:
     body: Body
 
     @classmethod
-    def passthrough(cls, request: web.BaseRequest, body: Body) -> EsRequest:
+    def passthrough(cls, request: Incoming, body: Body) -> EsRequest:
         return cls(
             request.method, request.rel_url.raw_path_qs, end_to_end_headers(request.headers), body
         )
@@ -102,7 +115,7 @@ class EsRequest:
     @classmethod
     def rewritten(
         cls,
-        request: web.BaseRequest,
+        request: Incoming,
         body: bytes | None,
         drop_params: Sequence[str] = (),
         set_params: Sequence[tuple[str, str]] = (),

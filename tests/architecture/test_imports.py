@@ -101,8 +101,23 @@ def test_the_service_never_imports_dev_tools_or_tests() -> None:
 
 #: What each lower layer of the service may not import (it sits below them).
 FORBIDDEN = {
-    "sidecar.scoring": ("sidecar.rerank", "sidecar.handlers", "sidecar.upstream", "sidecar.http"),
-    "sidecar.rerank": ("sidecar.handlers", "sidecar.upstream", "sidecar.http"),
+    "sidecar.scoring": (
+        "sidecar.rerank",
+        "sidecar.handlers",
+        "sidecar.upstream",
+        "sidecar.http",
+        "sidecar.admission",
+        "sidecar.search",
+    ),
+    "sidecar.admission": (
+        "sidecar.rerank",
+        "sidecar.handlers",
+        "sidecar.upstream",
+        "sidecar.http",
+        "sidecar.search",
+    ),
+    "sidecar.rerank": ("sidecar.handlers", "sidecar.upstream", "sidecar.http", "sidecar.search"),
+    "sidecar.search": ("sidecar.handlers",),
     "sidecar.upstream": ("sidecar.handlers", "sidecar.rerank.step", "sidecar.rerank.engine"),
     "sidecar.config": ("sidecar.handlers", "sidecar.rerank", "sidecar.scoring", "sidecar.upstream"),
 }
@@ -124,6 +139,10 @@ def test_the_checker_sees_cycles_and_edges() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
     graph = _graph(SERVICE)
-    # The search path as the README draws it: handler -> step and ES client.
-    assert {"sidecar.rerank.step", "sidecar.upstream"} <= graph["sidecar.handlers.search"]
+    # The search path: handler -> search service -> step and ES client; step -> plan and
+    # the admission machinery.
+    assert {"sidecar.keys", "sidecar.search.call"} <= graph["sidecar.handlers.search"]
+    assert "sidecar.search.service" in graph["sidecar.keys"]
+    assert {"sidecar.rerank.step", "sidecar.upstream"} <= graph["sidecar.search.service"]
     assert "sidecar.rerank.plan" in graph["sidecar.rerank.step"]
+    assert "sidecar.admission.controller" in graph["sidecar.rerank.engine"]

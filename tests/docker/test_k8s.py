@@ -162,7 +162,7 @@ def test_resources_are_requested_and_limited(
     for key in ("cpu", "memory"):
         assert _quantity(res["requests"][key]) <= _quantity(res["limits"][key]), key
     # torch must not start more threads than the pod may use.
-    assert config.model.cpu_threads == _quantity(res["limits"]["cpu"])
+    assert config.tuning.model.cpu_threads == _quantity(res["limits"]["cpu"])
 
 
 def test_shutdown_fits_the_grace_period(

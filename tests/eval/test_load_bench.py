@@ -201,8 +201,10 @@ def test_as_served_leaves_the_budget_and_timeouts_as_configured(tmp_path: Path) 
     served = settings.served_variants()
     assert [s.ceiling() for s in served] == ceiling and all(s.as_served for s in served)
     config = served[0].config(max_window=100)
-    assert "budget_ms" not in config["rerank"] and "es" not in config
+    assert "budget_ms" not in config["rerank"] and "es" not in config and "tuning" not in config
     assert ceiling[0].config(max_window=100)["rerank"]["budget_ms"] == harness.EVAL_BUDGET_MS
+    assert ceiling[0].config(max_window=100)["tuning"] == {"limits": {"max_window": 500}}
+    assert served[0].config(max_window=800)["tuning"] == {"limits": {"max_window": 800}}
     assert settings.served_budget_ms() == 1500
     custom = tmp_path / "c.yaml"
     custom.write_text("rerank:\n  budget_ms: 700\n")

@@ -13,7 +13,7 @@ import torch
 from transformers import BertForSequenceClassification
 
 from devtools.tiny_models import MINILM, BertDims, cross_encoder, save_cross_encoder
-from sidecar.config import ModelConfig, WorkerConfig, build_config
+from sidecar.config import ModelConfig, build_config
 from sidecar.errors import ConfigError
 from sidecar.scoring.factory import create_scorer
 from sidecar.scoring.hf.quantize import choose_engine, quantize_for_cpu
@@ -78,7 +78,7 @@ async def test_a_quantized_cross_encoder_scores_like_the_fp32_one(cross_encoder_
     for mode in ("none", "dynamic_int8"):
         # Random weights: the start-up self-test would refuse the model.
         config = ModelConfig(name=str(cross_encoder_dir), cpu_quantization=mode, self_test=False)
-        scorer = create_scorer(config, WorkerConfig())
+        scorer = create_scorer(config)
         await scorer.start()
         try:
             assert scorer.info.extra["quantization"].startswith(mode)
@@ -90,7 +90,7 @@ async def test_a_quantized_cross_encoder_scores_like_the_fp32_one(cross_encoder_
 
 async def test_the_bundled_bi_encoder_quantized_still_ranks_the_answer_first() -> None:
     config = ModelConfig(name=MINILM, cpu_quantization="dynamic_int8")
-    scorer = create_scorer(config, WorkerConfig())
+    scorer = create_scorer(config)
     await scorer.start()
     try:
         assert scorer.info.kind == "bi-encoder"

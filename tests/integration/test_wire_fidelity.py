@@ -362,9 +362,12 @@ async def test_only_the_text_fields_are_fetched_and_the_client_gets_its_own_view
 async def test_source_false_with_large_documents_fits_the_response_limit(
     corpus: ESTarget, fake_reranker: FaultModel
 ) -> None:
-    """Before: the whole _source of every hit was fetched, past es.max_response_bytes: 502."""
+    """Before: the whole _source of every hit was fetched, past tuning.es.max_response_bytes:
+    502."""
     config = base_config(
-        corpus.url, model={"name": fake_reranker.url}, es={"max_response_bytes": 64 * 1024}
+        corpus.url,
+        model={"name": fake_reranker.url},
+        tuning={"es": {"max_response_bytes": 64 * 1024}},
     )
     body = _match("password reset", size=20, _source=False)
     async with running_sidecar(config) as sc:

@@ -38,9 +38,11 @@ from devtools.tiny_models import (
     save_qwen3,
     shallow,
 )
-from sidecar.config import ModelConfig, WorkerConfig
+from sidecar.config import ModelConfig, TuningConfig
 from sidecar.scoring.base import Scorer
+from sidecar.scoring.detect import resolve_model
 from sidecar.scoring.factory import create_scorer
+from sidecar.scoring.local.backend import LocalBackend
 
 
 @pytest.fixture(scope="session")
@@ -101,15 +103,17 @@ async def start_scorer() -> AsyncIterator[StartScorer]:
     """Build through the real factory (detection included), start, and close at the end.
 
     The tiny models have random weights, so their start-up self-test is off unless a test
-    asks for it (``self_test=True``).
+    asks for it (``self_test=True``). Keyword arguments are ``model.*`` settings;
+    ``tuning`` is a ``tuning:`` section (``{"model": {"prefix_reuse": False}}``).
     """
     started: list[Scorer] = []
 
     async def start(
-        name: str | Path, *, worker: dict[str, Any] | None = None, **model: Any
+        name: str | Path, *, tuning: dict[str, Any] | None = None, **model: Any
     ) -> Scorer:
         model.setdefault("self_test", False)
-        scorer = create_scorer(ModelConfig(name=str(name), **model), WorkerConfig(**(worker or {})))
+        config = ModelConfig(name=str(name), **model)
+        scorer = create_scorer(config, TuningConfig.model_validate(tuning or {}))
         started.append(scorer)
         await scorer.start()
         return scorer
@@ -117,3 +121,29 @@ async def start_scorer() -> AsyncIterator[StartScorer]:
     yield start
     for scorer in started:
         await scorer.close()
+
+
+LoadBackend = Callable[..., LocalBackend]
+
+
+@pytest.fixture
+def load_backend() -> LoadBackend:
+    """A backend of class ``cls`` over the model ``name``, loaded (what a scorer built with
+    the same settings runs), for tests that look at its tokens and its forward passes.
+    Arguments as for ``start_scorer``."""
+
+    def load(
+        cls: Callable[..., LocalBackend],
+        name: str | Path,
+        *,
+        tuning: dict[str, Any] | None = None,
+        **model: Any,
+    ) -> LocalBackend:
+        model.setdefault("self_test", False)
+        config = ModelConfig(name=str(name), **model)
+        tuned = TuningConfig.model_validate(tuning or {}).model
+        backend = cls(config, resolve_model(config), tuned)
+        backend.load()
+        return backend
+
+    return load

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from sidecar.scoring.local.threads import CpuThreads, Sample, adaptive, threads_for
+from sidecar.procstat import LoopClock
+from sidecar.scoring.local.threads import CpuThreads, Sample, adaptive, proc_reader, threads_for
 
 
 def test_threads_for_leaves_the_cores_other_work_takes() -> None:
@@ -85,9 +86,11 @@ def test_unreadable_proc_keeps_the_count() -> None:
 
 
 def test_the_proc_reader_reads_this_machine() -> None:
-    threads = adaptive(limit=1)
+    threads = adaptive(LoopClock(), limit=1)
     assert threads is not None
     assert threads.cores == len(os.sched_getaffinity(0))
-    sample = threads._read()
+    read = proc_reader(os.sched_getaffinity(0), LoopClock())  # this thread stands for the loop
+    assert read is not None
+    sample = read()
     assert sample is not None
-    assert sample.machine_s >= sample.process_s >= sample.main_s > 0
+    assert sample.machine_s >= sample.process_s >= sample.loop_s > 0

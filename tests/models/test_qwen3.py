@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -10,9 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sidecar.errors import ModelLoadError
 from sidecar.scoring.hf.qwen3 import PREFIX, SUFFIX, Qwen3Backend, format_prompt
-from sidecar.scoring.local.scorer import LocalScorer
 
-from .conftest import StartScorer
+from .conftest import LoadBackend, StartScorer
 
 INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 QUERY = "What is the capital of France?"
@@ -25,9 +25,9 @@ DOCS = [
 ]
 
 
-def _backend(scorer: object) -> Qwen3Backend:
-    assert isinstance(scorer, LocalScorer)
-    backend = scorer._backend
+def _backend(load_backend: LoadBackend, path: Path, **settings: Any) -> Qwen3Backend:
+    """The backend a scorer started with the same settings runs, loaded on its own."""
+    backend = load_backend(Qwen3Backend, path, **settings)
     assert isinstance(backend, Qwen3Backend)
     return backend
 
@@ -43,14 +43,15 @@ def test_prompt_is_the_official_template() -> None:
 
 
 async def test_token_layout_is_prefix_body_suffix(
-    qwen_dir: Path, start_scorer: StartScorer
+    qwen_dir: Path, start_scorer: StartScorer, load_backend: LoadBackend
 ) -> None:
-    scorer = await start_scorer(qwen_dir, prefix_reuse=False)
+    plain = {"model": {"prefix_reuse": False}}
+    scorer = await start_scorer(qwen_dir, tuning=plain)
     assert scorer.info.kind == "causal-lm reranker"
     tokenizer = AutoTokenizer.from_pretrained(str(qwen_dir))
     prefix = tokenizer.encode(PREFIX, add_special_tokens=False)
     suffix = tokenizer.encode(SUFFIX, add_special_tokens=False)
-    encoded = _backend(scorer).encode(QUERY, DOCS, INSTRUCTION)
+    encoded = _backend(load_backend, qwen_dir, tuning=plain).encode(QUERY, DOCS, INSTRUCTION)
     assert encoded.owners == list(range(len(DOCS)))
     for doc, item in zip(DOCS, encoded.items, strict=True):
         assert item.ids[: len(prefix)] == prefix
@@ -60,8 +61,7 @@ async def test_token_layout_is_prefix_body_suffix(
         whole = tokenizer.encode(format_prompt(INSTRUCTION, QUERY, doc), add_special_tokens=False)
         assert item.ids == whole
     # With the shared prefix, each item is the document and the suffix after one prefix.
-    shared = await start_scorer(qwen_dir)
-    reused = _backend(shared).encode(QUERY, DOCS, INSTRUCTION)
+    reused = _backend(load_backend, qwen_dir).encode(QUERY, DOCS, INSTRUCTION)
     prefixes = {id(item.prefix) for item in reused.items}
     assert len(prefixes) == 1 and None not in {item.prefix for item in reused.items}
     for plain, item in zip(encoded.items, reused.items, strict=True):
@@ -79,13 +79,16 @@ def _p_yes_by_hand(qwen_dir: Path, prompt: str) -> float:
     return float(torch.softmax(torch.stack([logits[yes], logits[no]]), dim=0)[0])
 
 
-async def test_score_is_softmax_of_yes_over_no(qwen_dir: Path, start_scorer: StartScorer) -> None:
+async def test_score_is_softmax_of_yes_over_no(
+    qwen_dir: Path, start_scorer: StartScorer, load_backend: LoadBackend
+) -> None:
     scorer = await start_scorer(qwen_dir, instruction=INSTRUCTION)
     result = await scorer.score(QUERY, DOCS[:1])
     expected = _p_yes_by_hand(qwen_dir, format_prompt(INSTRUCTION, QUERY, DOCS[0]))
     assert result.scores[0] == pytest.approx(expected, abs=1e-5)
     assert 0.0 < result.scores[0] < 1.0
-    (item,) = _backend(scorer).encode(QUERY, DOCS[:1], INSTRUCTION).items
+    backend = _backend(load_backend, qwen_dir, instruction=INSTRUCTION)
+    (item,) = backend.encode(QUERY, DOCS[:1], INSTRUCTION).items
     assert item.prefix is not None
     assert result.tokens == len(item.prefix.ids) + len(item.ids)
 
@@ -98,7 +101,7 @@ async def test_explicit_instruction_is_used(qwen_dir: Path, start_scorer: StartS
 
 
 async def test_same_score_alone_and_in_a_padded_batch(
-    qwen_dir: Path, start_scorer: StartScorer
+    qwen_dir: Path, start_scorer: StartScorer, load_backend: LoadBackend
 ) -> None:
     scorer = await start_scorer(qwen_dir)
     short = "Paris."
@@ -109,16 +112,20 @@ async def test_same_score_alone_and_in_a_padded_batch(
     alone = (await scorer.score(QUERY, [short])).scores[0]
     batched = (await scorer.score(QUERY, [longer[0], short, longer[1]])).scores
     assert batched[1] == pytest.approx(alone, abs=1e-5)
-    encoded = _backend(scorer).encode(QUERY, [longer[0], short], INSTRUCTION)
+    encoded = _backend(load_backend, qwen_dir).encode(QUERY, [longer[0], short], INSTRUCTION)
     assert len(encoded.items[0].ids) > len(encoded.items[1].ids) + 20  # really padded
 
 
-async def test_truncation_cuts_only_the_document(qwen_dir: Path, start_scorer: StartScorer) -> None:
-    scorer = await start_scorer(qwen_dir, max_length=120, prefix_reuse=False)
+async def test_truncation_cuts_only_the_document(
+    qwen_dir: Path, start_scorer: StartScorer, load_backend: LoadBackend
+) -> None:
+    plain = {"model": {"prefix_reuse": False}}
+    scorer = await start_scorer(qwen_dir, max_length=120, tuning=plain)
     tokenizer = AutoTokenizer.from_pretrained(str(qwen_dir))
     suffix = tokenizer.encode(SUFFIX, add_special_tokens=False)
     long_doc = "Paris is the capital and largest city of France. " * 40
-    (item,) = _backend(scorer).encode(QUERY, [long_doc], INSTRUCTION).items
+    backend = _backend(load_backend, qwen_dir, max_length=120, tuning=plain)
+    (item,) = backend.encode(QUERY, [long_doc], INSTRUCTION).items
     assert len(item.ids) == 120
     assert item.ids[-len(suffix) :] == suffix
     text = tokenizer.decode(item.ids)
@@ -139,17 +146,17 @@ async def test_a_query_that_leaves_no_room_is_refused(
 
 
 async def test_chunked_document_scores_as_its_best_window(
-    qwen_dir: Path, start_scorer: StartScorer
+    qwen_dir: Path, start_scorer: StartScorer, load_backend: LoadBackend
 ) -> None:
-    scorer = await start_scorer(
-        qwen_dir,
-        max_length=110,
-        long_documents="chunk",
-        chunk_overlap_tokens=10,
-        max_chunks_per_doc=3,
-        prefix_reuse=False,
-    )
-    backend = _backend(scorer)
+    settings: dict[str, Any] = {
+        "max_length": 110,
+        "long_documents": "chunk",
+        "tuning": {
+            "model": {"chunk_overlap_tokens": 10, "max_chunks_per_doc": 3, "prefix_reuse": False}
+        },
+    }
+    scorer = await start_scorer(qwen_dir, **settings)
+    backend = _backend(load_backend, qwen_dir, **settings)
     long_doc = " ".join(f"Sentence {i} says Paris is in France." for i in range(60))
     encoded = backend.encode(QUERY, ["short one", long_doc], INSTRUCTION)
     assert encoded.owners == [0, 1, 1, 1]

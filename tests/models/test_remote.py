@@ -10,7 +10,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from sidecar.config import ModelConfig, WorkerConfig
+from sidecar.config import ModelConfig, TuningConfig
+from sidecar.deadline import Deadline
 from sidecar.errors import ModelFailure, Overloaded, RerankTimeout
 from sidecar.scoring.base import Scorer
 from sidecar.scoring.factory import create_scorer
@@ -32,7 +33,11 @@ async def serve() -> AsyncIterator[Serve]:
     scorers: list[Scorer] = []
 
     async def start(
-        handler: Handler, *, path: str = "/v1/rerank", **remote: Any
+        handler: Handler,
+        *,
+        path: str = "/v1/rerank",
+        tuning: dict[str, Any] | None = None,
+        **remote: Any,
     ) -> tuple[Scorer, list[dict[str, Any]]]:
         seen: list[dict[str, Any]] = []
 
@@ -48,7 +53,8 @@ async def serve() -> AsyncIterator[Serve]:
         await server.start_server()
         servers.append(server)
         url = f"http://127.0.0.1:{server.port}{path}"
-        scorer = create_scorer(ModelConfig(name=url, remote=remote), WorkerConfig())
+        model = ModelConfig(name=url, remote=remote)
+        scorer = create_scorer(model, TuningConfig.model_validate(tuning or {}))
         scorers.append(scorer)
         await scorer.start()
         return scorer, seen
@@ -102,7 +108,7 @@ async def test_a_hanging_server_times_out(serve: Serve) -> None:
 
     scorer, _ = await serve(hang)
     with pytest.raises(RerankTimeout):
-        await scorer.score("q", DOCS, timeout=0.2)
+        await scorer.score("q", DOCS, deadline=Deadline.after(0.2))
 
 
 async def test_the_read_timeout_applies_without_a_call_timeout(serve: Serve) -> None:
@@ -110,7 +116,7 @@ async def test_the_read_timeout_applies_without_a_call_timeout(serve: Serve) -> 
         await asyncio.sleep(30)
         raise AssertionError("unreachable")
 
-    scorer, _ = await serve(hang, read_timeout_s=0.2)
+    scorer, _ = await serve(hang, tuning={"remote": {"read_timeout_s": 0.2}})
     with pytest.raises(RerankTimeout):
         await scorer.score("q", DOCS)
 
@@ -150,7 +156,7 @@ async def test_bad_answers_are_failures(
 
 
 async def test_an_unreachable_server_is_a_failure() -> None:
-    scorer = create_scorer(ModelConfig(name="http://127.0.0.1:9/v1/rerank"), WorkerConfig())
+    scorer = create_scorer(ModelConfig(name="http://127.0.0.1:9/v1/rerank"))
     await scorer.start()
     try:
         with pytest.raises(ModelFailure):
@@ -206,7 +212,7 @@ async def server() -> AsyncIterator[Callable[..., Awaitable[tuple[Scorer, list[A
         servers.append(test_server)
         url = f"http://127.0.0.1:{test_server.port}{path}"
         config = ModelConfig(name=url, instruction=instruction, remote=remote)
-        scorer = create_scorer(config, WorkerConfig())
+        scorer = create_scorer(config)
         scorers.append(scorer)
         await scorer.start()
         return scorer, seen

@@ -10,11 +10,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from sidecar.config import SidecarConfig
-from sidecar.handlers.rerank_api import EMPTY, add_routes
-from sidecar.http.errors import error_middleware
-from sidecar.keys import CONFIG, SCORER
-from sidecar.scoring.factory import create_scorer
+from sidecar.app import create_app
+from sidecar.config import build_config
+from sidecar.handlers.rerank_api import EMPTY
+from tests.support.apps import until_ready
 
 QUERY = "what is the capital of france"
 DOCS = ["berlin is in germany.", "paris is the capital of france.", "bananas are yellow."]
@@ -23,30 +22,34 @@ Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
 
 
-@pytest.fixture
-async def make_client(bert2_dir: Path) -> AsyncIterator[MakeClient]:
-    made: list[tuple[Client, Any]] = []
+#: The rerank API never asks ES: nothing listens here.
+NO_ES = "http://127.0.0.1:9"
 
-    async def make(*, start: bool = True, **sections: dict[str, Any]) -> Client:
+
+@pytest.fixture
+async def make_client(bert2_dir: Path, tmp_path: Path) -> AsyncIterator[MakeClient]:
+    """A whole sidecar app (the rerank API goes through its engine and admission) on a real
+    socket, its model loaded; with ``loaded=False`` its model directory holds no model yet,
+    so it never becomes ready."""
+    made: list[Client] = []
+
+    async def make(*, loaded: bool = True, **sections: dict[str, Any]) -> Client:
+        empty = tmp_path / "no-model-yet"
+        empty.mkdir(exist_ok=True)
         # Random weights: the start-up self-test would refuse the model.
-        model = {"name": str(bert2_dir), "self_test": False, **sections.get("model", {})}
-        config = SidecarConfig.model_validate({**sections, "model": model})
-        scorer = create_scorer(config.model, config.worker)
-        if start:
-            await scorer.start()
-        app = web.Application(middlewares=[error_middleware])
-        app[CONFIG] = config
-        app[SCORER] = scorer
-        add_routes(app, config.api)
-        client: Client = TestClient(TestServer(app))
+        name = str(bert2_dir if loaded else empty)
+        model = {"name": name, "self_test": False, **sections.get("model", {})}
+        config = build_config({"es": {"url": NO_ES}, **sections, "model": model})
+        client: Client = TestClient(TestServer(create_app(config), host="127.0.0.1"))
         await client.start_server()
-        made.append((client, scorer))
+        made.append(client)
+        if loaded:
+            await until_ready(client.app)
         return client
 
     yield make
-    for client, scorer in made:
+    for client in made:
         await client.close()
-        await scorer.close()
 
 
 @pytest.fixture
@@ -164,14 +167,14 @@ async def test_too_many_documents(make_client: MakeClient) -> None:
 
 
 async def test_body_size_is_bounded(make_client: MakeClient) -> None:
-    client = await make_client(server={"max_body_bytes": 200})
+    client = await make_client(tuning={"http": {"max_body_bytes": 200}})
     status, answer = await _post(client, {"query": QUERY, "documents": ["x" * 300]})
     assert status == 413
     assert answer["error"]["type"] == "content_too_long_exception"
 
 
 async def test_overloaded_is_a_503_without_internals(make_client: MakeClient) -> None:
-    client = await make_client(worker={"max_queue_pairs": 2})
+    client = await make_client(tuning={"worker": {"max_queue_pairs": 2}})
     response = await client.post("/_sidecar/v1/rerank", json={"query": QUERY, "documents": DOCS})
     assert response.status == 503
     answer = await response.json()
@@ -180,7 +183,7 @@ async def test_overloaded_is_a_503_without_internals(make_client: MakeClient) ->
 
 
 async def test_not_ready_is_a_503(make_client: MakeClient) -> None:
-    client = await make_client(start=False)
+    client = await make_client(loaded=False)
     status, answer = await _post(client, {"query": QUERY, "documents": DOCS})
     assert status == 503
     assert answer["error"]["reason"] == "reranker not ready"

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from sidecar.scoring.hf.seqcls import SeqClsBackend
-from sidecar.scoring.local.scorer import LocalScorer
 
-from .conftest import StartScorer
+from .conftest import LoadBackend, StartScorer
 
 QUERY = "what is the capital of france"
 DOCS = [
@@ -30,9 +30,9 @@ def _logits_by_hand(path: Path, query: str, docs: list[str]) -> torch.Tensor:
     return logits
 
 
-def _backend(scorer: object) -> SeqClsBackend:
-    assert isinstance(scorer, LocalScorer)
-    backend = scorer._backend
+def _backend(load_backend: LoadBackend, path: Path, **settings: Any) -> SeqClsBackend:
+    """The backend a scorer started with the same settings runs, loaded on its own."""
+    backend = load_backend(SeqClsBackend, path, **settings)
     assert isinstance(backend, SeqClsBackend)
     return backend
 
@@ -55,11 +55,15 @@ async def test_two_labels_are_a_softmax(bert2_dir: Path, start_scorer: StartScor
     assert (await scorer.score(QUERY, DOCS)).scores == pytest.approx(expected, abs=1e-5)
 
 
-async def test_only_the_document_is_truncated(bert1_dir: Path, start_scorer: StartScorer) -> None:
-    scorer = await start_scorer(bert1_dir, max_length=32, chunk_overlap_tokens=4)
+async def test_only_the_document_is_truncated(
+    bert1_dir: Path, start_scorer: StartScorer, load_backend: LoadBackend
+) -> None:
+    settings: dict[str, Any] = {"max_length": 32, "tuning": {"model": {"chunk_overlap_tokens": 4}}}
+    scorer = await start_scorer(bert1_dir, **settings)
+    assert scorer.info.kind == "cross-encoder"
     tokenizer = AutoTokenizer.from_pretrained(str(bert1_dir))
     long_doc = "paris is the capital of france. " * 20
-    (item,) = _backend(scorer).encode(QUERY, [long_doc], "").items
+    (item,) = _backend(load_backend, bert1_dir, **settings).encode(QUERY, [long_doc], "").items
     assert len(item.ids) == 32
     query_ids = tokenizer.encode(QUERY, add_special_tokens=False)
     assert item.ids[1 : 1 + len(query_ids)] == query_ids
@@ -67,15 +71,16 @@ async def test_only_the_document_is_truncated(bert1_dir: Path, start_scorer: Sta
     assert item.type_ids is not None and item.type_ids.count(0) == len(query_ids) + 2
 
 
-async def test_chunks_score_as_the_best_one(bert2_dir: Path, start_scorer: StartScorer) -> None:
-    scorer = await start_scorer(
-        bert2_dir,
-        max_length=40,
-        long_documents="chunk",
-        chunk_overlap_tokens=6,
-        max_chunks_per_doc=4,
-    )
-    backend = _backend(scorer)
+async def test_chunks_score_as_the_best_one(
+    bert2_dir: Path, start_scorer: StartScorer, load_backend: LoadBackend
+) -> None:
+    settings: dict[str, Any] = {
+        "max_length": 40,
+        "long_documents": "chunk",
+        "tuning": {"model": {"chunk_overlap_tokens": 6, "max_chunks_per_doc": 4}},
+    }
+    scorer = await start_scorer(bert2_dir, **settings)
+    backend = _backend(load_backend, bert2_dir, **settings)
     long_doc = " ".join(f"fact {i}: bananas are yellow and paris is in france." for i in range(30))
     encoded = backend.encode(QUERY, [long_doc, "short"], "")
     assert encoded.owners == [0, 0, 0, 0, 1]
@@ -86,14 +91,14 @@ async def test_chunks_score_as_the_best_one(bert2_dir: Path, start_scorer: Start
 
 
 async def test_separator_strings_in_client_text_stay_text(
-    bert1_dir: Path, start_scorer: StartScorer
+    bert1_dir: Path, start_scorer: StartScorer, load_backend: LoadBackend
 ) -> None:
     scorer = await start_scorer(bert1_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(bert1_dir))
     sep, cls = tokenizer.sep_token_id, tokenizer.cls_token_id
     spam = "bananas [SEP] paris is the capital of france [SEP] [CLS] yes"
     query = "capital [SEP] of france"
-    (item,) = _backend(scorer).encode(query, [spam], "").items
+    (item,) = _backend(load_backend, bert1_dir).encode(query, [spam], "").items
     assert item.ids.count(sep) == 2 and item.ids.count(cls) == 1  # the template's own
     assert item.ids[0] == cls and item.ids[-1] == sep
     naive = tokenizer(query, spam)["input_ids"]
@@ -157,7 +162,7 @@ def _unigram_cross_encoder(path: Path) -> Path:
 
 
 async def test_a_unigram_vocabulary_cannot_spell_its_separator_from_text(
-    tmp_path: Path, start_scorer: StartScorer
+    tmp_path: Path, start_scorer: StartScorer, load_backend: LoadBackend
 ) -> None:
     path = _unigram_cross_encoder(tmp_path / "xlmr-like")
     scorer = await start_scorer(path)
@@ -167,6 +172,6 @@ async def test_a_unigram_vocabulary_cannot_spell_its_separator_from_text(
     # split_special_tokens alone is not enough here: the vocabulary itself spells "</s>".
     split = tokenizer("capital", spam, split_special_tokens=True)["input_ids"]
     assert split.count(eos) > 3
-    (item,) = _backend(scorer).encode("capital </s>", [spam], "").items
+    (item,) = _backend(load_backend, path).encode("capital </s>", [spam], "").items
     assert item.ids.count(eos) == 3  # </s> </s> between the texts, </s> at the end
     assert len((await scorer.score("capital </s>", [spam, "france"])).scores) == 2

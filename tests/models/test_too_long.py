@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 
 from devtools.fakes import FaultES
-from sidecar.keys import ENGINE
+from sidecar.keys import ADMISSION
 from tests.support.apps import running_sidecar
 from tests.support.search import multi_match
 
@@ -33,8 +33,8 @@ async def test_a_query_too_long_for_the_model_is_the_requests_problem(qwen_dir: 
                 async with s.post(f"{sc.url}/i/_search", json=multi_match(LONG_QUERY)) as r:
                     assert r.status == 200
                     assert r.headers["X-Rerank"] == "skipped; reason=query_too_long"
-            engine = sc.app[ENGINE]
-            assert engine.breaker.state == "closed" and engine.breaker.fail_counter == 0
+            breaker = sc.app[ADMISSION].breaker
+            assert breaker.state == "closed" and breaker.fail_counter == 0
             api = {"query": LONG_QUERY, "documents": ["Paris", "Berlin"]}
             async with s.post(f"{sc.url}/_sidecar/v1/rerank", json=api) as r:
                 body = await r.json()

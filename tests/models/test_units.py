@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sidecar.config import ModelConfig
+from sidecar.config import ModelConfig, build_config
+from sidecar.errors import ConfigError
 from sidecar.scoring.detect import resolve_model
 from sidecar.scoring.hf.chunking import first_chunks, windows
 from sidecar.scoring.hf.device import attention_implementation, resolve_device, resolve_dtype
@@ -125,7 +126,10 @@ def test_pass_costs_are_measured_on_the_real_model(bert1_dir: Path) -> None:
 
 
 def test_chunk_overlap_is_checked_only_where_chunks_are_made() -> None:
-    assert ModelConfig(max_length=128).max_length == 128  # truncate: the overlap is unused
-    with pytest.raises(ValueError, match="chunk_overlap_tokens"):
-        ModelConfig(max_length=128, long_documents="chunk")
-    assert ModelConfig(max_length=128, long_documents="chunk", chunk_overlap_tokens=32)
+    # truncate: the overlap (64 by default) is unused
+    assert build_config({"model": {"max_length": 128}}).model.max_length == 128
+    chunked = {"max_length": 128, "long_documents": "chunk"}
+    with pytest.raises(ConfigError, match=r"tuning\.model\.chunk_overlap_tokens"):
+        build_config({"model": chunked})
+    config = build_config({"model": chunked, "tuning": {"model": {"chunk_overlap_tokens": 32}}})
+    assert config.tuning.model.chunk_overlap_tokens == 32

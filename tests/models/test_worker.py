@@ -7,6 +7,7 @@ still comes from the real model.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -14,8 +15,10 @@ from typing import Any
 
 import pytest
 import torch
+from transformers import AutoTokenizer
 
-from sidecar.config import ModelConfig, WorkerConfig
+from sidecar.config import ModelConfig, ModelTuning, TuningConfig, WorkerConfig
+from sidecar.deadline import Deadline
 from sidecar.errors import ModelFailure, Overloaded, RerankTimeout, RerankUnavailable
 from sidecar.scoring.detect import resolve_model
 from sidecar.scoring.hf.seqcls import SeqClsBackend
@@ -24,16 +27,19 @@ from sidecar.scoring.local.scorer import LocalScorer
 
 
 class WatchedBackend(SeqClsBackend):
-    """Records every forward pass and can hold the worker inside one."""
+    """Records every forward pass (and the thread that ran it) and can hold the worker
+    inside one."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.passes: list[list[list[int]]] = []
+        self.threads: set[threading.Thread] = set()
         self.gate = threading.Event()
         self.gate.set()
         self.inside = threading.Event()
 
     def forward(self, items: Sequence[Item]) -> torch.Tensor:
+        self.threads.add(threading.current_thread())
         self.inside.set()
         self.gate.wait(timeout=30)
         self.passes.append([item.ids for item in items])
@@ -43,6 +49,17 @@ class WatchedBackend(SeqClsBackend):
 class DroppingBackend(WatchedBackend):
     def forward(self, items: Sequence[Item]) -> torch.Tensor:
         return super().forward(items)[:-1]
+
+
+class NanBackend(WatchedBackend):
+    """Once ``broken``, the real model's outputs turned non-finite (what broken weights
+    give)."""
+
+    broken = False
+
+    def forward(self, items: Sequence[Item]) -> torch.Tensor:
+        outputs = super().forward(items)
+        return outputs * float("nan") if self.broken else outputs
 
 
 class FlakyBackend(WatchedBackend):
@@ -67,7 +84,7 @@ async def make(bert1_dir: Path) -> AsyncIterator[Any]:
         backend = cls(model, resolve_model(model))
         # A measured pass overhead depends on the machine; these tests pin it.
         pinned = WorkerConfig(**{"pass_overhead_tokens": 1_000_000, **worker})
-        scorer = LocalScorer(backend, model, pinned)
+        scorer = LocalScorer(backend, model, TuningConfig(worker=pinned))
         scorers.append(scorer)
         await scorer.start()
         backend.passes.clear()
@@ -89,7 +106,7 @@ async def _hold(scorer: LocalScorer, backend: WatchedBackend) -> asyncio.Task[An
 
 async def _until_queued(scorer: LocalScorer, pairs: int) -> None:
     for _ in range(500):
-        if scorer._worker.queued_pairs == pairs:
+        if scorer.queued_pairs == pairs:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"queue never reached {pairs} pairs")
@@ -164,7 +181,7 @@ async def test_a_full_queue_refuses_at_once(make: Any) -> None:
     assert len((await scorer.score("q", ["d", "e"])).scores) == 2
 
 
-async def test_abandoned_work_never_reaches_the_model(make: Any) -> None:
+async def test_abandoned_work_never_reaches_the_model(make: Any, bert1_dir: Path) -> None:
     scorer, backend = await make()
     blocker = await _hold(scorer, backend)
     backend.passes.clear()
@@ -174,17 +191,17 @@ async def test_abandoned_work_never_reaches_the_model(make: Any) -> None:
     cancelled.cancel()
     with pytest.raises(asyncio.CancelledError):
         await cancelled
-    assert scorer._worker.queued_pairs == 0
+    assert scorer.queued_pairs == 0
 
     with pytest.raises(RerankTimeout):
-        await scorer.score("q", ["expired document giraffe"], timeout=0.05)
+        await scorer.score("q", ["expired document giraffe"], deadline=Deadline.after(0.05))
     kept = asyncio.create_task(scorer.score("q", ["kept document"]))
     await _until_queued(scorer, 1)
     backend.gate.set()
     await blocker
     assert len((await kept).scores) == 1
 
-    tokenizer = backend._loaded().tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(str(bert1_dir))
     seen = " ".join(tokenizer.decode(ids) for batch in backend.passes for ids in batch)
     assert "kept" in seen
     assert "zebra" not in seen and "giraffe" not in seen
@@ -195,7 +212,7 @@ async def test_timeout_while_being_scored(make: Any) -> None:
     scorer, backend = await make()
     backend.gate.clear()
     with pytest.raises(RerankTimeout):
-        await scorer.score("q", ["slow"], timeout=0.05)
+        await scorer.score("q", ["slow"], deadline=Deadline.after(0.05))
     backend.gate.set()
     assert len((await scorer.score("q", ["fine"])).scores) == 1
 
@@ -211,18 +228,17 @@ async def test_close_fails_pending_work_and_joins_the_thread(make: Any) -> None:
     backend.gate.set()
     await closing
     assert len((await blocker).scores) == 1  # the pass in progress was allowed to finish
-    thread = scorer._worker._thread
-    assert thread is not None and not thread.is_alive()
+    (thread,) = backend.threads  # the worker's: it ran every pass
+    assert not thread.is_alive()
     assert not scorer.ready
     with pytest.raises(RerankUnavailable):
         await scorer.score("q", ["after close"])
 
 
 async def test_non_finite_scores_are_a_model_failure(make: Any) -> None:
-    scorer, backend = await make()
-    classifier = backend._loaded().model.classifier
-    with torch.no_grad():
-        classifier.weight.fill_(float("nan"))
+    scorer, backend = await make(cls=NanBackend)
+    assert isinstance(backend, NanBackend)
+    backend.broken = True
     with pytest.raises(ModelFailure):
         await scorer.score("q", ["a", "b"])
 
@@ -230,7 +246,7 @@ async def test_non_finite_scores_are_a_model_failure(make: Any) -> None:
 async def test_a_wrong_count_is_a_model_failure(bert1_dir: Path) -> None:
     model = ModelConfig(name=str(bert1_dir), self_test=False)
     backend = DroppingBackend(model, resolve_model(model))
-    scorer = LocalScorer(backend, model, WorkerConfig(warmup=False))
+    scorer = LocalScorer(backend, model, TuningConfig(model=ModelTuning(warmup=False)))
     await scorer.start()
     try:
         with pytest.raises(ModelFailure):
@@ -241,11 +257,12 @@ async def test_a_wrong_count_is_a_model_failure(bert1_dir: Path) -> None:
 
 async def test_the_pass_overhead_is_measured_at_warm_up(bert1_dir: Path) -> None:
     model = ModelConfig(name=str(bert1_dir), self_test=False)
-    scorer = LocalScorer(SeqClsBackend(model, resolve_model(model)), model, WorkerConfig())
-    assert scorer._worker.pass_overhead_tokens == float("inf")  # unknown until measured
+    scorer = LocalScorer(SeqClsBackend(model, resolve_model(model)), model, TuningConfig())
+    assert "pass_overhead_tokens" not in scorer.info.extra  # unknown until measured
     await scorer.start()
     try:
-        assert scorer._worker.pass_overhead_tokens >= 0
+        measured = float(scorer.info.extra["pass_overhead_tokens"])
+        assert math.isfinite(measured) and measured >= 0
         assert len((await scorer.score("q", ["a", "b c d e f g"])).scores) == 2
     finally:
         await scorer.close()

@@ -12,7 +12,7 @@ import pytest
 
 from devtools.fakes import FaultModel
 from sidecar.handlers.admin import TOKEN_ENV
-from sidecar.keys import ENGINE
+from sidecar.keys import ADMISSION
 from sidecar.netmatch import in_networks, parse_address, parse_networks
 from tests.support.apps import running_sidecar
 from tests.support.search import base_config
@@ -64,7 +64,7 @@ async def test_every_admin_path_needs_a_token(fake_reranker: FaultModel) -> None
             status, body = await _call(sc.url, method, "/_sidecar/admin" + path, token="wrong")
             assert (status, _es_error(body, 403)) == (403, "wrong admin token"), (method, path)
         # Nothing was done by the refused calls.
-        assert sc.app[ENGINE].breaker.state == "closed"
+        assert sc.app[ADMISSION].breaker.state == "closed"
         status, body = await _call(sc.url, "GET", "/_sidecar/admin/breaker")
         assert (status, body["state"], body["fail_counter"]) == (200, "closed", 0)
 
@@ -73,7 +73,7 @@ async def test_resources_come_from_the_parent_app(fake_reranker: FaultModel) -> 
     async with running_sidecar(_config(fake_reranker, token=TOKEN)) as sc:
         status, body = await _call(sc.url, "POST", "/_sidecar/admin/breaker/open")
         assert (status, body["state"]) == (200, "open")
-        assert sc.app[ENGINE].breaker.state == "open"
+        assert sc.app[ADMISSION].breaker.state == "open"
         status, body = await _call(sc.url, "POST", "/_sidecar/admin/breaker/reset")
         assert (status, body["state"]) == (200, "closed")
         status, body = await _call(sc.url, "GET", "/_sidecar/admin/rollout")
@@ -109,7 +109,7 @@ async def test_outside_allow_from_every_admin_path_is_a_plain_404(
                     status == 404 and reason == f"no handler found for uri [/_sidecar/admin{path}]"
                 )
                 assert TOKEN not in str(body)
-        assert sc.app[ENGINE].breaker.state == "closed"
+        assert sc.app[ADMISSION].breaker.state == "closed"
 
 
 async def test_parent_middlewares_see_admin_requests(fake_reranker: FaultModel) -> None:

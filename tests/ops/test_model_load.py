@@ -47,7 +47,8 @@ async def test_serves_es_order_until_the_model_can_be_loaded(
     model_dir.mkdir()  # exists, but holds no model yet (a volume still being filled)
     config = base_config(
         es.url,
-        model={"name": str(model_dir), "self_test": False, "load_retry_max_s": 0.2},
+        model={"name": str(model_dir), "self_test": False},
+        tuning={"model": {"load_retry_max_s": 0.2}},
     )
     async with running_sidecar(config, wait_model=False) as sc, aiohttp.ClientSession() as s:
         for _ in range(200):

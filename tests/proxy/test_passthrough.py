@@ -80,11 +80,11 @@ async def upstream() -> AsyncIterator[tuple[Recorder, TestServer]]:
     await server.close()
 
 
-async def _sidecar_for(url: str, **server: object) -> TestServer:
+async def _sidecar_for(url: str) -> TestServer:
     config = build_config(
         {
             "es": {"url": url, "timeouts": {"connect_s": 0.5, "read_s": 0.5}},
-            "server": {"max_body_bytes": 1024 * 1024, **server},
+            "tuning": {"http": {"max_body_bytes": 1024 * 1024}},
             "model": {"name": BUNDLED_MODEL},
         }
     )

@@ -111,7 +111,8 @@ async def test_the_client_sends_exactly_the_request_it_is_given(es: ESTarget) ->
     config = build_config({"es": {"url": "http://127.0.0.1:9"}})
     async with wire_tap(es.url) as tap:
         es_config = config.es.model_copy(update={"url": tap.url})
-        client = EsClient(es_config, EsClient.create_sessions(es_config))
+        sessions = EsClient.create_sessions(es_config, config.tuning)
+        client = EsClient(es_config, sessions, config.tuning)
         try:
             headers = CIMultiDict([("X-Opaque-Id", "abc"), ("Content-Type", "text/plain")])
             req = EsRequest("POST", "/a%2Cb/_search?q=x%20y&pretty", headers, b"{}")

@@ -5,11 +5,12 @@ headers or body a little at a time.
   failure counted against the model (tests/rerank/test_fail_open.py checks the breaker for
   one client; here 40 at once, with the real model and with a remote one).
 * Slow headers: aiohttp has no header-read timeout of its own, but it closes a connection
-  that has not delivered a complete request when ``server.keepalive_timeout_s`` (the
+  that has not delivered a complete request when ``tuning.http.keepalive_timeout_s`` (the
   keep-alive timer, armed when the connection opens and after each response) fires. So a
   client that drips its headers is cut off after that long; it was one hour with aiohttp's
   default (3630 s) before the setting existed.
-* Slow bodies: intercepted bodies must arrive within ``server.client_read_timeout_s`` (408);
+* Slow bodies: intercepted bodies must arrive within ``tuning.http.client_read_timeout_s``
+  (408);
   pass-through bodies are streamed, and may not stall longer than that between two pieces.
 """
 
@@ -23,7 +24,7 @@ import aiohttp
 import pytest
 
 from devtools.fakes import FaultES, FaultModel
-from sidecar.keys import ENGINE, SCORER, SHADOW
+from sidecar.keys import ADMISSION, SCORER, SHADOW
 from tests.conftest import ESTarget
 from tests.support.apps import RunningSidecar, running_sidecar
 from tests.support.reliability import es_error, raw_exchange, raw_response
@@ -70,7 +71,7 @@ async def test_disconnects_leave_no_tasks_and_no_breaker_failures(
         await _disconnecting_clients(sc.url, 40, 0.15, multi_match(QUERY))
         leftover = await _settled(baseline)
         assert not leftover, leftover
-        breaker = sc.app[ENGINE].breaker
+        breaker = sc.app[ADMISSION].breaker
         assert (breaker.state, breaker.fail_counter) == ("closed", 0)
         assert not sc.app[SHADOW].tasks
         # Still serving, and the model is still trusted.
@@ -85,19 +86,21 @@ async def test_disconnects_leave_no_tasks_and_no_breaker_failures(
 async def test_disconnects_drain_the_local_model_queue(
     es: ESTarget, bundled: RunningSidecar
 ) -> None:
-    """With the real model: work of clients that went away leaves the worker's queue."""
-    scorer = bundled.app[SCORER]
+    """With the real model: work of clients that went away leaves the worker's queue and
+    the admission queue."""
+    scorer, admission = bundled.app[SCORER], bundled.app[ADMISSION]
     baseline = _own_tasks()
     bodies = [multi_match(f"{QUERY} disconnect {i}") for i in range(30)]
     await asyncio.gather(*(_disconnecting_clients(bundled.url, 1, 0.05, body) for body in bodies))
     leftover = await _settled(baseline, 20.0)
     assert not leftover, leftover
     assert scorer.queued_pairs == 0
-    assert bundled.app[ENGINE].breaker.fail_counter == 0
+    assert (admission.queue.waiting_pairs, admission.queue.in_flight) == (0, 0)
+    assert admission.breaker.fail_counter == 0
 
 
-def _slow_sidecar(fault_es: FaultES, fault_model: FaultModel, **server: Any) -> Any:
-    config = base_config(fault_es.url, model={"name": fault_model.url}, server=server)
+def _slow_sidecar(fault_es: FaultES, fault_model: FaultModel, **http: Any) -> Any:
+    config = base_config(fault_es.url, model={"name": fault_model.url}, tuning={"http": http})
     return running_sidecar(config, wait_model=False)
 
 
@@ -137,9 +140,9 @@ async def test_slow_headers_are_cut_off(fault_es: FaultES, fault_model: FaultMod
 
 
 def test_keepalive_timeout_is_finite_by_default() -> None:
-    from sidecar.config import ServerConfig
+    from sidecar.config import HttpTuning
 
-    assert ServerConfig().keepalive_timeout_s <= 120
+    assert HttpTuning().keepalive_timeout_s <= 120
 
 
 @pytest.mark.parametrize("path", ["/faults/_search", "/_msearch", "/_sidecar/v1/rerank"])

@@ -48,8 +48,9 @@ NDJSON = {"Content-Type": "application/x-ndjson"}
 def _config(es_url: str, model: FaultModel, **over: Any) -> dict[str, Any]:
     return base_config(
         es_url,
-        model={"name": model.url, "remote": {"read_timeout_s": 2.0}},
+        model={"name": model.url},
         rerank={"budget_ms": 1000},
+        tuning={"remote": {"read_timeout_s": 2.0}},
         **over,
     )
 
@@ -288,8 +289,9 @@ async def test_huge_es_answers_bounded_memory(
 ) -> None:
     """A 256 MiB ES answer: pass-through and searches that are not reranked stream it (the
     sidecar's RSS barely moves); on the rerank path, where the answer must be read, the read
-    stops at es.max_response_bytes and ES's answer to the client's own request is streamed."""
-    config = overrides(es__max_response_bytes=8 * 1024 * 1024)
+    stops at tuning.es.max_response_bytes and ES's answer to the client's own request is
+    streamed."""
+    config = overrides(tuning__es__max_response_bytes=8 * 1024 * 1024)
     async with (
         sidecar_process(
             fault_es.url, tmp_path / "sc.log", model=fault_model.url, config=config
@@ -318,9 +320,9 @@ async def test_huge_es_answers_bounded_memory(
             ("/huge/_search", {"json": multi_match(QUERY)}),
             ("/_msearch", {"data": MSEARCH, "headers": NDJSON}),
         ]:
-            # Too large to hold for reranking: the read stops at es.max_response_bytes and
-            # ES's answer to the client's own request is streamed instead (no 502 that ES
-            # would not give).
+            # Too large to hold for reranking: the read stops at
+            # tuning.es.max_response_bytes and ES's answer to the client's own request is
+            # streamed instead (no 502 that ES would not give).
             async with s.post(sc.url + path, **kw) as r:
                 assert (r.status, r.headers["X-Rerank"]) == (200, "skipped; reason=memory")
                 got = 0

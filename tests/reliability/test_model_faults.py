@@ -28,6 +28,8 @@ import aiohttp
 from devtools.clients import Result, check_search_response, rerank_header, run_clients
 from devtools.fakes import FaultModel
 from es_integration.corpus import read_jsonl, sample_queries_path
+from sidecar.admission.controller import PART_HITS
+from sidecar.admission.queue import MAX_WAITING
 from tests.conftest import ESTarget
 from tests.reliability.conftest import LOAD_S
 from tests.support.reliability import metrics, overrides, sidecar_process
@@ -151,7 +153,7 @@ async def test_model_faults_under_100_concurrent_clients(
     queries = _queries()
     direct = await _es_order(es.url, queries)
     config = overrides(
-        model__remote__read_timeout_s=5,
+        tuning__remote__read_timeout_s=5,
         rerank__budget_ms=300,
         rerank__window=20,
         # Every search must reach the model, so that every search meets the fault.
@@ -224,16 +226,15 @@ async def test_model_faults_under_100_concurrent_clients(
 async def test_bundled_model_overload_sheds_load_and_drains(
     es: ESTarget, sample_index: str, tmp_path: Path
 ) -> None:
-    """The real model on this CPU, 100 clients (one address), small queues: excess searches
-    fall back at once (overloaded) instead of queueing; what waits for the model (worker
-    queue, plus the client's parts waiting for admission) never exceeds its bound and
-    drains."""
-    worker_bound, waiting = 60, 4
-    bound = worker_bound + waiting * 10  # parts of load.chunk_hits (10)
+    """The real model on this CPU, 100 clients (one address), a small worker queue: excess
+    searches fall back at once (overloaded) instead of queueing; what waits for the model
+    (worker queue, plus the client's parts waiting for admission: MAX_WAITING parts of
+    PART_HITS) never exceeds its bound and drains."""
+    worker_bound = 60
+    bound = worker_bound + MAX_WAITING * PART_HITS
     config = overrides(
-        worker__max_queue_pairs=worker_bound,
-        worker__max_batch_pairs=20,
-        rerank__load__max_waiting_per_client=waiting,
+        tuning__worker__max_queue_pairs=worker_bound,
+        tuning__worker__max_batch_pairs=20,
         rerank__window=20,
         rerank__budget_ms=60_000,
         rerank__cache__enabled=False,

@@ -17,16 +17,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import MultiDict
 
-from sidecar.config import RerankConfig
+from sidecar.config import LimitsTuning, RerankConfig
 from sidecar.errors import IllegalArgument
-from sidecar.handlers.msearch import parse_ndjson
+from sidecar.http.body import parse_ndjson
 from sidecar.jsonutil import dumps, loads
 from sidecar.rerank.index_config import IndexRules, ScoreOptions
 from sidecar.rerank.plan import SearchPlan, plan_search
 from sidecar.rerank.respond import hits_of, rewrite
 from sidecar.rerank.source_filter import apply_source_filter, parse_source_spec
 
-CFG = RerankConfig(window=20, max_window=100)
+CFG = RerankConfig(window=20)
+LIMITS = LimitsTuning(max_window=100)
 DOCS = IndexRules(CFG)
 
 scalars = (
@@ -87,14 +88,14 @@ def test_msearch_lines_round_trip_and_plan_per_search(pairs: list[tuple[Any, Any
     for header, body in parsed:
         original = copy.deepcopy(body)
         try:
-            plan = plan_search(body, MultiDict(), CFG, DOCS, "idx", "on")
+            plan = plan_search(body, MultiDict(), CFG, DOCS, "idx", "on", limits=LIMITS)
         except IllegalArgument:
             continue
         assert body == original, "planning must not mutate the sub-search"
         lines += [dumps(header), dumps(plan.body if plan.body is not None else body)]
         if plan.rerank:
             assert plan.body is not None and "rerank" not in plan.body
-            assert plan.window <= CFG.max_window
+            assert plan.window <= LIMITS.max_window
             assert 0 <= plan.from_ < plan.window and 0 <= plan.size <= 2**31 - 1
     rebuilt = parse_ndjson(b"\n".join(lines) + b"\n") if lines else []
     assert rebuilt is not None and len(rebuilt) == len(lines) // 2
@@ -106,7 +107,7 @@ def test_paging_params_are_either_reranked_sanely_or_left_to_es(
     body: dict[str, Any], params: dict[str, str]
 ) -> None:
     try:
-        plan = plan_search(body, MultiDict(params), CFG, DOCS, "idx", "on")
+        plan = plan_search(body, MultiDict(params), CFG, DOCS, "idx", "on", limits=LIMITS)
     except IllegalArgument:
         return
     if plan.rerank:

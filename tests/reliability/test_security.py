@@ -54,9 +54,12 @@ async def test_authorization_never_in_logs_metrics_or_sidecar_errors(
     config = base_config(
         fault_es.url,
         model={"name": fault_model.url},
-        es={"timeouts": {"read_s": 0.3}, "max_response_bytes": 1 << 20},
-        server={"max_body_bytes": 4096, "client_read_timeout_s": 0.3},
+        es={"timeouts": {"read_s": 0.3}},
         rerank={"budget_ms": 500},
+        tuning={
+            "es": {"max_response_bytes": 1 << 20},
+            "http": {"max_body_bytes": 4096, "client_read_timeout_s": 0.3},
+        },
     )
     auth = {"Authorization": SECRET}
     own_errors: list[str] = []
@@ -126,9 +129,10 @@ async def test_remote_reranker_failure_leaks_no_keys(
     fault_model.mode = failure
     config = base_config(
         fault_es.url,
-        model={"name": fault_model.url, "remote": {"api_key": API_KEY, "read_timeout_s": 0.5}},
+        model={"name": fault_model.url, "remote": {"api_key": API_KEY}},
         api={"timeout_s": 0.5},
         rerank={"budget_ms": 400},
+        tuning={"remote": {"read_timeout_s": 0.5}},
     )
     seen: list[str] = []
     with capture_all_logs() as logs:
@@ -192,7 +196,7 @@ async def test_header_limits_are_configurable(fault_es: FaultES, fault_model: Fa
     config = base_config(
         fault_es.url,
         model={"name": fault_model.url},
-        server={"max_headers": 20, "max_field_size": 2048, "max_line_size": 2048},
+        tuning={"http": {"max_headers": 20, "max_field_size": 2048, "max_line_size": 2048}},
     )
     async with running_sidecar(config, wait_model=False) as sc:
         ok = await raw_response(sc.url, _request([(f"X-H{i}", "v") for i in range(10)]))
@@ -215,6 +219,6 @@ def test_header_limit_config_is_validated() -> None:
     from sidecar.config import build_config
     from sidecar.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"server\.max_field_size"):
-        build_config({"server": {"max_field_size": 10}})
-    assert build_config({}).server.max_headers == 128
+    with pytest.raises(ConfigError, match=r"tuning\.http\.max_field_size"):
+        build_config({"tuning": {"http": {"max_field_size": 10}}})
+    assert build_config({}).tuning.http.max_headers == 128

@@ -24,8 +24,11 @@ async def _sidecar(fault_es: FaultES, fault_model: FaultModel) -> AsyncIterator[
     config = base_config(
         fault_es.url,
         model={"name": fault_model.url},
-        es={"max_connections": 2, "search_connections": 4},
-        server={"transfer_grace_s": GRACE_S, "min_transfer_bytes_per_s": 100_000},
+        es={"max_connections": 2},
+        tuning={
+            "es": {"search_connections": 4},
+            "http": {"transfer_grace_s": GRACE_S, "min_transfer_bytes_per_s": 100_000},
+        },
     )
     async with running_sidecar(config, wait_model=False) as sc:
         yield sc
@@ -128,7 +131,9 @@ async def test_answers_held_for_reranking_are_bounded_in_bytes(
     fault_es: FaultES, fault_model: FaultModel
 ) -> None:
     config = base_config(
-        fault_es.url, model={"name": fault_model.url}, es={"max_buffered_bytes": 2048}
+        fault_es.url,
+        model={"name": fault_model.url},
+        tuning={"es": {"max_buffered_bytes": 2048}},
     )
     async with running_sidecar(config) as sc, aiohttp.ClientSession() as s:
         body = multi_match("library card", size=3)

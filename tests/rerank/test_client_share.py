@@ -11,7 +11,7 @@ import aiohttp
 from elasticsearch import Elasticsearch
 
 from devtools.fakes import FaultModel
-from sidecar.keys import STEP
+from sidecar.keys import SEARCH
 from tests.conftest import ESTarget
 from tests.support.apps import running_sidecar
 from tests.support.search import SAMPLE, base_config, multi_match
@@ -43,33 +43,33 @@ async def test_a_client_over_its_share_waits_its_budget_and_others_do_not(
 ) -> None:
     config = base_config(
         es.url,
-        model={"name": fake_reranker.url, "remote": {"read_timeout_s": 5.0}},
-        rerank={
-            "budget_ms": 300,
-            "load": {"client_cpu_share": 0.05},
-            "cache": {"enabled": False},
-        },
+        model={"name": fake_reranker.url},
+        rerank={"budget_ms": 300, "cache": {"enabled": False}},
+        tuning={"remote": {"read_timeout_s": 5.0}},
     )
     direct = Elasticsearch(es.url).search(index=SAMPLE, body=multi_match(QUERY, size=10)).body
     async with running_sidecar(config) as sc:
-        share = sc.app[STEP].cpu
+        share = sc.app[SEARCH].loop
         assert (await _search(sc.url, ORDINARY))[2] == "applied"
+        assert f"ip:{ORDINARY}" in share.ledger
 
         # A heavy client's _msearch is metered: the CPU it cost the loop is charged.
-        before = share._total[0]
+        before = share.busy()
         line = json.dumps(multi_match(QUERY, size=10)).encode()
         payload = b"".join(b"{}\n" + line + b"\n" for _ in range(5))
         status, _, _ = await _post(
             sc.url, HEAVY, f"/{SAMPLE}/_msearch", payload, "application/x-ndjson"
         )
         assert status == 200
-        assert share._total[0] > before, "its CPU was charged"
-        assert f"ip:{HEAVY}" in share._clients
+        assert share.busy() > before, "its CPU was charged"
+        assert f"ip:{HEAVY}" in share.ledger
 
         # Owing more than a budget can pay back, its next search waits the whole budget:
         # no budget is left, so it goes to ES as sent (but for the rerank object) and ES's
         # answer is streamed back, nothing decoded.
         share.charge(f"ip:{HEAVY}", 10.0)
+        assert share.owed(f"ip:{HEAVY}") > 0.3, "more than the budget"
+        assert share.owed(f"ip:{ORDINARY}") == 0
         calls = fake_reranker.calls
         status, body, header = await _search(sc.url, HEAVY)
         assert (status, header) == (200, "skipped; reason=cpu_share")

@@ -13,7 +13,9 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from devtools.fakes import FaultModel
-from sidecar.keys import ENGINE
+from sidecar.admission.controller import MAX_IN_FLIGHT_PAIRS, PART_HITS
+from sidecar.admission.queue import MAX_WAITING
+from sidecar.keys import ADMISSION
 from tests.conftest import ESTarget
 from tests.support.apps import running_sidecar
 from tests.support.search import GENEROUS_BUDGET_MS, SAMPLE, base_config, multi_match
@@ -24,8 +26,9 @@ QUERY = "library card renew borrow books online account"
 def _config(es_url: str, fake: FaultModel, **over: Any) -> dict[str, Any]:
     return base_config(
         es_url,
-        model={"name": fake.url, "remote": {"read_timeout_s": 5.0}},
+        model={"name": fake.url},
         rerank={"budget_ms": 300, "breaker": {"fail_max": 3, "reset_timeout_s": 0.5}},
+        tuning={"remote": {"read_timeout_s": 5.0}},
         **over,
     )
 
@@ -84,7 +87,7 @@ async def test_breaker_opens_half_opens_and_closes(
     # The faults here are errors, not slowness; the last, healthy trial must be "applied".
     config["rerank"]["budget_ms"] = GENEROUS_BUDGET_MS
     async with running_sidecar(config) as sc:
-        breaker = sc.app[ENGINE].breaker
+        breaker = sc.app[ADMISSION].breaker
         headers = [(await _search(sc.url, multi_match(QUERY)))[2] for _ in range(3)]
         assert headers == ["fallback; reason=error"] * 3
         assert breaker.state == "open"
@@ -102,7 +105,7 @@ async def test_breaker_opens_half_opens_and_closes(
         assert breaker.state == "open"
         assert fake_reranker.calls == calls + 1
 
-        # The model recovers: the next trial (one small request: load.min_window hits)
+        # The model recovers: the next trial (one small request: rerank.min_window hits)
         # succeeds and closes the breaker; the search after it gets the whole window.
         fake_reranker.mode = "ok"
         await asyncio.sleep(0.6)
@@ -121,7 +124,7 @@ async def test_client_disconnect_is_not_a_model_failure(
     config = _config(es.url, fake_reranker)
     config["rerank"]["budget_ms"] = 2000
     async with running_sidecar(config) as sc:
-        breaker = sc.app[ENGINE].breaker
+        breaker = sc.app[ADMISSION].breaker
         for _ in range(5):
             async with aiohttp.ClientSession() as s:
                 with pytest.raises(TimeoutError):
@@ -135,19 +138,26 @@ async def test_client_disconnect_is_not_a_model_failure(
 
 
 async def test_local_worker_overload_sheds_load(es: ESTarget, sample_index: str) -> None:
-    """Bounded waiting on the real bundled model: a client's concurrent searches beyond
-    what may be with the model (20 pairs) and waiting (2 parts) fall back at once with
-    reason=overloaded instead of queueing; every response is a 200."""
-    config = base_config(
-        es.url,
-        worker={"max_queue_pairs": 45, "max_batch_pairs": 20},
-        rerank={"load": {"max_in_flight_pairs": 20, "max_waiting_per_client": 2}},
-    )
+    """Bounded waiting on the real bundled model: one client's concurrent searches, each a
+    window of several parts, beyond the parts one client may have waiting for the model
+    (MAX_WAITING) fall back at once with reason=overloaded instead of queueing (or keep the
+    prefix that found a place); the others are reranked; every response is a 200, and
+    shedding load is not a fault of the model."""
+    parts = 5
+    # Twice the parts that may be with the model and waiting, whatever the model's speed.
+    searches = 2 * (MAX_IN_FLIGHT_PAIRS // PART_HITS + MAX_WAITING) // parts
+    config = base_config(es.url, rerank={"window": parts * PART_HITS})
     async with running_sidecar(config) as sc:
-        bodies = [multi_match(f"{QUERY} {i}", size=5) for i in range(12)]
+        bodies = [multi_match(f"{QUERY} {i}", size=5) for i in range(searches)]
         results = await asyncio.gather(*(_search(sc.url, b) for b in bodies))
+        breaker = sc.app[ADMISSION].breaker
+        assert (breaker.state, breaker.fail_counter) == ("closed", 0)
     statuses = {r[0] for r in results}
     headers = [r[2] for r in results]
     assert statuses == {200}
-    assert "applied" in headers
+    assert any(h == "applied" or h.startswith("applied; window=") for h in headers)
     assert "fallback; reason=overloaded" in headers
+    assert {h for h in headers if not h.startswith("applied")} <= {
+        "fallback; reason=overloaded",
+        "fallback; reason=budget",
+    }

@@ -797,9 +797,12 @@ def test_bounds_response_cache_is_bounded_in_bytes(probe: Probe) -> None:
 async def test_bounds_long_rerank_query_instruction_and_query_text(
     secured_es: SecureES, model: FaultModel, probe: Probe
 ) -> None:
-    caps = {"max_query_chars": 2048, "max_instruction_chars": 1024}
+    tuning = {
+        "limits": {"max_query_chars": 2048, "max_instruction_chars": 1024},
+        "http": {"max_body_bytes": 16 << 20},
+    }
     long = "renew " * 600_000  # 3.6 MB
-    async with sidecar(secured_es, model, rerank=caps, server={"max_body_bytes": 16 << 20}) as sc:
+    async with sidecar(secured_es, model, tuning=tuning) as sc:
         headers = {"Authorization": ALICE}
         for key in ("query", "instruction"):
             answer = await call(

@@ -484,8 +484,8 @@ async def test_probe_no_secret_in_any_answer_or_log(
         "api": {"token": API_TOKEN},
         "ui": {"token": UI_TOKEN},
         "metrics": {"token": METRICS_TOKEN},
-        "rerank": {"response_cache": {"enabled": True}, "max_query_chars": 64},
-        "server": {"max_body_bytes": 1 << 20},
+        "rerank": {"response_cache": {"enabled": True}},
+        "tuning": {"limits": {"max_query_chars": 64}, "http": {"max_body_bytes": 1 << 20}},
     }
     client = [("Authorization", CLIENT_SECRET)]
     requests = [
@@ -662,7 +662,7 @@ async def test_probe_oversized_and_deep_inputs(
     path: str,
     body: bytes,
 ) -> None:
-    async with sidecar(secured_es, model, server={"max_body_bytes": 10 << 20}) as sc:
+    async with sidecar(secured_es, model, tuning={"http": {"max_body_bytes": 10 << 20}}) as sc:
         answer = await call(
             sc.url,
             method,

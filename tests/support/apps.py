@@ -23,6 +23,15 @@ class RunningSidecar:
     config: SidecarConfig
 
 
+async def until_ready(app: web.Application) -> None:
+    """Wait until the started app's model is loaded and warm (it loads in the background)."""
+    for _ in range(1200):
+        if app[ENGINE].ready:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the model did not become ready")
+
+
 @asynccontextmanager
 async def running_sidecar(
     raw: dict[str, Any], wait_model: bool = True
@@ -33,11 +42,7 @@ async def running_sidecar(
     await server.start_server()
     try:
         if wait_model:
-            for _ in range(1200):
-                if app[ENGINE].ready:
-                    break
-                await asyncio.sleep(0.05)
-            assert app[ENGINE].ready, "the model did not become ready"
+            await until_ready(app)
         yield RunningSidecar(str(server.make_url("")).rstrip("/"), app, config)
     finally:
         await server.close()

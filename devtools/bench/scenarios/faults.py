@@ -26,7 +26,7 @@ def run(b: Bench) -> Section:
     remote: dict[str, Any] = {
         "rollout": {"default": "on"},
         "rerank": {"budget_ms": BUDGET_MS, "cache": {"enabled": False}},
-        "model": {"remote": {"read_timeout_s": 30, "max_connections": 256}},
+        "tuning": {"remote": {"read_timeout_s": 30, "max_connections": 256}},
     }
     model = fault_url + "/v1/rerank"
     never = {"rerank": {"breaker": {"fail_max": 1_000_000_000}}}

@@ -16,7 +16,7 @@ from devtools.bench import model_work as mw
 from devtools.bench.results import Goal, Section
 from devtools.bench.servers import Bench
 from devtools.machine import ISA_FLAGS, cpu_flags
-from sidecar.config import ModelConfig, WorkerConfig
+from sidecar.config import ModelConfig, TuningConfig
 from sidecar.scoring.factory import create_scorer
 from sidecar.scoring.hf.quantize import quantize_for_cpu
 
@@ -51,8 +51,8 @@ def _models(directory: str) -> tuple[dict[str, torch.nn.Module], str]:
 
 def run(b: Bench) -> Section:
     sec = Section(5, "Model-stage efficiency (MiniLM-L6-sized cross-encoder) and CPU int8")
-    worker = WorkerConfig()
-    size = worker.max_batch_pairs
+    tuning = TuningConfig()
+    size = tuning.worker.max_batch_pairs
     rounds = b.scale(3, 2)
     pairs_wanted = b.scale(384, 160)
     rng = random.Random(7)
@@ -94,7 +94,7 @@ def run(b: Bench) -> Section:
             "int8": base.model_copy(update={"cpu_quantization": "dynamic_int8"}),
             "bf16": base.model_copy(update={"dtype": "bfloat16"}),
         }
-        scorers = {kind: create_scorer(config, worker) for kind, config in configs.items()}
+        scorers = {kind: create_scorer(config, tuning) for kind, config in configs.items()}
         for scorer in scorers.values():
             await scorer.start()
         try:

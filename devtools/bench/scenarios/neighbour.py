@@ -1,6 +1,6 @@
 """Scenario 9: a noisy neighbour beside four ordinary clients.
 
-The bundled MiniLM, default config (budget, ``rerank.load``) but for the score cache (off,
+The bundled MiniLM, default config (budget, load sharing) but for the score cache (off,
 so every search costs the model), in front of the stub ES (passage-like hits, so ES costs
 next to nothing and the model is what is shared). Every search asks for a window of
 ``WINDOW`` (``"rerank": {"window": 20}``), smaller than the default: what is measured is
@@ -43,6 +43,7 @@ from devtools.bench.scenarios.overload import (
 )
 from devtools.bench.servers import BUNDLED_MODEL, Bench
 from devtools.fakes import passage
+from sidecar.admission.loop import CLIENT_SHARE
 from sidecar.config import ApiConfig
 
 ORDINARY = 4
@@ -266,8 +267,8 @@ def run(b: Bench) -> Section:
         f"{watches['alone'].cost()}, with the neighbour {watches['with'].cost()} per pair: "
         "the neighbour's requests also cost CPU outside the model (parsing and writing "
         "300-search answers, in the sidecar and the stub ES), which the model shares; "
-        "the sidecar holds it to rerank.load.client_cpu_share of a core while the "
-        "ordinary clients search.",
+        f"the sidecar holds it to {CLIENT_SHARE:.0%} of a core while the ordinary clients "
+        "search.",
     ]
     sec.body += lines
     base = alone.share()

@@ -1,9 +1,9 @@
 """Scenario 8: closed-loop overload at 1×, 2× and 4× the model's capacity, as served.
 
 The bundled MiniLM with the defaults a user gets (``rerank.budget_ms``, ``rerank.window``,
-``rerank.load``: read from the config classes, so they follow the code), in front of a local
-ES-compatible server (noida-db) loaded with msmarco-dl-5k. The one change to the defaults:
-the score cache is off, so a query that comes round again costs the model again.
+``rerank.min_window``: read from the config classes, so they follow the code), in front of a
+local ES-compatible server (noida-db) loaded with msmarco-dl-5k. The one change to the
+defaults: the score cache is off, so a query that comes round again costs the model again.
 
 Each round first measures the **capacity**: searches per second the sidecar reranks one at
 a time (concurrency 1, full window). The load levels of that round are multiples of it. A
@@ -42,12 +42,12 @@ from devtools.eval.data import EvalSet, load_corpus, read_eval_set
 from devtools.eval.ranking import NDCG_K, ndcg_at
 from devtools.eval.run import DEFAULT_DATASET, search_body
 from es_integration.local_es import LocalES
-from sidecar.config import LoadConfig, RerankConfig
+from sidecar.config import RerankConfig
 
 DEFAULTS = RerankConfig()
 BUDGET_S = DEFAULTS.budget_ms / 1000
 WINDOW = DEFAULTS.window
-MIN_K = LoadConfig().min_window
+MIN_K = DEFAULTS.min_window
 LEVELS = (1, 2, 4)
 GOAL_LEVEL = 2
 RERANKED_GOAL = 0.90

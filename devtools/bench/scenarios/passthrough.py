@@ -30,7 +30,7 @@ def _sidecars(b: Bench, es_url: str, tag: str) -> dict[str, SidecarProcess]:
             f"pass-{tag}-{loop}",
             es_url,
             BUNDLED_MODEL,
-            {"rollout": {"default": "off"}, "server": {"uvloop": loop == "uvloop"}},
+            {"rollout": {"default": "off"}, "tuning": {"http": {"uvloop": loop == "uvloop"}}},
         )
         for loop in LOOPS
     }

@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM
 from devtools.bench import qwen3_work as qw
 from devtools.bench.results import Goal, Section
 from devtools.bench.servers import Bench
-from sidecar.config import DEFAULT_INSTRUCTION, ModelConfig, WorkerConfig
+from sidecar.config import DEFAULT_INSTRUCTION, ModelConfig, ModelTuning, TuningConfig
 from sidecar.scoring.factory import create_scorer
 from sidecar.scoring.hf.qwen3 import Qwen3Backend
 from sidecar.scoring.local.scorer import LocalScorer
@@ -28,11 +28,13 @@ PREFIX_LONG = 1.0
 STACK_VS_BARE = 0.9
 
 
-def _config(directory: str, dtype: Dtype, *, reuse: bool) -> ModelConfig:
+def _config(directory: str, dtype: Dtype) -> ModelConfig:
     # Random weights rank at random: the start-up self-test would refuse the model.
-    return ModelConfig(
-        name=directory, device="cpu", dtype=dtype, prefix_reuse=reuse, self_test=False
-    )
+    return ModelConfig(name=directory, device="cpu", dtype=dtype, self_test=False)
+
+
+def _tuning(*, reuse: bool) -> TuningConfig:
+    return TuningConfig(model=ModelTuning(prefix_reuse=reuse))
 
 
 def _backend(scorer: object) -> Qwen3Backend:
@@ -58,7 +60,7 @@ def run(b: Bench, *, layers: int = 2, rounds: int | None = None) -> Section:
     titles = qw.titles(rng, vocab, b.scale(3, 2), 20)
     long = qw.fixed(rng, vocab, b.scale(2, 1), b.scale(10, 6), 256)
     rounds = rounds or b.scale(3, 2)
-    worker = WorkerConfig()
+    worker = TuningConfig().worker
     times: dict[str, list[float]] = {}
     passes: dict[str, list[int]] = {}
 
@@ -70,9 +72,9 @@ def run(b: Bench, *, layers: int = 2, rounds: int | None = None) -> Section:
 
     async def prefix_and_stack() -> None:
         scorers = {
-            "reuse fp32": create_scorer(_config(str(directory), "float32", reuse=True), worker),
-            "plain fp32": create_scorer(_config(str(directory), "float32", reuse=False), worker),
-            "plain bf16": create_scorer(_config(str(directory), "bfloat16", reuse=False), worker),
+            "reuse fp32": create_scorer(_config(str(directory), "float32"), _tuning(reuse=True)),
+            "plain fp32": create_scorer(_config(str(directory), "float32"), _tuning(reuse=False)),
+            "plain bf16": create_scorer(_config(str(directory), "bfloat16"), _tuning(reuse=False)),
         }
         for scorer in scorers.values():
             await scorer.start()

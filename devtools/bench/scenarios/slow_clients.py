@@ -4,8 +4,8 @@ The stub ES answers every path containing ``huge`` with a valid search answer of
 ``HUGE_BYTES`` bytes, streamed; the model is the fault server in ``ok`` mode (word
 overlap, cheap), so what is measured is the sidecar's connection handling. The sidecar runs
 with its defaults except the ES pools, scaled down (``es.max_connections``
-``PASS_POOL``, ``es.search_connections`` ``SEARCH_POOL``) so that a few dozen slow clients
-outnumber each pool; transfer deadlines and minimum rates are the defaults.
+``PASS_POOL``, ``tuning.es.search_connections`` ``SEARCH_POOL``) so that a few dozen slow
+clients outnumber each pool; transfer deadlines and minimum rates are the defaults.
 
 Slow clients are raw loopback sockets (receive buffer ``RCVBUF`` bytes):
 
@@ -38,7 +38,7 @@ from devtools.bench.scenarios.common import QUERIES, search_body
 from devtools.bench.scenarios.overload import Req, Segment, paced
 from devtools.bench.servers import Bench
 from devtools.procfs import rss_bytes
-from sidecar.config import ServerConfig
+from sidecar.config import HttpTuning
 
 HUGE_BYTES = 16 * 1024 * 1024
 PASS_POOL = 16
@@ -49,7 +49,7 @@ SEARCHERS = 3
 CLIENT_RATE = 20.0
 SETTLE_S = 1.0
 READY_POLL_S = 0.25
-SERVER_DEFAULTS = ServerConfig()
+HTTP_DEFAULTS = HttpTuning()
 
 
 @dataclass
@@ -321,22 +321,23 @@ def run(b: Bench) -> Section:
         model_url + "/v1/rerank",
         {
             "rerank": {"cache": {"enabled": False}},
-            "es": {"max_connections": PASS_POOL, "search_connections": SEARCH_POOL},
+            "es": {"max_connections": PASS_POOL},
+            "tuning": {"es": {"search_connections": SEARCH_POOL}},
         },
     )
     t0 = time.perf_counter()
     outcomes = asyncio.run(measure(b, sc.url, sc.port, sc.proc.pid, es_url))
     seconds = time.perf_counter() - t0
-    grace = getattr(SERVER_DEFAULTS, "transfer_grace_s", None)
-    rate = getattr(SERVER_DEFAULTS, "min_transfer_bytes_per_s", None)
     segment_s = b.scale(45, 12)
     lines = [
-        f"Pools: es.max_connections {PASS_POOL}, es.search_connections {SEARCH_POOL} (scaled "
+        f"Pools: es.max_connections {PASS_POOL}, tuning.es.search_connections {SEARCH_POOL} "
+        "(scaled "
         f"down from the defaults); slow clients: {never_pass} never-reading pass-through, "
         f"{never_search} never-reading searches, {drips} dripping `_bulk` bodies; ES answers "
         f"of {HUGE_BYTES // (1024 * 1024)} MiB for them. Transfer settings as served: "
-        f"server.min_transfer_bytes_per_s {rate}, server.transfer_grace_s {grace}, "
-        f"server.client_read_timeout_s {SERVER_DEFAULTS.client_read_timeout_s}. Segments of "
+        f"tuning.http.min_transfer_bytes_per_s {HTTP_DEFAULTS.min_transfer_bytes_per_s}, "
+        f"tuning.http.transfer_grace_s {HTTP_DEFAULTS.transfer_grace_s}, "
+        f"tuning.http.client_read_timeout_s {HTTP_DEFAULTS.client_read_timeout_s}. Segments of "
         f"{segment_s} s of ordinary traffic ({SEARCHERS} searching clients and one "
         f"pass-through client, {CLIENT_RATE:.0f} requests/s each), {SETTLE_S:.0f} s after "
         f"the slow clients connected; {seconds:.0f} s in all.",

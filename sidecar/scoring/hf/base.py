@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from sidecar.config import Backend, ModelConfig
+from sidecar.config import Backend, ModelConfig, ModelTuning
 from sidecar.scoring.base import ModelInfo, ResolvedModel
 from sidecar.scoring.hf.device import (
     apply_cpu_threads,
@@ -65,8 +65,11 @@ LoadedT = TypeVar("LoadedT", bound=Loaded)
 class HFBackend(Generic[LoadedT]):
     backend: ClassVar[Backend]
 
-    def __init__(self, config: ModelConfig, resolved: ResolvedModel) -> None:
+    def __init__(
+        self, config: ModelConfig, resolved: ResolvedModel, tuning: ModelTuning | None = None
+    ) -> None:
         self._config = config
+        self._tuning = tuning or ModelTuning()
         self._resolved = resolved
         self._device = resolve_device(config.device)
         self._dtype = resolve_dtype(config.dtype, self._device)
@@ -86,7 +89,7 @@ class HFBackend(Generic[LoadedT]):
 
     def load(self) -> None:
         """Load tokenizer and weights (blocking; called once, off the event loop)."""
-        apply_cpu_threads(self._config.cpu_threads)
+        apply_cpu_threads(self._tuning.cpu_threads)
         # A hub id is downloaded here, not at detection, so that only start() is slow.
         files = self._resolved.directory or hub_snapshot(self._config.name)
         self._state, self.info = self._load(files)

@@ -104,7 +104,7 @@ class BiEncoderBackend(HFBackend[_Loaded]):
             room = self.info.max_length - state.plain.num_special_tokens_to_add(pair=False)
             options = {
                 "return_overflowing_tokens": True,
-                "stride": min(self._config.chunk_overlap_tokens, max(room // 2, 0)),
+                "stride": min(self._tuning.chunk_overlap_tokens, max(room // 2, 0)),
             }
         common["return_special_tokens_mask"] = True
         with self._tokenizer_lock:
@@ -123,7 +123,7 @@ class BiEncoderBackend(HFBackend[_Loaded]):
             list(docs["overflow_to_sample_mapping"]) if chunk else list(range(len(documents)))
         )
         owners = [QUERY_OWNER, *doc_owners]
-        keep = [0] + [1 + i for i in first_chunks(doc_owners, self._config.max_chunks_per_doc)]
+        keep = [0] + [1 + i for i in first_chunks(doc_owners, self._tuning.max_chunks_per_doc)]
         items = [Item(ids[i], types[i] if types is not None else None) for i in keep]
         return Encoded(items, [owners[i] for i in keep], len(documents))
 

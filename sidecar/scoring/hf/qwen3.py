@@ -175,7 +175,7 @@ class Qwen3Backend(HFBackend[_Loaded]):
             cache_keyword=_cache_keyword(parts[0]) if parts else "",
         )
         positions = _config_int(model, "max_position_embeddings")
-        reuse = self._config.prefix_reuse and parts is not None
+        reuse = self._tuning.prefix_reuse and parts is not None
         info = replace(
             self.info,
             source=str(files),
@@ -190,7 +190,7 @@ class Qwen3Backend(HFBackend[_Loaded]):
 
     @property
     def _reuse(self) -> bool:
-        return self._config.prefix_reuse and self._loaded().parts is not None
+        return self._tuning.prefix_reuse and self._loaded().parts is not None
 
     def encode(self, query: str, documents: Sequence[str], instruction: str) -> Encoded:
         state = self._loaded()
@@ -227,7 +227,7 @@ class Qwen3Backend(HFBackend[_Loaded]):
     def _fit(self, doc: list[int], budget: int) -> list[list[int]]:
         if self._config.long_documents == "chunk":
             return windows(
-                doc, budget, self._config.chunk_overlap_tokens, self._config.max_chunks_per_doc
+                doc, budget, self._tuning.chunk_overlap_tokens, self._tuning.max_chunks_per_doc
             )
         return [doc[:budget]]
 

@@ -82,7 +82,7 @@ class SeqClsBackend(HFBackend[_Loaded]):
             room = max_length // 2 - state.tokenizer.num_special_tokens_to_add(pair=True)
             options = {
                 "return_overflowing_tokens": True,
-                "stride": min(self._config.chunk_overlap_tokens, max(room // 2, 0)),
+                "stride": min(self._tuning.chunk_overlap_tokens, max(room // 2, 0)),
             }
         with self._tokenizer_lock:
             query = clip_query(state.plain, query, max_length // 2)
@@ -105,7 +105,7 @@ class SeqClsBackend(HFBackend[_Loaded]):
         owners: list[int] = (
             list(encoded["overflow_to_sample_mapping"]) if chunk else list(range(len(ids)))
         )
-        keep = first_chunks(owners, self._config.max_chunks_per_doc) if chunk else range(len(ids))
+        keep = first_chunks(owners, self._tuning.max_chunks_per_doc) if chunk else range(len(ids))
         items = [Item(ids[i], types[i] if types is not None else None) for i in keep]
         return Encoded(items, [owners[i] for i in keep], len(documents))
 

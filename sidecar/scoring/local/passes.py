@@ -214,13 +214,15 @@ def measure_costs(
     max_tokens: int,
     time_limit_s: float = 0.5,
     repeats: int = 3,
+    observe: Callable[[int, int, float], None] | None = None,
 ) -> PassCost:
     """Time passes of 1, 2, 4, ... copies of ``item`` (up to ``max_rows`` rows and
     ``max_tokens`` padded tokens, and while one pass stays under ``time_limit_s``).
 
     The fixed cost is where the line through the 1- and 2-row passes meets 0 tokens. On a
     device with spare parallelism (a GPU) larger passes are barely slower, the fixed cost
-    dominates, and batches stay whole.
+    dominates, and batches stay whole. ``observe`` is told of every timed pass (rows, padded
+    tokens, seconds), as of any other: what the model costs is known before the first search.
     """
 
     def timed(items: list[Item]) -> float:
@@ -229,6 +231,8 @@ def measure_costs(
             started = time.perf_counter()
             forward(items)
             runs.append(time.perf_counter() - started)
+            if observe is not None:
+                observe(len(items), len(items) * max(1, len(item.ids)), runs[-1])
         return statistics.median(runs)
 
     forward([item])  # the first call pays one-off set-up costs

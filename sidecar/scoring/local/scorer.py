@@ -8,8 +8,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from sidecar.config import ModelConfig, WorkerConfig
+from sidecar.config import ModelConfig, TuningConfig
+from sidecar.deadline import Deadline
 from sidecar.errors import ModelFailure, ModelLoadError, RerankTimeout, RerankUnavailable
+from sidecar.procstat import LoopClock
 from sidecar.scoring.base import BatchObserver, ModelInfo, ScoreResult, checked
 from sidecar.scoring.local.backend import Encoded, LocalBackend
 from sidecar.scoring.local.threads import adaptive
@@ -59,11 +61,13 @@ def describe(info: ModelInfo) -> str:
 
 
 class LocalScorer:
-    def __init__(self, backend: LocalBackend, model: ModelConfig, worker: WorkerConfig) -> None:
+    def __init__(
+        self, backend: LocalBackend, model: ModelConfig, tuning: TuningConfig | None = None
+    ) -> None:
         self._backend = backend
         self._model = model
-        self._worker_config = worker
-        self._worker = BatchWorker(backend, worker)
+        self._tuning = tuning or TuningConfig()
+        self._worker = BatchWorker(backend, self._tuning.worker)
         self._ready = False
         self.info: ModelInfo = backend.info
 
@@ -83,8 +87,10 @@ class LocalScorer:
         await asyncio.to_thread(self._backend.load)
         self.info = self._backend.info
         # A count set in the config is kept; torch's default follows the free cores.
-        threads = adaptive() if self.info.device == "cpu" and not self._model.cpu_threads else None
-        if not self._worker_config.warmup:
+        cpu = self.info.device == "cpu" and not self._tuning.model.cpu_threads
+        # start() runs on the event loop: its thread's CPU clock is the loop's.
+        threads = adaptive(LoopClock()) if cpu else None
+        if not self._tuning.model.warmup:
             self._worker.start(threads=threads)
         else:
             try:
@@ -161,22 +167,22 @@ class LocalScorer:
         *,
         # The worker needs the deadline itself (to drop work nobody waits for), which an
         # asyncio.timeout() around the call could not tell it.
-        timeout: float | None = None,  # noqa: ASYNC109
+        deadline: Deadline | None = None,
     ) -> ScoreResult:
         if not self._ready:
             raise RerankUnavailable("the model is not ready")
-        return await self._score(query, documents, instruction, timeout)
+        return await self._score(query, documents, instruction, deadline)
 
     async def _score(
         self,
         query: str,
         documents: Sequence[str],
         instruction: str | None,
-        timeout_s: float | None,
+        deadline: Deadline | None,
     ) -> ScoreResult:
         if not documents:
             return ScoreResult(scores=[])
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        timeout_s = None if deadline is None else deadline.remaining()
         # Refuse before tokenizing: an overloaded worker should cost the caller nothing.
         self._worker.check_capacity(len(documents))
         try:
@@ -184,7 +190,9 @@ class LocalScorer:
                 encoded = await asyncio.to_thread(
                     self._encode, query, documents, instruction or self._model.instruction
                 )
-                done = await self._worker.run(encoded, deadline=deadline)
+                done = await self._worker.run(
+                    encoded, deadline=None if deadline is None else deadline.end
+                )
         except TimeoutError as exc:
             raise RerankTimeout(f"no scores within {timeout_s}s") from exc
         return ScoreResult(

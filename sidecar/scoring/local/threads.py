@@ -7,9 +7,10 @@ holds the others back, and the model answers fewer pairs per second on every cor
 would on one core fewer. Measured on two cores with all-MiniLM-L6-v2: 25 ms per pair on two
 threads and 41 on one when idle; beside a busy process, 52 on two and 40 on one.
 
-So with ``model.cpu_threads: 0`` the worker measures, around each pass, the CPU that other
-work used meanwhile: every process on the cores this process may run on (``/proc/stat``)
-less this process, plus this process's event loop (its main thread). Work before or after
+So with ``tuning.model.cpu_threads: 0`` the worker measures, around each pass, the CPU that
+other work used meanwhile: every process on the cores this process may run on
+(``/proc/stat``) less this process, plus this process's event loop (its thread's CPU clock,
+:class:`sidecar.procstat.LoopClock`, the one the loop's CPU share meters with). Work before or after
 the model's (ES answering the search that the model then scores) does not count: only what
 shares the CPU with it. The next pass uses the cores left over recent passes, rounded
 down past :data:`SLACK` of a core, at least one and at most torch's own count. Where
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,11 +40,11 @@ SLACK = 0.2
 
 @dataclass(frozen=True)
 class Sample:
-    """CPU seconds so far: busy on this process's cores, this process, its main thread."""
+    """CPU seconds so far: busy on this process's cores, this process, its event loop."""
 
     machine_s: float
     process_s: float
-    main_s: float
+    loop_s: float
 
 
 def threads_for(cores: int, limit: int, other_cores: float) -> int:
@@ -97,7 +97,7 @@ class CpuThreads:
         other = (
             (sample.machine_s - old.machine_s)
             - (sample.process_s - old.process_s)
-            + (sample.main_s - old.main_s)
+            + (sample.loop_s - old.loop_s)
         )
         seen_other, seen_s = self._seen
         self._seen = ((1 - ALPHA) * seen_other + other, (1 - ALPHA) * seen_s + elapsed)
@@ -107,12 +107,13 @@ class CpuThreads:
             self.current = wanted
 
 
-def proc_reader(cpus: set[int]) -> Callable[[], Sample | None] | None:
-    """A reader of this machine's ``/proc`` for the CPUs ``cpus`` (None where there is
-    none)."""
+def proc_reader(
+    cpus: set[int], loop_cpu: Callable[[], float]
+) -> Callable[[], Sample | None] | None:
+    """A reader of this machine's ``/proc`` for the CPUs ``cpus``, and of the event loop's
+    CPU clock (None where there is no ``/proc``)."""
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     names = {f"cpu{n}" for n in cpus}
-    main = threading.main_thread().native_id
 
     def read() -> Sample | None:
         try:
@@ -125,10 +126,9 @@ def proc_reader(cpus: set[int]) -> Callable[[], Sample | None] | None:
                         values = [int(v) for v in fields[1:9]]
                         busy += sum(values) - values[3] - values[4]
             process = stat_cpu_ticks("/proc/self/stat")
-            main_ticks = stat_cpu_ticks(f"/proc/self/task/{main}/stat")
         except (OSError, ValueError, IndexError):
             return None
-        return Sample(busy / tick, process / tick, main_ticks / tick)
+        return Sample(busy / tick, process / tick, loop_cpu())
 
     return read if read() is not None else None
 
@@ -143,16 +143,16 @@ def cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> bool:
         return False
 
 
-def adaptive(limit: int | None = None) -> CpuThreads | None:
+def adaptive(loop_cpu: Callable[[], float], limit: int | None = None) -> CpuThreads | None:
     """Threads that follow the free cores, from torch's count down; None without /proc
-    or under a CPU quota."""
+    or under a CPU quota. ``loop_cpu``: the event loop's CPU clock."""
     if cpu_quota():
         return None
     try:
         cpus = os.sched_getaffinity(0)
     except (AttributeError, OSError):
         return None
-    read = proc_reader(cpus)
+    read = proc_reader(cpus, loop_cpu)
     if read is None:
         return None
     return CpuThreads(read, len(cpus), limit or torch.get_num_threads())

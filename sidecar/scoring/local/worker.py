@@ -50,6 +50,10 @@ from sidecar.scoring.local.threads import CpuThreads
 
 log = logging.getLogger("sidecar.worker")
 
+#: Once work is there, how long the worker waits for more to fill a batch: requests that
+#: arrive together (an ``_msearch``'s sub-searches) share passes.
+BATCH_WAIT_S = 0.001
+
 
 @dataclass(frozen=True, slots=True)
 class Completed:
@@ -224,6 +228,7 @@ class BatchWorker:
                         calibration_item(calibrate),
                         max_rows=self._config.max_batch_pairs,
                         max_tokens=self._config.max_batch_tokens,
+                        observe=self._observed,
                     )
                 while (slots := self._next_slots()) is not None:
                     self._run_slots(slots)
@@ -240,6 +245,10 @@ class BatchWorker:
                 job.settle(RerankUnavailable("the model worker stopped"))
             self._in_flight.clear()
 
+    def _observed(self, pairs: int, padded_tokens: int, seconds: float) -> None:
+        for observe in self.observers:
+            observe(pairs, padded_tokens, seconds)
+
     def _next_slots(self) -> list[_Slot] | None:
         with self._cond:
             while not self._closing and not self._pending:
@@ -250,7 +259,7 @@ class BatchWorker:
             return self._take()
 
     def _wait_for_more(self) -> None:
-        wait_s = self._config.batch_wait_ms / 1000
+        wait_s = BATCH_WAIT_S
         if wait_s <= 0:
             return
         until = time.monotonic() + wait_s
@@ -328,8 +337,7 @@ class BatchWorker:
         padded = len(live) * max(job.length(index) for job, index in live)
         if self._learning and self._cost is not None:
             self._cost.observe(padded, elapsed)
-        for observe in self.observers:
-            observe(len(live), padded, elapsed)
+        self._observed(len(live), padded, elapsed)
         if out.shape[0] != len(live):
             log.error("forward pass over %d pairs returned %d outputs", len(live), out.shape[0])
             for job in {job for job, _ in live}:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sidecar.admission.breaker import AsyncBreaker
 from sidecar.errors import BreakerOpen
-from sidecar.rerank.breaker import AsyncBreaker
 
 
 class FakeClock:

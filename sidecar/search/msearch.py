@@ -1,0 +1,179 @@
+"""``_msearch``: each sub-search is rolled out and planned on its own by the rerank step;
+ES answers them all at once; the step reranks the ones planned for it.
+
+What ES receives is the client's payload byte for byte except the bodies the plans rewrite
+(a ``rerank`` object removed, a page widened): every header line, blank line and untouched
+body keeps its bytes. A body that cannot be rewritten faithfully (a repeated key, nesting
+past what the sidecar writes) is sent as the client wrote it, so ES answers that search as
+it would directly. ``filter_path`` is applied by the sidecar when any search is reranked;
+an answer that cannot be given back as rewritten is asked for again with the client's own
+payload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from sidecar.admission.controller import Asker
+from sidecar.admission.loop import LoopShare
+from sidecar.config import SidecarConfig
+from sidecar.deadline import Deadline, UsualEsTime
+from sidecar.http.body import NdjsonLines, has_duplicate_keys
+from sidecar.reasons import Reason
+from sidecar.rerank.filter_path import FilterPath, parse_filter_path
+from sidecar.rerank.outcome import overall, skipped
+from sidecar.rerank.plan import SearchPlan
+from sidecar.rerank.render import compact
+from sidecar.rerank.rollout import Rollout
+from sidecar.rerank.step import ES_ERROR, Applied, Caller, Reask, RerankStep
+from sidecar.search.call import Relay, Reply, Result, SearchCall, indices_of, other_format
+from sidecar.upstream import BufferedResponse, EsRequest
+
+
+class Service(Protocol):
+    """What ``_msearch`` uses of the search service (:mod:`sidecar.search.service`)."""
+
+    config: SidecarConfig
+    rollout: Rollout
+    step: RerankStep
+    loop: LoopShare
+    usual: UsualEsTime
+
+    def decoded(self, call: SearchCall) -> bytes | Reason | None: ...
+
+    async def fetch(self, call: SearchCall, req: EsRequest) -> BufferedResponse | Relay: ...
+
+    def written(
+        self,
+        call: SearchCall,
+        es_resp: BufferedResponse,
+        applied: Applied | Reask,
+        caller: Caller,
+        cache_key: str = "",
+    ) -> Result: ...
+
+
+def _header_indices(header: Any, path_index: str) -> str:
+    if isinstance(header, dict):
+        value = header.get("index")
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return ",".join(value)
+    return path_index
+
+
+@dataclass(frozen=True)
+class Planned:
+    """Every sub-search planned: the plans, the bodies rewritten (by search), and the
+    client's ``filter_path`` (applied by the sidecar when any search is reranked)."""
+
+    plans: list[SearchPlan]
+    bodies: dict[int, bytes]
+    filter_path: FilterPath | None
+
+    @property
+    def reranks(self) -> bool:
+        return any(plan.rerank for plan in self.plans)
+
+
+class MsearchService:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def msearch(self, call: SearchCall) -> Result:
+        service = self.service
+        if call.body is None:
+            return Relay(call.as_sent, skipped(Reason.NO_BODY))
+        data = service.decoded(call)
+        if data is None or isinstance(data, Reason):
+            return Relay(call.as_sent, skipped(Reason.ENCODED_BODY))
+        key = call.client
+        with service.loop.metered(key):
+            payload = NdjsonLines.parse(data)
+            if payload is None:
+                return Relay(call.as_sent, skipped(Reason.UNPARSED_BODY))
+            planned = self._plan(call, payload)
+        if not planned.reranks:
+            return self._unranked(call, payload, planned)
+        budget_s = max(plan.settings.budget_s for plan in planned.plans if plan.rerank)
+        deadline = Deadline(budget_s, arrived=call.arrived)
+        caller = Caller(Asker(key, call.trace.request_id), deadline)
+        if await service.loop.hold(key, caller.deadline):
+            # Nothing is left to rerank with: ES's answer to the searches as sent, streamed.
+            return self._unranked(call, payload, self._plan(call, payload, Reason.CPU_SHARE))
+        return await self._reranked(call, payload, planned, caller)
+
+    async def _reranked(
+        self, call: SearchCall, payload: NdjsonLines, planned: Planned, caller: Caller
+    ) -> Result:
+        service = self.service
+        shape = planned.filter_path
+        drop = ("filter_path",) if shape is not None else ()
+        forwarded = (
+            EsRequest.rewritten(call, payload.replaced(planned.bodies), drop)
+            if planned.bodies
+            else call.as_sent
+        )
+        answer = await service.fetch(call, forwarded)
+        if isinstance(answer, Relay):
+            return answer
+        try:
+            if answer.status != 200:
+                return Reply(answer.response(), ES_ERROR)
+            index = next((p.index for p in planned.plans if p.rerank), "")
+            caller.deadline.es_answered(service.usual, f"_msearch {index}")
+            limit = service.config.tuning.es.max_response_bytes
+            with service.loop.metered(caller.client):
+                answer_bytes = answer.decoded(limit)
+            applied = await service.step.apply_many(
+                planned.plans, answer_bytes, caller, filter_path=shape if drop else None
+            )
+            return service.written(call, answer, applied, caller)
+        finally:
+            answer.release()
+
+    def _unranked(self, call: SearchCall, payload: NdjsonLines, planned: Planned) -> Result:
+        """Nothing to rerank: ES's answer is streamed back, never held in memory."""
+        forwarded = (
+            EsRequest.rewritten(call, payload.replaced(planned.bodies))
+            if planned.bodies
+            else call.as_sent
+        )
+        outcomes = [skipped(plan.skip_reason or Reason.NO_SEARCHES) for plan in planned.plans]
+        return Relay(forwarded, overall(outcomes))
+
+    def _plan(
+        self,
+        call: SearchCall,
+        payload: NdjsonLines,
+        force_skip: Reason | None = None,
+    ) -> Planned:
+        """Every sub-search planned (``force_skip``: none reranked, for that reason)."""
+        service = self.service
+        force = force_skip or (Reason.FORMAT if other_format(call) else None)
+        raw_filter = call.params.get("filter_path")
+        shape = parse_filter_path(raw_filter) if raw_filter else None
+        if shape is not None and not shape.wants_below(("responses", "hits", "hits")):
+            force = force or Reason.FILTER_PATH  # the client does not want hits
+        plans: list[SearchPlan] = []
+        bodies: dict[int, bytes] = {}
+        allowed, reranking = service.config.rerank.msearch_max_reranked, 0
+        for i, (header, body) in enumerate(payload.pairs):
+            index = _header_indices(header, call.index)
+            mode = service.rollout.decide(call.who, indices_of(index)).mode
+            # Past the cap a sub-search is not widened either: ES answers it as sent.
+            capped = Reason.MSEARCH_LIMIT if reranking >= allowed else None
+            plan = service.step.plan(body, {}, index, mode, force_skip=force or capped)
+            reranking += plan.rerank
+            if plan.rewrites_body and plan.body is not None:
+                new = compact(plan.body)
+                if new is None or has_duplicate_keys(payload.body_line(i)):
+                    # The client's own line: ES answers it as it would directly.
+                    reason = Reason.UNSERIALIZABLE_BODY if new is None else Reason.DUPLICATE_KEYS
+                    plan = replace(plan, skip_reason=reason, rewrites_body=False, body=None)
+                else:
+                    bodies[i] = new
+            plans.append(plan)
+        return Planned(plans, bodies, shape)
