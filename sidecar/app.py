@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -35,6 +36,7 @@ from sidecar.http.observe import observe_middleware, on_prepare
 from sidecar.http.protocol import handler_args
 from sidecar.keys import (
     ADMISSION,
+    BREAKER_CLOCK,
     CONFIG,
     ENGINE,
     ES,
@@ -87,6 +89,7 @@ async def _load_model(app: web.Application, slot: ScorerSlot) -> None:
             await scorer.start()
             slot.put(scorer)
             await asyncio.to_thread(engine.start_language_gate)
+            engine.warmed.set()
             if slot.load_failures:
                 log.info("model loaded after %d failed attempts", slot.load_failures)
             _report_capacity(app)
@@ -134,10 +137,12 @@ def _report_capacity(app: web.Application) -> None:
         log.warning("%s", warning)
 
 
-def _admission(config: SidecarConfig, slot: ScorerSlot) -> AdmissionController:
+def _admission(
+    config: SidecarConfig, slot: ScorerSlot, breaker_clock: Callable[[], float]
+) -> AdmissionController:
     breaker = config.rerank.breaker
     return AdmissionController(
-        breaker=AsyncBreaker(breaker.fail_max, breaker.reset_timeout_s),
+        breaker=AsyncBreaker(breaker.fail_max, breaker.reset_timeout_s, clock=breaker_clock),
         meter=ModelMeter(),
         ledger=ClientLedger(),
         remote=lambda: slot.info.backend == "remote",
@@ -151,7 +156,7 @@ async def _rerank_ctx(app: web.Application) -> AsyncIterator[None]:
     # anything else about the model is the background loader's to retry.
     await asyncio.to_thread(validate_model, config.model)
     app[SCORER] = slot = ScorerSlot(config.model)
-    app[ADMISSION] = admission = _admission(config, slot)
+    app[ADMISSION] = admission = _admission(config, slot, app[BREAKER_CLOCK])
     slot.add_batch_observer(admission.meter.observe)
     slot.add_batch_observer(metrics.observe_batch)
     app[ENGINE] = engine = RerankEngine(config, slot, admission)
@@ -202,7 +207,14 @@ def _live_figures(app: web.Application) -> LiveFigures:
     )
 
 
-def create_app(config: SidecarConfig, lifecycle: Lifecycle | None = None) -> web.Application:
+def create_app(
+    config: SidecarConfig,
+    lifecycle: Lifecycle | None = None,
+    *,
+    breaker_clock: Callable[[], float] = time.monotonic,
+) -> web.Application:
+    """The application; ``breaker_clock`` is the circuit breaker's clock (a test turns
+    its own instead of waiting out the reset timeout)."""
     app = web.Application(
         middlewares=[observe_middleware, error_middleware],
         client_max_size=config.tuning.http.max_body_bytes,
@@ -211,6 +223,7 @@ def create_app(config: SidecarConfig, lifecycle: Lifecycle | None = None) -> web
         handler_args={"auto_decompress": False, **handler_args(config.tuning.http)},
     )
     app[CONFIG] = config
+    app[BREAKER_CLOCK] = breaker_clock
     app[LIFECYCLE] = lifecycle or Lifecycle()
     app[ROLLOUT] = Rollout(config.rollout)
     app[METRICS] = Metrics()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from sidecar.admission.controller import AdmissionController
@@ -16,6 +18,7 @@ from sidecar.search.service import SearchService
 from sidecar.upstream import EsClient
 
 CONFIG = web.AppKey("config", SidecarConfig)
+BREAKER_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("breaker_clock")
 ES = web.AppKey("es", EsClient)
 SCORER = web.AppKey("scorer", ScorerSlot)
 ADMISSION = web.AppKey("admission", AdmissionController)

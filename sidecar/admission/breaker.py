@@ -71,8 +71,15 @@ class AsyncBreaker:
 
     @property
     def state(self) -> StateName:
+        """The state as a caller would find it now: an open breaker whose reset timeout
+        has passed lets the next call through as a trial, so it says ``half-open``."""
         state = self._cb.current_state
+        if state == pybreaker.STATE_OPEN and self._timed_out():
+            return "half-open"
         return "half-open" if state == pybreaker.STATE_HALF_OPEN else state  # type: ignore[return-value]
+
+    def _timed_out(self) -> bool:
+        return self._opened.clock() - self._opened.opened_at >= self._cb.reset_timeout
 
     @property
     def fail_counter(self) -> int:
@@ -86,7 +93,7 @@ class AsyncBreaker:
         """Raise BreakerOpen unless a model call may go ahead now."""
         state = self._cb.current_state
         if state == pybreaker.STATE_OPEN:
-            if self._opened.clock() - self._opened.opened_at < self._cb.reset_timeout:
+            if not self._timed_out():
                 raise BreakerOpen("circuit breaker open")
             self._cb.half_open()
             state = pybreaker.STATE_HALF_OPEN

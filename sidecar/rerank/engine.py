@@ -9,6 +9,7 @@ not counted against the model.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -87,6 +88,8 @@ class RerankEngine:
         )
         self.languages = LanguageGate(())
         self._languages_ready = False
+        #: Set once the model has been loaded and warmed (and the language gate built).
+        self.warmed = asyncio.Event()
 
     def start_language_gate(self) -> None:
         """Called (in a thread) once the model is loaded and has declared its languages."""

@@ -24,12 +24,14 @@ class RunningSidecar:
 
 
 async def until_ready(app: web.Application) -> None:
-    """Wait until the started app's model is loaded and warm (it loads in the background)."""
-    for _ in range(1200):
-        if app[ENGINE].ready:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the model did not become ready")
+    """Wait until the started app's model is loaded and warm (it loads in the background):
+    the engine says so (a signal, not a poll); a minute at most."""
+    try:
+        async with asyncio.timeout(60):
+            await app[ENGINE].warmed.wait()
+    except TimeoutError:
+        raise AssertionError("the model did not become ready") from None
+    assert app[ENGINE].ready
 
 
 @asynccontextmanager
