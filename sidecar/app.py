@@ -46,11 +46,13 @@ from sidecar.keys import (
     SCORER,
     SEARCH,
     SHADOW,
+    UBI,
 )
 from sidecar.lifecycle import Lifecycle
 from sidecar.metrics import LiveFigures, Metrics
 from sidecar.procstat import LoopClock
 from sidecar.rerank.engine import RerankEngine
+from sidecar.rerank.identity import IdentityRule
 from sidecar.rerank.rollout import Rollout
 from sidecar.rerank.shadow import ShadowRunner
 from sidecar.rerank.step import RerankStep
@@ -61,6 +63,7 @@ from sidecar.scoring.factory import create_scorer
 from sidecar.scoring.slot import ScorerSlot
 from sidecar.search.responses import ResponseStore
 from sidecar.search.service import SearchService
+from sidecar.ubi.service import UbiService
 from sidecar.upstream import EsClient
 
 log = logging.getLogger("sidecar")
@@ -167,16 +170,37 @@ async def _rerank_ctx(app: web.Application) -> AsyncIterator[None]:
     responses = ResponseStore(
         engine.responses, config.rerank.response_cache, app[ES], config.rerank.annotate_field
     )
-    app[SEARCH] = SearchService(config, app[ES], app[ROLLOUT], step, responses, loop)
+    ubi = _ubi(app)
+    search = ubi.search if ubi is not None else None
+    app[SEARCH] = SearchService(config, app[ES], app[ROLLOUT], step, responses, loop, search)
     shadow.observers.append(metrics.observe_displacement)
     metrics.attach(_live_figures(app))
     loading = asyncio.create_task(_load_model(app, slot))
     yield
     loading.cancel()
     await asyncio.gather(loading, return_exceptions=True)
+    if ubi is not None:
+        await ubi.close()
     await admission.close()
     await shadow.close()
     await slot.close()
+
+
+def _ubi(app: web.Application) -> UbiService | None:
+    """The UBI service (started), with ``ubi.enabled``."""
+    config = app[CONFIG]
+    if not config.ubi.enabled:
+        return None
+    identity = IdentityRule(config.rerank.extra_identity_headers)
+    app[UBI] = ubi = UbiService(
+        config.ubi,
+        app[ES].own,
+        app[ROLLOUT],
+        identity,
+        max_bytes=config.tuning.limits.ubi_queue_bytes,
+    )
+    ubi.start()
+    return ubi
 
 
 def _live_figures(app: web.Application) -> LiveFigures:
@@ -204,6 +228,7 @@ def _live_figures(app: web.Application) -> LiveFigures:
         ),
         shadow_tasks=lambda: len(shadow.tasks),
         model_ready=lambda: engine.ready,
+        ubi=lambda: app[UBI].state() if UBI in app else None,
     )
 
 

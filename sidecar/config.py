@@ -312,7 +312,7 @@ def _yaml_mode(value: Any) -> Any:
     return value
 
 
-ModeName = Annotated[Literal["on", "off", "shadow"], BeforeValidator(_yaml_mode)]
+ModeName = Annotated[Literal["on", "off", "shadow", "interleave"], BeforeValidator(_yaml_mode)]
 
 
 class FusionConfig(_Section):
@@ -474,13 +474,15 @@ class RolloutRule(_Section):
     percent: Annotated[float, Field(ge=0, le=100)] = 100.0
     """Share of clients (a stable hash of the client address) the rule applies to."""
     mode: ModeName = "on"
-    """``on``, ``off`` or ``shadow``."""
+    """``on``, ``off``, ``shadow`` or ``interleave``."""
 
 
 class RolloutConfig(_Section):
     default: ModeName = "on"
-    """Mode when no rule matches: ``on``, ``off`` or ``shadow`` (ES order returned, the
-    rerank run in the background and its rank changes counted)."""
+    """Mode when no rule matches: ``on``, ``off``, ``shadow`` (ES order returned, the
+    rerank run in the background and its rank changes counted) or ``interleave`` (the
+    reranked window and ES's order interleaved by team draft, each hit's team logged:
+    ``ubi``)."""
     rules: tuple[RolloutRule, ...] = ()
     """First matching rule wins: ``name``, ``clients`` (CIDR), ``indices`` (patterns),
     ``percent`` (stable per client), ``mode``."""
@@ -535,6 +537,67 @@ class SurfaceConfig(_Section):
         if value is not None and (not value.strip() or not value.isprintable()):
             raise ValueError("must be printable and not blank")
         return value
+
+
+class UbiEventsConfig(SurfaceConfig):
+    """``POST /_sidecar/ubi/events``: UBI events from browsers and frontends. Open to every
+    peer by default (pages call it from users' browsers); a token, when set, is required."""
+
+    allow_from: Networks = ("0.0.0.0/0", "::/0")
+    """Peers that may send events (CIDRs); anyone else gets 404."""
+    cors_origins: Annotated[tuple[str, ...], AfterValidator(_check_origins)] = ()
+    """Origins (``https://catalogue.example.org``, or ``*``) whose pages may send events
+    from a browser. Empty: same-origin pages only."""
+    max_body_bytes: PositiveInt = 1024 * 1024
+    """Largest request (413 past it)."""
+    max_events: PositiveInt = 1000
+    """Events in one request at most (400 past it)."""
+    per_client_per_s: PositiveFloat = 20.0
+    """Requests per second one client (address) may send, with bursts of 5 seconds' worth;
+    past it, 429."""
+
+
+class UbiGuardConfig(_Section):
+    """Turn reranking off when the users' clicks show ES's own order is better."""
+
+    enabled: bool = False
+    """Check the interleaving every ``interval_s``; when ES's order wins significantly,
+    the rules that serve ``on`` or ``interleave`` serve ``off`` until the rules are
+    reloaded. Logged, counted and shown in the admin API's rollout status."""
+    min_decisive_queries: PositiveInt = 200
+    """Interleaved queries with a winner that a verdict needs at least."""
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    """The significance the sign test must reach."""
+    interval_s: PositiveFloat = 300.0
+    """How often the interleaving is checked."""
+
+
+class UbiConfig(_Section):
+    """User Behavior Insights: every search logged in the UBI schema in ES, click events
+    taken at ``/_sidecar/ubi/events``, and a report of whether reranking helps
+    (docs/evaluation.md)."""
+
+    enabled: bool = False
+    """Log every search and ``_msearch`` sub-search the sidecar answers to
+    ``queries_index``, and add ``ext.ubi.query_id`` to every answer."""
+    queries_index: str = "ubi_queries"
+    """Where queries are logged (created on first use)."""
+    events_index: str = "ubi_events"
+    """Where events are stored (created on first use)."""
+    application: str | None = None
+    """The ``application`` logged for searches that do not name theirs."""
+    query_text: Literal["keep", "hash", "drop"] = "keep"
+    """The user's query in the log: as typed, a keyed hash of it (equal queries still
+    group), or nothing."""
+    retention_days: PositiveInt | None = 90
+    """Entries older than this are deleted from both indices (checked hourly); null keeps
+    everything."""
+    client_id_key_file: SecretFile = None
+    """A file holding the key client ids are hashed with (HMAC-SHA-256 of the client's
+    address and identity), the same on every replica so one client keeps one id. Unset:
+    a key made at start, so ids change on restart."""
+    events: UbiEventsConfig = UbiEventsConfig()
+    guard: UbiGuardConfig = UbiGuardConfig()
 
 
 class ApiConfig(SurfaceConfig):
@@ -699,6 +762,9 @@ class LimitsTuning(_Section):
     """The largest response that is cached at all."""
     log_query_chars: PositiveInt = 64
     """``logging.query: truncate``: characters of query text in a log line."""
+    ubi_queue_bytes: PositiveInt = 16 * 1024 * 1024
+    """UBI entries waiting to be written to ES at most; past it new ones are dropped and
+    counted (``/_sidecar/ready``, metrics)."""
 
 
 class TuningConfig(_Section):
@@ -719,6 +785,7 @@ class SidecarConfig(_Section):
     model: ModelConfig = ModelConfig()
     rerank: RerankConfig = RerankConfig()
     rollout: RolloutConfig = RolloutConfig()
+    ubi: UbiConfig = UbiConfig()
     api: ApiConfig = ApiConfig()
     ui: UiConfig = UiConfig()
     metrics: MetricsConfig = MetricsConfig()

@@ -15,6 +15,7 @@ from sidecar.rerank.rollout import Rollout
 from sidecar.rerank.shadow import ShadowRunner
 from sidecar.scoring.slot import ScorerSlot
 from sidecar.search.service import SearchService
+from sidecar.ubi.service import UbiService
 from sidecar.upstream import EsClient
 
 CONFIG = web.AppKey("config", SidecarConfig)
@@ -28,3 +29,5 @@ SHADOW = web.AppKey("shadow", ShadowRunner)
 SEARCH = web.AppKey("search", SearchService)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 METRICS = web.AppKey("metrics", Metrics)
+#: The UBI service; only with ``ubi.enabled``.
+UBI = web.AppKey("ubi", UbiService)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -36,6 +37,8 @@ class LiveFigures:
     capacity: Callable[[], Capacity | None]
     shadow_tasks: Callable[[], int]
     model_ready: Callable[[], bool]
+    #: The UBI log's state (None: off): written, dropped by reason, queued bytes.
+    ubi: Callable[[], dict[str, Any] | None] = lambda: None
 
 
 class _LiveCollector(Collector):
@@ -83,25 +86,48 @@ class _LiveCollector(Collector):
                 "The model's cost the budget is planned with (learned as it serves)",
                 per_pair,
             )
-        capacity = self.live.capacity()
-        if capacity is not None:
-            yield _gauge(
-                "rerank_sidecar_model_pairs_per_second",
-                "The model's throughput (steady estimate, learned from its passes)",
-                capacity.pairs_per_s,
-            )
-            yield _gauge(
-                "rerank_sidecar_capacity_window",
-                "Hits of the default window that fit the default budget (rerank.min_window "
-                "or more: searches can be reranked)",
-                capacity.k,
-            )
-            yield _gauge(
-                "rerank_sidecar_capacity_searches_per_second",
-                "Searches per second the model reranks at that window",
-                capacity.searches_per_s,
-            )
+        yield from _capacity(self.live.capacity())
         yield _gauge("rerank_sidecar_shadow_tasks", "Shadow reranks", self.live.shadow_tasks())
+        yield from _ubi(self.live.ubi())
+
+
+def _capacity(capacity: Capacity | None) -> Iterator[Metric]:
+    if capacity is None:
+        return
+    yield _gauge(
+        "rerank_sidecar_model_pairs_per_second",
+        "The model's throughput (steady estimate, learned from its passes)",
+        capacity.pairs_per_s,
+    )
+    yield _gauge(
+        "rerank_sidecar_capacity_window",
+        "Hits of the default window that fit the default budget (rerank.min_window or more: "
+        "searches can be reranked)",
+        capacity.k,
+    )
+    yield _gauge(
+        "rerank_sidecar_capacity_searches_per_second",
+        "Searches per second the model reranks at that window",
+        capacity.searches_per_s,
+    )
+
+
+def _ubi(state: dict[str, Any] | None) -> Iterator[Metric]:
+    if state is None:
+        return
+    yield _gauge("rerank_sidecar_ubi_written", "UBI entries written to ES", state["written"])
+    yield _labelled(
+        "rerank_sidecar_ubi_dropped",
+        "UBI entries dropped, by reason (queue_full, es_unavailable, rejected)",
+        "reason",
+        {r: state["dropped"].get(r, 0) for r in ("queue_full", "es_unavailable", "rejected")},
+    )
+    yield _gauge("rerank_sidecar_ubi_queued_bytes", "UBI entries waiting", state["queued_bytes"])
+    yield _gauge(
+        "rerank_sidecar_ubi_guard_trips",
+        "Times the UBI guard turned reranking off (ES's order won significantly)",
+        state["guard_trips"],
+    )
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

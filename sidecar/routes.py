@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sidecar.handlers import admin, ops, passthrough, rerank_api, search, ui
+from sidecar.handlers import admin, ops, passthrough, rerank_api, search, ubi, ui
 from sidecar.http.access import Guard
 from sidecar.keys import CONFIG
 
@@ -42,6 +42,7 @@ def setup_routes(app: web.Application) -> None:
     app.add_subapp("/_sidecar/admin", admin.admin_app(config.admin))
     ui.add_routes(app, config.ui)
     rerank_api.add_routes(app, config.api)
+    ubi.add_routes(app, config)
     # The rest of /_sidecar (and /_sidecar%2F..., /_sidecarX: no index name starts with an
     # underscore) is the sidecar's too: never passed on to ES.
     r.add_route("*", "/_sidecar{tail:" + ANY + "}", ops.not_found)

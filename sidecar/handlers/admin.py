@@ -55,6 +55,8 @@ def _rules(request: web.Request) -> dict[str, Any]:
         "default": rules.default,
         "rules": [c.rule.model_dump(mode="json") for c in rules.rules],
         "last_error": rollout.last_error,
+        # Why the UBI guard turned reranking off, until the next reload (null: it has not).
+        "guard_tripped": rollout.tripped,
     }
 
 

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sidecar.config import public_name, public_url
 from sidecar.errors import NotFound
 from sidecar.jsonutil import json_response
-from sidecar.keys import ADMISSION, CONFIG, ENGINE, ES, METRICS
+from sidecar.keys import ADMISSION, CONFIG, ENGINE, ES, METRICS, UBI
 from sidecar.scoring.slot import ScorerSlot
 
 
@@ -64,6 +64,10 @@ async def ready(request: web.Request) -> web.Response:
         },
         "breaker": admission.breaker.state,
     }
+    ubi = request.app.get(UBI)
+    if ubi is not None:
+        # The query log: queued, written, and what was dropped and why (ES down, queue full).
+        body["ubi"] = ubi.state()
     return json_response(body, status=200 if serving else 503)
 
 

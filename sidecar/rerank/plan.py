@@ -63,6 +63,16 @@ class RerankOptions:
 
 
 @dataclass(frozen=True)
+class Tracked:
+    """A search the query log follows (``ubi``): its ``query_id`` (an interleaved search's
+    pages continue one list by it), and the ``_source`` field its hits are known by
+    (``_id`` when None)."""
+
+    query_id: str
+    object_id_field: str | None = None
+
+
+@dataclass(frozen=True)
 class SearchPlan:
     #: None when the request is reranked; else why not (goes into X-Rerank).
     skip_reason: Reason | None
@@ -93,6 +103,8 @@ class SearchPlan:
     filter_path: FilterPath | None = None
     #: Whether the client's body is rewritten (a ``rerank`` object removed or widening).
     rewrites_body: bool = False
+    #: The query log follows this search (None: no log).
+    tracked: Tracked | None = None
 
     @property
     def rerank(self) -> bool:
@@ -102,6 +114,15 @@ class SearchPlan:
     def es_size(self) -> int:
         """How many hits ES is asked for (from 0)."""
         return max(self.window, self.from_ + self.size)
+
+
+def page_start(plan: SearchPlan) -> int:
+    """Where the client's page starts: the plan's ``from`` when it is reranked, else the
+    ``from`` of the body it sent (0 when it has none ES would take)."""
+    if plan.rerank:
+        return plan.from_
+    start = plan.body.get("from", 0) if isinstance(plan.body, dict) else 0
+    return start if isinstance(start, int) and not isinstance(start, bool) and start > 0 else 0
 
 
 def _int_param(params: Mapping[str, str], name: str) -> int | None:
@@ -198,22 +219,25 @@ def plan_search(
     window_limit: int | None = None,
     force_skip: Reason | None = None,
     limits: LimitsTuning | None = None,
+    tracked: Tracked | None = None,
 ) -> SearchPlan:
     """Plan one search that rollout put in ``mode``. Raises IllegalArgument only for a
     malformed ``rerank`` object (even when rolled out to ``off``: ES would refuse it).
     ``window_limit``: the index's learned ``max_result_window``; ``force_skip``: a reason
-    found outside the body (``format``, or an ``_msearch``'s ``filter_path``)."""
+    found outside the body (``format``, or an ``_msearch``'s ``filter_path``);
+    ``tracked``: the query log follows it (its ``ext.ubi`` is already taken out of ``body``,
+    which therefore counts as rewritten)."""
     limits = limits or LimitsTuning()
     settings = rules.resolve(index)
     stripped, options = strip_options(body, limits)
     if not isinstance(stripped if stripped is not None else {}, dict):
-        return SearchPlan(Reason.UNPARSED_BODY, None, settings, index=index)
-    search = _Search(stripped or {}, params, body is not None, options is not None)
+        return SearchPlan(Reason.UNPARSED_BODY, None, settings, index=index, tracked=tracked)
+    had = options is not None or tracked is not None
+    search = _Search(stripped or {}, params, body is not None, had, tracked)
     options = options or RerankOptions()
 
     def skip(reason: Reason) -> SearchPlan:
-        sent = search.body if search.has_body else None
-        return SearchPlan(reason, sent, settings, index=index, rewrites_body=search.had_options)
+        return search.skipped(reason, settings, index)
 
     if options.enabled is False:
         return skip(Reason.DISABLED_BY_REQUEST)
@@ -235,6 +259,7 @@ def plan_search(
     body_sent = forward.body if search.has_body else None
     return replace(
         forward.plan(body_sent, settings, mode, index, rewrites_body=search.has_body),
+        tracked=tracked,
         query_text=query,
         instruction=options.instruction or settings.instruction,
         window=window,
@@ -252,6 +277,19 @@ class _Search:
     params: Mapping[str, str]
     has_body: bool
     had_options: bool
+    tracked: Tracked | None = None
+
+    def skipped(self, reason: Reason, settings: IndexSettings, index: str) -> SearchPlan:
+        """A plan that passes this search through, for ``reason``."""
+        sent = self.body if self.has_body else None
+        return SearchPlan(
+            reason,
+            sent,
+            settings,
+            index=index,
+            rewrites_body=self.had_options,
+            tracked=self.tracked,
+        )
 
 
 @dataclass
@@ -382,6 +420,8 @@ def _forward(
         # ES returns no _source when stored_fields are asked for and _source is not.
         client_filter = SourceFilter(enabled=False)
     needed = rules.source_fields(options.fields)
+    if search.tracked is not None and search.tracked.object_id_field:
+        needed += (search.tracked.object_id_field,)
     if client_filter is not None and hides_any(client_filter, needed):
         # Ask ES for the client's view plus the text fields; the hits get the client's
         # view back after reranking.

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sidecar.rerank.doc_text import lookup
 from sidecar.rerank.index_config import ScoreOptions
+from sidecar.rerank.interleave import ES, team_draft
 from sidecar.rerank.plan import SearchPlan
 from sidecar.rerank.source_filter import apply_source_filter
 
@@ -56,46 +58,124 @@ def fused_scores(
     return out
 
 
+@dataclass(frozen=True)
+class Served:
+    """A page as served, for the query log: each hit's object id (``_id``, or the tracked
+    ``_source`` field), and in an interleaved page the team that placed each hit."""
+
+    ids: list[str] = field(default_factory=list)
+    teams: list[str] | None = None
+    start: int = 0
+
+
+def object_id(hit: dict[str, Any], id_field: str | None) -> str:
+    """A hit's object id: ``id_field`` of its ``_source`` when it holds a scalar, else
+    ``_id``."""
+    if id_field:
+        value = lookup(hit.get("_source"), id_field)
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+    return str(hit.get("_id", ""))
+
+
+def served(plan: SearchPlan, hits: Sequence[dict[str, Any]], start: int) -> Served:
+    """The page ES's answer holds, as served unchanged."""
+    field_ = plan.tracked.object_id_field if plan.tracked else None
+    return Served([object_id(h, field_) for h in hits], None, start)
+
+
 def rewrite(
     body: dict[str, Any],
     plan: SearchPlan,
     scores: Sequence[float] | None,
     opts: ScoreOptions,
     status: dict[str, Any],
-) -> None:
-    """Reorder (when ``scores`` is given), cut the page, restore the client's _source filter."""
+) -> Served:
+    """Reorder (when ``scores`` is given: by score, or interleaved with ES's order), cut the
+    page, restore the client's _source filter; what was served."""
     hits = hits_of(body)
     if hits is None:
-        return
+        return Served(start=plan.from_)
     # The budget may have allowed only a prefix of the window: the rest keeps ES order.
     n = min(plan.window, len(hits)) if scores is None else min(len(scores), len(hits))
-    window, rest = hits[:n], hits[n:]
+    teams: list[str] | None = None
     annotate = opts.annotate_field
-    if scores is not None:
-        final = fused_scores(window, scores, opts) if opts.mode == "fusion" else list(scores)
-        order = sorted(range(n), key=lambda i: -final[i])  # stable: ties keep ES order
-        ranked: list[dict[str, Any]] = []
-        for new_rank, i in enumerate(order, 1):
-            if opts.min_score is not None and scores[i] < opts.min_score:
-                continue
-            hit = window[i]
-            if annotate:
-                hit[annotate] = {
-                    "original_rank": i + 1,
-                    "original_score": hit.get("_score"),
-                    "rerank_score": scores[i],
-                    "rank": new_rank,
-                }
-            hit["_score"] = final[i]
-            ranked.append(hit)
-        window = ranked
-        body["hits"]["max_score"] = max((final[i] for i in order), default=None)
+    if scores is not None and plan.mode == "interleave":
+        n = min(plan.window, len(hits))
+        window, teams = _interleaved(hits[:n], scores, plan, annotate)
+        body["hits"]["max_score"] = window[0].get("_score") if window else None
+    elif scores is not None:
+        window, body["hits"]["max_score"] = _reranked(hits[:n], scores, opts)
+    else:
+        window = hits[:n]
+    rest = hits[n:]
     if annotate:
         for pos, hit in enumerate(rest, n + 1):
             hit[annotate] = {"original_rank": pos, "reranked": False}
-    page = (window + rest)[plan.from_ : plan.from_ + plan.size]
+    end = plan.from_ + plan.size
+    page = (window + rest)[plan.from_ : end]
+    if teams is not None:
+        teams = (teams + [ES] * len(rest))[plan.from_ : end]
+    page_served = replace(served(plan, page, plan.from_), teams=teams)
     for hit in page:
         apply_source_filter(hit, plan.source_filter)
     body["hits"]["hits"] = page
     if annotate:
         body[annotate] = status
+    return page_served
+
+
+def _reranked(
+    window: list[dict[str, Any]], scores: Sequence[float], opts: ScoreOptions
+) -> tuple[list[dict[str, Any]], float | None]:
+    """The window in score order (ties keep ES order), annotated, ``min_score`` applied;
+    and its highest score."""
+    n = len(window)
+    final = fused_scores(window, scores, opts) if opts.mode == "fusion" else list(scores[:n])
+    order = sorted(range(n), key=lambda i: -final[i])  # stable: ties keep ES order
+    ranked: list[dict[str, Any]] = []
+    for new_rank, i in enumerate(order, 1):
+        if opts.min_score is not None and scores[i] < opts.min_score:
+            continue
+        hit = window[i]
+        if opts.annotate_field:
+            hit[opts.annotate_field] = {
+                "original_rank": i + 1,
+                "original_score": hit.get("_score"),
+                "rerank_score": scores[i],
+                "rank": new_rank,
+            }
+        hit["_score"] = final[i]
+        ranked.append(hit)
+    return ranked, max(final, default=None)
+
+
+def _interleaved(
+    window: list[dict[str, Any]],
+    scores: Sequence[float],
+    plan: SearchPlan,
+    annotate: str | None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The window interleaved by team draft (:mod:`sidecar.rerank.interleave`): the
+    reranker's order (its scored prefix by score, then the rest in ES order) against ES's.
+    The i-th hit served gets ES's i-th score, so ``_score`` falls down the page in ES's
+    scale."""
+    k = len(scores)
+    by_score = sorted(range(k), key=lambda i: -scores[i]) + list(range(k, len(window)))
+    seed = plan.tracked.query_id if plan.tracked else ""
+    picks = team_draft(by_score, list(range(len(window))), seed)
+    es_scores = [hit.get("_score") for hit in window]
+    out: list[dict[str, Any]] = []
+    for rank, pick in enumerate(picks):
+        hit = window[pick.index]
+        if annotate:
+            hit[annotate] = {
+                "original_rank": pick.index + 1,
+                "original_score": hit.get("_score"),
+                "rerank_score": scores[pick.index] if pick.index < k else None,
+                "rank": rank + 1,
+                "team": pick.team,
+            }
+        hit["_score"] = es_scores[rank]
+        out.append(hit)
+    return out, [p.team for p in picks]

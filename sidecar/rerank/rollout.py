@@ -1,7 +1,7 @@
 """Gradual rollout: who gets reranking, by client network, index and percentage.
 
-The first rule that matches decides the mode (``on``, ``off`` or ``shadow``); otherwise the
-default applies. The client address is the TCP peer or, when the peer is a configured
+The first rule that matches decides the mode (``on``, ``off``, ``shadow`` or ``interleave``);
+otherwise the default applies. The client address is the TCP peer or, when the peer is a configured
 trusted proxy, the right-most address not of a trusted proxy in the one forwarding header
 those proxies write (``rollout.proxy_header``: ``X-Forwarded-For``, or RFC 7239
 ``Forwarded``). All lines of that header are one list (RFC 9110 5.3), so a line a client
@@ -12,6 +12,10 @@ honoured only from configured trusted clients.
 Rules can be reloaded at run time (SIGHUP, admin API). A reload swaps one immutable
 :class:`RuleSet` for another, so in-flight requests finish with the rules they started with,
 and a bad file leaves the rules in force untouched.
+
+The UBI guard (:mod:`sidecar.ubi.guard`) can trip the rollout: when users' clicks show ES's
+own order significantly better, every rule (and the default) that serves ``on`` or
+``interleave`` serves ``off`` until the rules are reloaded.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,7 +39,9 @@ from sidecar.netmatch import parse_networks as _networks
 
 log = logging.getLogger("sidecar.rollout")
 
-_MODES: tuple[ModeName, ...] = ("on", "off", "shadow")
+_MODES: tuple[ModeName, ...] = ("on", "off", "shadow", "interleave")
+#: The modes that rerank what users see (a tripped guard turns them off).
+RERANKING: tuple[ModeName, ...] = ("on", "interleave")
 
 
 def bucket(addr: Address | None) -> float:
@@ -141,7 +148,7 @@ def load_rules_file(path: Path) -> RuleSet:
         raise ConfigError(f"rules file {path}: {unknown[0]}: unknown key")
     default = {True: "on", False: "off"}.get(data.get("default", "on"), data.get("default"))
     if default not in _MODES:
-        raise ConfigError(f"rules file {path}: default: must be one of on, off, shadow")
+        raise ConfigError(f"rules file {path}: default: must be one of {', '.join(_MODES)}")
     rules = data.get("rules") or []
     if not isinstance(rules, list):
         raise ConfigError(f"rules file {path}: rules: must be a list")
@@ -163,11 +170,27 @@ class Rollout:
         self._trusted_clients = _networks(config.trusted_clients)
         self.rules = RuleSet.build(config.default, config.rules, "config")
         self.last_error: str | None = None
+        #: Why the guard turned reranking off (None: it has not); until the next reload.
+        self.tripped: str | None = None
+        #: When the rules in force were loaded (UTC): the guard judges them from then on.
+        self.loaded_at = datetime.now(UTC)
         if config.rules_file is not None:
             self.rules = load_rules_file(config.rules_file)
 
+    def trip(self, reason: str) -> None:
+        """The guard found ES's own order better: ``on`` and ``interleave`` serve ``off``
+        until the next reload."""
+        if self.tripped is None:
+            log.warning("rollout: reranking turned off by the UBI guard: %s", reason)
+        self.tripped = reason
+
     def reload(self) -> RuleSet:
-        """Re-read the rules file. On error the current rules stay and the error is kept."""
+        """Re-read the rules file (and clear a tripped guard). On error the current rules
+        stay and the error is kept."""
+        if self.tripped is not None:
+            log.info("rollout: the UBI guard's trip is cleared by a reload")
+        self.tripped = None
+        self.loaded_at = datetime.now(UTC)
         if self.config.rules_file is None:
             self.last_error = None
             return self.rules
@@ -219,4 +242,6 @@ class Rollout:
         if client.override is not None:
             return Decision(client.override, "override")
         mode, rule = self.rules.decide(client.addr, indices)
+        if self.tripped is not None and mode in RERANKING:
+            return Decision("off", f"{rule} (guard)")
         return Decision(mode, rule)

@@ -30,9 +30,9 @@ from sidecar.rerank.filter_path import FilterPath
 from sidecar.rerank.index_config import IndexRules
 from sidecar.rerank.msearch_answer import MsearchAnswer
 from sidecar.rerank.outcome import SHADOWED, Outcome, overall, skipped
-from sidecar.rerank.plan import SearchPlan, plan_search
+from sidecar.rerank.plan import SearchPlan, Tracked, page_start, plan_search
 from sidecar.rerank.render import compact, render
-from sidecar.rerank.respond import hits_of, rewrite
+from sidecar.rerank.respond import Served, hits_of, rewrite, served
 from sidecar.rerank.shadow import ShadowRunner
 from sidecar.rerank.windows import ResultWindows
 
@@ -59,6 +59,15 @@ class Caller:
 
 
 @dataclass(frozen=True)
+class Page:
+    """One search as served, for the query log: its page, what happened, hits reranked."""
+
+    served: Served
+    outcome: Outcome
+    k: int = 0
+
+
+@dataclass(frozen=True)
 class Applied:
     """A rewritten response body and what happened to it."""
 
@@ -68,6 +77,8 @@ class Applied:
     #: whose untouched items were never decoded.
     document: Any
     timings: Timings
+    #: Each search as served, in order (with the query log on; else empty).
+    pages: tuple[Page | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,7 @@ class RerankStep:
         mode: ModeName,
         *,
         force_skip: Reason | None = None,
+        tracked: Tracked | None = None,
     ) -> SearchPlan:
         return plan_search(
             body,
@@ -116,6 +128,7 @@ class RerankStep:
             window_limit=self.windows.limit(index),
             force_skip=force_skip,
             limits=self.config.tuning.limits,
+            tracked=tracked,
         )
 
     def refused(self, plan: SearchPlan, status: int, raw: bytes) -> bool:
@@ -139,11 +152,11 @@ class RerankStep:
 
     async def rerank(
         self, plan: SearchPlan, response: Any, caller: Caller
-    ) -> tuple[Outcome, Timings]:
+    ) -> tuple[Outcome, Timings, Page]:
         """Rerank one parsed search response in place (a ``_msearch`` item is one too)."""
         hits = hits_of(response)
         if hits is None or response.get("status", 200) != 200:
-            return ES_ERROR, Timings()
+            return ES_ERROR, Timings(), Page(Served(start=plan.from_), ES_ERROR)
         with self.loop.metered(caller.client):
             docs = self.docs(plan, hits[: plan.window])
         settings = plan.settings
@@ -161,13 +174,31 @@ class RerankStep:
 
         if plan.mode == "shadow":
             self.shadow.submit(score, caller.request_id)
-            rewrite(response, plan, None, settings.score, self.engine.status(SHADOWED, None))
-            return SHADOWED, Timings()
+            status = self.engine.status(SHADOWED, None)
+            page = rewrite(response, plan, None, settings.score, status)
+            return SHADOWED, Timings(), Page(page, SHADOWED)
         scored: ScoredWindow = await score()
         with self.loop.metered(caller.client):
             status = self.engine.status(scored.outcome, scored)
-            rewrite(response, plan, scored.scores, settings.score, status)
-        return scored.outcome, scored.timings
+            page = rewrite(response, plan, scored.scores, settings.score, status)
+        k = len(scored.scores or ())
+        return scored.outcome, scored.timings, Page(page, scored.outcome, k)
+
+    def passed(self, plan: SearchPlan, raw: bytes) -> Applied | Reask:
+        """ES's answer to a search that is not reranked, given back with what the query
+        log needs (the search is tracked): its page, and ``ext.ubi.query_id``."""
+        body = _parse(raw)
+        if not isinstance(body, dict):
+            return Reask(Reason.UNEXPECTED_RESPONSE)
+        page = self._page_as_is(plan, body)
+        return _written(body, raw, None, page.outcome, Timings(), plan, (page,))
+
+    def _page_as_is(self, plan: SearchPlan, response: Any) -> Page:
+        outcome = skipped(plan.skip_reason or Reason.NO_SEARCHES)
+        if not _ok(response):
+            outcome = ES_ERROR
+        hits = hits_of(response) or []
+        return Page(served(plan, hits, page_start(plan)), outcome)
 
     async def apply(self, plan: SearchPlan, raw: bytes, caller: Caller) -> Applied | Reask:
         """Rerank ES's ``_search`` answer (``raw``, status 200)."""
@@ -178,14 +209,14 @@ class RerankStep:
         if self.windows.learn(plan.index, body, plan.es_size):
             return Reask(Reason.RESULT_WINDOW)
         try:
-            outcome, timings = await self.rerank(plan, body, caller)
+            outcome, timings, page = await self.rerank(plan, body, caller)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("rewriting a search response failed; ES's own answer is used")
             return Reask(Reason.REWRITE_FAILED)
         with self.loop.metered(caller.client):
-            return _written(body, raw, plan.filter_path, outcome, timings)
+            return _written(body, raw, plan.filter_path, outcome, timings, plan, (page,))
 
     async def apply_many(
         self,
@@ -213,23 +244,41 @@ class RerankStep:
             log.exception("rewriting an _msearch response failed; ES's own answer is used")
             return Reask(Reason.REWRITE_FAILED)
         results = dict(zip(reranked, scored, strict=True))
+        pages = self._pages(plans, responses, {i: page for i, (_, _, page) in results.items()})
         outcome = overall(
             [results[i][0] if i in results else skipped(p.skip_reason or Reason.NO_SEARCHES)
              for i, p in enumerate(plans)]
         )  # fmt: skip
         timings = Timings(
-            model_s=max((t.model_s for _, t in scored), default=0.0),
-            queue_s=max((t.queue_s for _, t in scored), default=0.0),
+            model_s=max((t.model_s for _, t, _ in scored), default=0.0),
+            queue_s=max((t.queue_s for _, t, _ in scored), default=0.0),
         )
         with self.loop.metered(caller.client):
             if split is None:
-                return _written(body, raw, filter_path, outcome, timings)
-            # An item ES answered with an error was not touched: it keeps ES's bytes.
-            rewritten = {i: compact(responses[i]) for i, (o, _) in results.items() if o != ES_ERROR}
+                for plan, response in zip(plans, responses, strict=True):
+                    _tracked(response, plan)  # an item of the whole document, in place
+                return _written(body, raw, filter_path, outcome, timings, None, tuple(pages))
+            # An item ES answered with an error was not touched: it keeps ES's bytes (but
+            # a tracked one carries its query_id).
+            changed = [
+                i
+                for i, plan in enumerate(plans)
+                if plan.tracked or (i in results and results[i][0] != ES_ERROR)
+            ]
+            rewritten = {i: compact(_tracked(responses[i], plans[i])) for i in changed}
             items = {i: data for i, data in rewritten.items() if data is not None}
             if len(items) < len(rewritten):
                 return Reask(Reason.UNSERIALIZABLE_RESPONSE)
-            return Applied(outcome, split.join(items), None, timings)
+            return Applied(outcome, split.join(items), None, timings, tuple(pages))
+
+    def _pages(
+        self, plans: Sequence[SearchPlan], responses: list[Any], reranked: dict[int, Page]
+    ) -> list[Page | None]:
+        """Each sub-search as served: the reranked ones' pages, and (tracked) the others'."""
+        return [
+            reranked.get(i) or (self._page_as_is(p, r) if p.tracked and r is not None else None)
+            for i, (p, r) in enumerate(zip(plans, responses, strict=True))
+        ]
 
     def _check_many(
         self, plans: Sequence[SearchPlan], raw: bytes, filter_path: FilterPath | None
@@ -237,13 +286,14 @@ class RerankStep:
         """ES's ``_msearch`` answer decoded (whole, or only the items to rerank) and
         checked: (the answer taken apart or None, the whole document or None, the items,
         None where not decoded); or why it cannot be given back rewritten."""
-        # Without a filter_path to apply, only the items being reranked are decoded.
+        # Without a filter_path to apply, only the items being reranked (or tracked by the
+        # query log) are decoded.
         split = MsearchAnswer.split(raw) if filter_path is None else None
         body: Any = None
         if split is not None:
             try:
                 responses: Any = (
-                    [split.item(i) if p.rerank else None for i, p in enumerate(plans)]
+                    [split.item(i) if p.rerank or p.tracked else None for i, p in enumerate(plans)]
                     if len(split.items) == len(plans)
                     else None
                 )
@@ -283,10 +333,29 @@ def _parse(raw: bytes) -> Any:
 
 
 def _written(
-    body: Any, raw: bytes, filter_path: FilterPath | None, outcome: Outcome, timings: Timings
+    body: Any,
+    raw: bytes,
+    filter_path: FilterPath | None,
+    outcome: Outcome,
+    timings: Timings,
+    plan: SearchPlan | None = None,
+    pages: tuple[Page | None, ...] = (),
 ) -> Applied | Reask:
     document = filter_path.apply(body) if filter_path is not None else body
+    if plan is not None:
+        document = _tracked(document, plan)
     data = render(document, raw)
     if data is None:
         return Reask(Reason.UNSERIALIZABLE_RESPONSE)
-    return Applied(outcome, data, document, timings)
+    return Applied(outcome, data, document, timings, pages)
+
+
+def _tracked(response: Any, plan: SearchPlan) -> Any:
+    """A tracked search's answer carries its ``query_id`` (``ext.ubi``), as the UBI
+    plugin's answers do."""
+    if plan.tracked is None or not isinstance(response, dict):
+        return response
+    ext = response.get("ext")
+    ext = ext if isinstance(ext, dict) else {}
+    response["ext"] = {**ext, "ubi": {"query_id": plan.tracked.query_id}}
+    return response

@@ -19,6 +19,7 @@ from sidecar.http.body import read_body
 from sidecar.http.trace import RequestTrace, trace_of
 from sidecar.rerank.outcome import Outcome
 from sidecar.rerank.rollout import Client, Rollout
+from sidecar.rerank.step import Page
 from sidecar.upstream import EsRequest
 
 
@@ -41,6 +42,9 @@ class SearchCall:
     who: Client
     #: What it counts against in the ledger and the pools (its address, an IPv6 one by /64).
     client: str
+    #: The body ES gets as "the client's own request" when the client's cannot go as sent
+    #: (its ``ext.ubi`` taken out, for the query log); None: the client's bytes.
+    sent_body: bytes | None = None
 
     @classmethod
     async def read(cls, request: web.Request, limits: HttpTuning, rollout: Rollout) -> SearchCall:
@@ -65,6 +69,8 @@ class SearchCall:
     @property
     def as_sent(self) -> EsRequest:
         """The client's own request, for ES."""
+        if self.sent_body is not None:
+            return EsRequest.rewritten(self, self.sent_body)
         return EsRequest.passthrough(self, self.body)
 
 
@@ -104,6 +110,8 @@ class Reply:
 
     response: web.Response
     outcome: Outcome
+    #: Each search as served (tracked by the query log; else empty).
+    pages: tuple[Page | None, ...] = ()
 
 
 Result = Relay | Reply

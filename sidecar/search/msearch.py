@@ -12,7 +12,7 @@ payload.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sidecar.admission.controller import Asker
@@ -25,9 +25,10 @@ from sidecar.rerank.filter_path import FilterPath, parse_filter_path
 from sidecar.rerank.outcome import overall, skipped
 from sidecar.rerank.plan import SearchPlan
 from sidecar.rerank.render import compact
-from sidecar.rerank.rollout import Rollout
+from sidecar.rerank.rollout import Decision, Rollout
 from sidecar.rerank.step import ES_ERROR, Applied, Caller, Reask, RerankStep
 from sidecar.search.call import Relay, Reply, Result, SearchCall, indices_of, other_format
+from sidecar.ubi.search import Ask, Served, UbiSearch
 from sidecar.upstream import BufferedResponse, EsRequest
 
 
@@ -39,6 +40,7 @@ class Service(Protocol):
     step: RerankStep
     loop: LoopShare
     usual: UsualEsTime
+    ubi: UbiSearch | None
 
     def decoded(self, call: SearchCall) -> bytes | Reason | None: ...
 
@@ -72,6 +74,11 @@ class Planned:
     plans: list[SearchPlan]
     bodies: dict[int, bytes]
     filter_path: FilterPath | None
+    #: Each sub-search's rollout decision, and what its ``ext.ubi`` asked (query log on).
+    decisions: list[Decision] = field(default_factory=list)
+    asks: list[Ask] = field(default_factory=list)
+    #: The client's own bodies, by search, where ``ext.ubi`` was taken out of them.
+    sent: dict[int, bytes] = field(default_factory=dict)
 
     @property
     def reranks(self) -> bool:
@@ -95,15 +102,40 @@ class MsearchService:
             if payload is None:
                 return Relay(call.as_sent, skipped(Reason.UNPARSED_BODY))
             planned = self._plan(call, payload)
-        if not planned.reranks:
+        if planned.sent:
+            # ES has no ext.ubi: "the client's own request" goes without it.
+            call = replace(call, sent_body=payload.replaced(planned.sent))
+        result = await self._answered(call, payload, planned)
+        if service.ubi is not None:
+            self._record(service.ubi, planned, result)
+        return result
+
+    async def _answered(self, call: SearchCall, payload: NdjsonLines, planned: Planned) -> Result:
+        service, key = self.service, call.client
+        if not planned.reranks and not planned.asks:
             return self._unranked(call, payload, planned)
-        budget_s = max(plan.settings.budget_s for plan in planned.plans if plan.rerank)
-        deadline = Deadline(budget_s, arrived=call.arrived)
+        budgets = [plan.settings.budget_s for plan in planned.plans if plan.rerank]
+        deadline = Deadline(max(budgets, default=0.0), arrived=call.arrived)
         caller = Caller(Asker(key, call.trace.request_id), deadline)
-        if await service.loop.hold(key, caller.deadline):
-            # Nothing is left to rerank with: ES's answer to the searches as sent, streamed.
-            return self._unranked(call, payload, self._plan(call, payload, Reason.CPU_SHARE))
+        if budgets and await service.loop.hold(key, caller.deadline):
+            # Nothing is left to rerank with: ES's answer to the searches as sent.
+            held = self._plan(call, payload, Reason.CPU_SHARE)
+            if not held.asks:
+                return self._unranked(call, payload, held)
+            planned = held
         return await self._reranked(call, payload, planned, caller)
+
+    def _record(self, ubi: UbiSearch, planned: Planned, result: Result) -> None:
+        """Log every sub-search's page (the query log is on)."""
+        pages = result.pages if isinstance(result, Reply) else ()
+        model = self.service.step.engine.model_name
+        for i, (plan, ask) in enumerate(zip(planned.plans, planned.asks, strict=True)):
+            decision = planned.decisions[i]
+            page = pages[i] if i < len(pages) else None
+            outcome = result.outcome if page is None else page.outcome
+            ubi.record(
+                ask, plan.query_text, Served(decision.mode, decision.rule, model), page, outcome
+            )
 
     async def _reranked(
         self, call: SearchCall, payload: NdjsonLines, planned: Planned, caller: Caller
@@ -159,13 +191,25 @@ class MsearchService:
             force = force or Reason.FILTER_PATH  # the client does not want hits
         plans: list[SearchPlan] = []
         bodies: dict[int, bytes] = {}
+        decisions: list[Decision] = []
+        asks: list[Ask] = []
+        sent: dict[int, bytes] = {}
         allowed, reranking = service.config.rerank.msearch_max_reranked, 0
         for i, (header, body) in enumerate(payload.pairs):
             index = _header_indices(header, call.index)
-            mode = service.rollout.decide(call.who, indices_of(index)).mode
+            decisions.append(service.rollout.decide(call.who, indices_of(index)))
+            tracked = None
+            if service.ubi is not None:
+                taken, ask = service.ubi.take(body, call.client, call.headers)
+                if taken is not body:
+                    sent[i] = compact(taken) or payload.body_line(i)
+                body, tracked = taken, ask.tracked
+                asks.append(ask)
             # Past the cap a sub-search is not widened either: ES answers it as sent.
             capped = Reason.MSEARCH_LIMIT if reranking >= allowed else None
-            plan = service.step.plan(body, {}, index, mode, force_skip=force or capped)
+            plan = service.step.plan(
+                body, {}, index, decisions[-1].mode, force_skip=force or capped, tracked=tracked
+            )
             reranking += plan.rerank
             if plan.rewrites_body and plan.body is not None:
                 new = compact(plan.body)
@@ -176,4 +220,4 @@ class MsearchService:
                 else:
                     bodies[i] = new
             plans.append(plan)
-        return Planned(plans, bodies, shape)
+        return Planned(plans, bodies, shape, decisions, asks, sent)

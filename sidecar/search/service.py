@@ -15,22 +15,26 @@ again with the client's own request and relayed.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from sidecar.admission.controller import Asker
 from sidecar.admission.loop import LoopShare
-from sidecar.config import SidecarConfig
+from sidecar.config import ModeName, SidecarConfig
 from sidecar.deadline import Deadline, UsualEsTime
 from sidecar.errors import UpstreamResponseTooLarge
 from sidecar.http.body import decode_body, has_duplicate_keys
 from sidecar.jsonutil import loads
 from sidecar.reasons import Reason
 from sidecar.rerank.outcome import CACHED, skipped
-from sidecar.rerank.plan import SearchPlan
+from sidecar.rerank.plan import SearchPlan, Tracked
 from sidecar.rerank.render import compact
 from sidecar.rerank.rollout import Rollout
 from sidecar.rerank.step import ES_ERROR, Applied, Caller, Reask, RerankStep
 from sidecar.search.call import Relay, Reply, Result, SearchCall, indices_of, other_format
 from sidecar.search.msearch import MsearchService
 from sidecar.search.responses import ResponseStore
+from sidecar.ubi.search import Served, UbiSearch
 from sidecar.upstream import BufferedResponse, BufferFull, EsClient, EsRequest
 
 
@@ -43,6 +47,7 @@ class SearchService:
         step: RerankStep,
         responses: ResponseStore,
         loop: LoopShare,
+        ubi: UbiSearch | None = None,
     ) -> None:
         self.config = config
         self.es = es
@@ -50,6 +55,8 @@ class SearchService:
         self.step = step
         self.responses = responses
         self.loop = loop
+        #: The query log (None: ``ubi.enabled`` is off).
+        self.ubi = ubi
         self.usual = UsualEsTime()
         self.msearch = MsearchService(self)
 
@@ -62,55 +69,97 @@ class SearchService:
         return Reason.ENCODED_BODY if data is None else data
 
     async def search(self, call: SearchCall) -> Result:
-        """A ``_search``: reranked, or ES's answer to it streamed, with the reason."""
+        """A ``_search``: reranked, or ES's answer to it streamed, with the reason; and,
+        with the query log on, its page logged."""
         decision = self.rollout.decide(call.who, indices_of(call.index))
         call.trace.rule, call.trace.index = decision.rule, call.index
         data = self.decoded(call)
         if isinstance(data, Reason):
             return Relay(call.as_sent, skipped(data))
-        if decision.mode == "off" and (data is None or b'"rerank"' not in data):
+        quick_off = self.ubi is None and decision.mode == "off"
+        if quick_off and (data is None or b'"rerank"' not in data):
             return Relay(call.as_sent, skipped(Reason.ROLLOUT_OFF))
         try:
             body = loads(data) if data and data.strip() else None
         except ValueError:
             # Not JSON: ES answers its own 400 for it, exactly as without the sidecar.
             return Relay(call.as_sent, skipped(Reason.UNPARSED_BODY))
+        if self.ubi is None:
+            return await self._search(call, data, body, decision.mode)
+        taken, ask = self.ubi.take(body, call.client, call.headers)
+        if taken is not body:
+            # ES has no ext.ubi: "the client's own request" goes without it.
+            call = replace(call, sent_body=compact(taken))
+        result = await self._search(call, data, taken, decision.mode, ask.tracked)
+        page = result.pages[0] if isinstance(result, Reply) and result.pages else None
+        served = Served(decision.mode, decision.rule, self.step.engine.model_name)
+        self.ubi.record(ask, call.trace.query, served, page, result.outcome)
+        return result
+
+    async def _search(
+        self,
+        call: SearchCall,
+        data: bytes | None,
+        body: Any,
+        mode: ModeName,
+        tracked: Tracked | None = None,
+    ) -> Result:
         force = Reason.FORMAT if other_format(call) else None
-        plan = self.step.plan(body, call.params, call.index, decision.mode, force_skip=force)
+        plan = self.step.plan(
+            body, call.params, call.index, mode, force_skip=force, tracked=tracked
+        )
         call.trace.query = plan.query_text
         if plan.rewrites_body and data is not None and has_duplicate_keys(data):
             # ES refuses a body with a repeated key; the sidecar's parse kept only the last
             # one. ES gets the client's bytes and answers them.
             return Relay(call.as_sent, skipped(Reason.DUPLICATE_KEYS))
         if not plan.rerank:
-            return self._unranked(call, plan)
+            return await self._unranked(call, plan)
         deadline = Deadline(plan.settings.budget_s, arrived=call.arrived)
         caller = Caller(Asker(call.client, call.trace.request_id), deadline)
         if await self.loop.hold(caller.client, caller.deadline):
             # Nothing is left to rerank with: ES's answer to the search as sent, streamed.
             replan = self.step.plan(
-                body, call.params, call.index, decision.mode, force_skip=Reason.CPU_SHARE
+                body, call.params, call.index, mode, force_skip=Reason.CPU_SHARE, tracked=tracked
             )
-            return self._unranked(call, replan)
+            return await self._unranked(call, replan)
         return await self._reranked(call, plan, caller)
 
-    def _unranked(self, call: SearchCall, plan: SearchPlan) -> Result:
+    async def _unranked(self, call: SearchCall, plan: SearchPlan) -> Result:
         """A search that is not reranked: ES gets the client's request but for the
-        sidecar's own ``rerank`` object, and its answer is streamed."""
+        sidecar's own ``rerank`` object (and ``ext.ubi``), and its answer is streamed; or,
+        tracked by the query log, read to log its page and given back with its
+        ``query_id``."""
         outcome = skipped(plan.skip_reason or Reason.NO_SEARCHES)
+        request = call.as_sent
         if plan.rewrites_body and plan.body is not None:
             data = compact(plan.body)
             if data is None:
                 return Relay(call.as_sent, skipped(Reason.UNSERIALIZABLE_BODY))
-            return Relay(EsRequest.rewritten(call, data), outcome)
-        return Relay(call.as_sent, outcome)
+            request = EsRequest.rewritten(call, data)
+        if plan.tracked is None:
+            return Relay(request, outcome)
+        answer = await self.fetch(call, request)
+        if isinstance(answer, Relay):
+            return answer
+        try:
+            if answer.status != 200:
+                return Reply(answer.response(), outcome)
+            limit = self.config.tuning.es.max_response_bytes
+            passed = self.step.passed(plan, answer.decoded(limit))
+            if isinstance(passed, Reask):
+                return Reply(answer.response(), outcome)
+            return Reply(answer.response(passed.body), outcome, passed.pages)
+        finally:
+            answer.release()
 
     async def _reranked(self, call: SearchCall, plan: SearchPlan, caller: Caller) -> Result:
         data = compact(plan.body) if plan.body is not None else None
         if plan.body is not None and data is None:
             return Relay(call.as_sent, skipped(Reason.UNSERIALIZABLE_BODY))
         cache_key = ""
-        if plan.mode == "on":
+        # A tracked search's answer is its own (its query_id): never cached.
+        if plan.mode == "on" and plan.tracked is None:
             cache_key = self.responses.key(call, plan.mode)
             hit = await self.responses.hit(call, cache_key)
             if hit is not None:
@@ -178,4 +227,4 @@ class SearchService:
             out = es_resp.response(applied.body)  # compressed as ES compressed its own
         if cache_key:
             self.responses.put(cache_key, out, applied)
-        return Reply(out, applied.outcome)
+        return Reply(out, applied.outcome, applied.pages)

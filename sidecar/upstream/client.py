@@ -8,8 +8,9 @@
   and at most ``tuning.es.max_buffered_bytes`` for all searches together (the rerank path must
   parse it).
 
-Three pools: pass-through requests, searches (so pass-through traffic can never take every
-connection from them), and one connection for the readiness probe. One client holds at
+Four pools: pass-through requests, searches (so pass-through traffic can never take every
+connection from them), one connection for the readiness probe, and two for the sidecar's
+own requests (its query log). One client holds at
 most half of each of the first two (:mod:`.share`).
 
 Bodies stay compressed in both directions (``auto_decompress=False``), the session adds no
@@ -55,7 +56,7 @@ from sidecar.upstream.wire import Body, EsRequest, end_to_end_headers, upstream_
 
 log = logging.getLogger("sidecar.upstream")
 
-Pool = Literal["passthrough", "search", "probe"]
+Pool = Literal["passthrough", "search", "probe", "own"]
 
 _LARGE_BODY = 1 << 20
 _CHUNK = 64 * 1024
@@ -170,6 +171,9 @@ class EsClient:
             "passthrough": config.max_connections,
             "search": tuning.es.search_connections,
             "probe": 1,
+            # The sidecar's own writes and reads (the UBI log, its report): never a
+            # client's connection, never the probe's.
+            "own": 2,
         }
 
     @staticmethod
@@ -313,6 +317,23 @@ class EsClient:
             return False
         answer.release()
         return True
+
+    async def own(
+        self, method: str, path: str, body: bytes | None, content_type: str = "application/json"
+    ) -> tuple[int, bytes]:
+        """A request the sidecar makes on its own behalf (its UBI log and report), with its
+        own ``es.auth`` credentials, on its own pool: (status, body read whole, at most
+        ``tuning.es.max_response_bytes``)."""
+        headers: CIMultiDict[str] = CIMultiDict()
+        if body is not None:
+            headers["Content-Type"] = content_type
+        if self._own_authorization is not None:
+            headers["Authorization"] = self._own_authorization
+        answer = await self.fetch(EsRequest(method, path, headers, body), pool="own")
+        try:
+            return answer.status, answer.decoded(self.tuning.es.max_response_bytes)
+        finally:
+            answer.release()
 
     async def relay(
         self,
