@@ -97,6 +97,12 @@ async def _load_model(app: web.Application, slot: ScorerSlot) -> None:
                 log.info("model loaded after %d failed attempts", slot.load_failures)
             _report_capacity(app)
             return
+        except asyncio.CancelledError:
+            # The app is closing mid-load: a scorer that started its worker must not outlive
+            # it (the worker thread would hold the process, or abort it at exit).
+            if scorer is not None and not slot.holds(scorer):
+                await scorer.close()
+            raise
         except ModelConfigError as exc:
             # Cannot work whatever happens: say so and stop, as a config error would.
             app[LIFECYCLE].fail(str(exc), exit_code=2)

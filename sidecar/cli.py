@@ -20,6 +20,7 @@ from sidecar.errors import ConfigError, ModelLoadError
 from sidecar.keys import ROLLOUT
 from sidecar.lifecycle import Lifecycle
 from sidecar.logs import setup_logging
+from sidecar.ubi import cli as ubi_cli
 
 log = logging.getLogger("sidecar")
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the config and print it")
     for p in (check,):
         p.add_argument("--config", type=Path)
+    ubi_cli.add_parser(sub)
     return parser
 
 
@@ -144,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(yaml.safe_dump(redacted(config), sort_keys=False), end="")
         return 0
+    if args.command == "report":
+        return ubi_cli.run(config, args)
     try:
         return _run(lambda: serve(config), config.tuning.http.uvloop)
     except ConfigError as exc:

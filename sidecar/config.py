@@ -579,7 +579,8 @@ class UbiConfig(_Section):
 
     enabled: bool = False
     """Log every search and ``_msearch`` sub-search the sidecar answers to
-    ``queries_index``, and add ``ext.ubi.query_id`` to every answer."""
+    ``queries_index``; a search that sends ``ext.ubi`` gets ``ext.ubi.query_id`` in its
+    answer, as from OpenSearch's UBI plugin (others get ES's answer unchanged)."""
     queries_index: str = "ubi_queries"
     """Where queries are logged (created on first use)."""
     events_index: str = "ubi_events"

@@ -7,9 +7,9 @@ document not already in the list, labelled with its team. A click on a document 
 team; a query whose clicks credit the reranker more often is a win for it. Both teams get
 the same number of picks (±1), whatever the coins say, so neither is favoured by position.
 
-The coins come from the search's ``query_id``: every page of one search (the same
-``query_id``, the same two rankings) computes the same interleaved list, so a later page
-continues it with no hit lost or repeated.
+The coins come from the search's ``query_id`` (or, when the client sends none, its query
+text): every page of one search (the same seed, the same two rankings) computes the same
+interleaved list, so a later page continues it with no hit lost or repeated.
 """
 
 from __future__ import annotations

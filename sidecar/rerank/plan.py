@@ -70,6 +70,9 @@ class Tracked:
 
     query_id: str
     object_id_field: str | None = None
+    #: The answer carries ``ext.ubi.query_id`` (the search sent ``ext.ubi``: a UBI client
+    #: that reads it); a search without it gets ES's answer unchanged.
+    echo: bool = True
 
 
 @dataclass(frozen=True)

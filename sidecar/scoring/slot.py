@@ -42,6 +42,10 @@ class ScorerSlot:
         self._scorer = scorer
         self.load_error = None
 
+    def holds(self, scorer: Scorer) -> bool:
+        """Whether ``scorer`` is the one served (the slot closes it)."""
+        return self._scorer is scorer
+
     def failed(self, reason: str) -> None:
         self.load_error = reason
         self.load_failures += 1

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.config import SidecarConfig
+from sidecar.errors import SidecarError
 from sidecar.rerank.identity import IdentityRule
 from sidecar.rerank.rollout import Rollout
 from sidecar.ubi.present import svg, table
-from sidecar.ubi.reader import ReadError
 from sidecar.ubi.schema import utc
 from sidecar.ubi.service import UbiService
 from sidecar.upstream import EsClient
@@ -76,8 +76,8 @@ async def _days(ubi: UbiService, since: str | None) -> list[tuple[date, dict[str
 def run(config: SidecarConfig, args: argparse.Namespace) -> int:
     try:
         figures = asyncio.run(_report(config, args))
-    except ReadError as exc:
-        print(f"report: {exc}", file=sys.stderr)
+    except SidecarError as exc:  # ES unreachable or answering errors: one line, no trace
+        print(f"report: {exc.reason}", file=sys.stderr)
         return 3
     days = figures.pop("days", None)
     if args.plot is not None and days is not None:

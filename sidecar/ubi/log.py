@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class DropReason:
 @dataclass(frozen=True)
 class Entry:
     index: str
+    #: The document's ``_id``, chosen here: a batch tried again after a timeout (ES may
+    #: have written it) overwrites what it wrote instead of writing it twice.
+    doc_id: str
     line: bytes
 
 
@@ -78,7 +82,7 @@ class UbiLog:
         if self.queued_bytes + size > self.max_bytes:
             self.dropped[DropReason.QUEUE_FULL] += 1
             return False
-        self._queue.append(Entry(index, line))
+        self._queue.append(Entry(index, uuid.uuid4().hex, line))
         self.queued_bytes += size
         self._empty.clear()
         self._more.set()
@@ -139,7 +143,8 @@ class UbiLog:
             for index in {e.index for e in batch} - self._created:
                 await self._create(index)
             body = b"".join(
-                b'{"index":{"_index":' + dumps(e.index) + b"}}\n" + e.line + b"\n" for e in batch
+                dumps({"index": {"_index": e.index, "_id": e.doc_id}}) + b"\n" + e.line + b"\n"
+                for e in batch
             )
             status, answer = await self._send("POST", "/_bulk", body, "application/x-ndjson")
         except Exception as exc:  # the sidecar's own write: whatever it was, it is retried
@@ -147,7 +152,8 @@ class UbiLog:
         if status != 200:
             return f"Elasticsearch answered {status} to _bulk"
         refused = _refused(answer)
-        self.dropped[DropReason.REJECTED] += refused
+        if refused:
+            self.dropped[DropReason.REJECTED] += refused
         self.written += len(batch) - refused
         return None
 

@@ -35,7 +35,7 @@ def table(figures: dict[str, Any]) -> str:
         f"ES wins {inter['es_wins']}, ties {inter['ties']}, p = {inter['p_value']:.3g}",
         f"verdict: {inter['verdict']}",
         f"clicks: {clicks['matched']} on logged hits, {clicks['on_other_objects']} on other "
-        f"objects, {clicks['on_unknown_queries']} on queries not in the period's log",
+        f"objects, {clicks['on_unknown_queries']} on queries not logged in the period",
     ]
     return "\n".join(lines)
 

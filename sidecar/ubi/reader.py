@@ -2,7 +2,8 @@
 
 Queries are read sorted by ``query_id`` (then page), so the pages of one query arrive
 together and are folded one query at a time: memory holds the clicks of the period and one
-query, never the whole log. Clicks are the period's ``click`` events, by ``query_id``.
+query, never the whole log. Clicks are the ``click`` events from the period's start to a
+day after its end, by ``query_id``.
 """
 
 from __future__ import annotations
@@ -10,23 +11,29 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
-from sidecar.errors import IllegalArgument
+from sidecar.errors import IllegalArgument, UpstreamError
 from sidecar.jsonutil import dumps, loads
 from sidecar.ubi.report import Click, Served, click_of
-from sidecar.ubi.schema import parse_timestamp
+from sidecar.ubi.schema import parse_timestamp, utc
 
 #: Documents read per request.
 PAGE = 1000
+#: How long after a period's end its queries' clicks are still read.
+CLICK_GRACE = timedelta(days=1)
 #: ES date math the period may use besides ISO-8601 date-times: ``now``, ``now-7d``...
 _DATE_MATH = re.compile(r"now(?:[+-]\d{1,6}[smhdwMy])*(?:/[smhdwMy])?")
 
 Send = Callable[[str, str, bytes | None, str], Awaitable[tuple[int, bytes]]]
 
 
-class ReadError(Exception):
-    """An index could not be read (ES answered an error, or is unreachable)."""
+class ReadError(UpstreamError):
+    """An index could not be read: ES answered an error (the report answers 502)."""
+
+    status = 502
+    error_type = "ubi_read_exception"
 
 
 def period(since: str | None, until: str | None) -> dict[str, str]:
@@ -71,13 +78,25 @@ async def _all(
         after = hits[-1].get("sort")
 
 
+def click_period(bounds: Mapping[str, str]) -> dict[str, str]:
+    """The clicks a period's queries may have: from its start to a day after its end (a
+    query served just before the end is clicked after it, and a browser's clock may be
+    late)."""
+    out = dict(bounds)
+    until = bounds.get("lt")
+    if until is not None:
+        at = parse_timestamp(until)
+        out["lt"] = utc(at + CLICK_GRACE) if at is not None else f"{until}+1d"
+    return out
+
+
 async def clicks(send: Send, index: str, bounds: Mapping[str, str]) -> dict[str, list[Click]]:
-    """The period's clicks, by ``query_id``."""
+    """The clicks of the period's queries (:func:`click_period`), by ``query_id``."""
     query: dict[str, Any] = {
         "bool": {"filter": [{"term": {"action_name": "click"}}]},
     }
     if bounds:
-        query["bool"]["filter"].append({"range": {"timestamp": dict(bounds)}})
+        query["bool"]["filter"].append({"range": {"timestamp": click_period(bounds)}})
     out: dict[str, list[Click]] = defaultdict(list)
     fields = ["action_name", "query_id", "timestamp", "event_attributes.object.object_id"]
     sort = [{"query_id": "asc"}, {"timestamp": "asc"}, {"_doc": "asc"}]
@@ -91,7 +110,8 @@ async def clicks(send: Send, index: str, bounds: Mapping[str, str]) -> dict[str,
 async def queries(send: Send, index: str, bounds: Mapping[str, str]) -> AsyncIterator[Served]:
     """The period's queries, each with all its pages folded, one at a time."""
     query: dict[str, Any] = {"range": {"timestamp": dict(bounds)}} if bounds else {"match_all": {}}
-    sort = [{"query_id": "asc"}, {"query_response_id": "asc"}]
+    # A query's pages in the order served: a page served twice counts as first served.
+    sort = [{"query_id": "asc"}, {"timestamp": "asc"}, {"query_response_id": "asc"}]
     fields = ["query_id", "query_response_hit_ids", "query_attributes"]
     current: Served | None = None
     async for doc in _all(send, index, query, sort, fields):

@@ -40,6 +40,10 @@ class EventError(ValueError):
         self.field = field
 
 
+#: ES's ``integer``: values the mapping takes are below this (and above its negative).
+INT = 2**31
+
+
 def utc(value: datetime) -> str:
     """``value`` as ``strict_date_time`` in UTC, to the millisecond."""
     return (
@@ -163,6 +167,16 @@ def _object(index: int, obj: Any) -> dict[str, Any]:
     field = obj.get("object_id_field")
     if field is not None and (not isinstance(field, str) or len(field) > SHORT):
         raise EventError(index, f"{where}.object_id_field", f"must be a string of {SHORT} at most")
+    # The other mapped fields: a value the mapping refuses would be accepted here and then
+    # lost when ES refuses the document.
+    internal_id = obj.get("internal_id")
+    if internal_id is not None and (
+        isinstance(internal_id, bool) or not isinstance(internal_id, str | int)
+    ):
+        raise EventError(index, f"{where}.internal_id", "must be a string or an integer")
+    for key in ("name", "description"):
+        if obj.get(key) is not None and not isinstance(obj[key], str):
+            raise EventError(index, f"{where}.{key}", "must be a string")
     return out
 
 
@@ -175,9 +189,15 @@ def _position(index: int, position: Any) -> dict[str, Any]:
     if isinstance(ordinal, dict) and set(ordinal) == {"index"}:
         ordinal = ordinal["index"]  # schema 1.0.0's shape
     if ordinal is not None:
-        if isinstance(ordinal, bool) or not isinstance(ordinal, int) or ordinal < 0:
+        if isinstance(ordinal, bool) or not isinstance(ordinal, int) or not 0 <= ordinal < INT:
             raise EventError(index, f"{where}.ordinal", "must be an integer, 0 or more")
         out["ordinal"] = ordinal
+    for key in ("x", "y", "page_depth", "scroll_depth"):
+        value = position.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not -INT < value < INT
+        ):
+            raise EventError(index, f"{where}.{key}", "must be a number (an ES integer)")
     return out
 
 

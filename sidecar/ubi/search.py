@@ -48,10 +48,12 @@ class Ask:
     application: str | None = None
     object_id_field: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    #: The search sent ``ext.ubi``: its answer carries the ``query_id``.
+    asked: bool = True
 
     @property
     def tracked(self) -> Tracked:
-        return Tracked(self.query_id, self.object_id_field)
+        return Tracked(self.query_id, self.object_id_field, self.asked)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class UbiSearch:
         return body, self._ask(raw, client, headers)
 
     def _ask(self, raw: Any, client: str, headers: Any) -> Ask:
+        asked = raw is not None
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
@@ -102,6 +105,7 @@ class UbiSearch:
             application=raw.get("application"),
             object_id_field=raw.get("object_id_field"),
             attributes=_attributes(raw.get("query_attributes")),
+            asked=asked,
         )
 
     def _client_id(self, client: str, headers: Any) -> str:

@@ -55,7 +55,8 @@ class _Bucket:
 
 
 class RateLimit:
-    """A token bucket per client: ``rate`` a second, ``rate * BURST_S`` at once; bounded."""
+    """A token bucket per client: ``rate`` a second, ``rate * BURST_S`` (one at least) at
+    once; the clients remembered are bounded."""
 
     def __init__(self, rate: float, clock: Callable[[], float] = now) -> None:
         self.rate = rate
@@ -64,7 +65,7 @@ class RateLimit:
 
     def take(self, client: str) -> bool:
         when = self.clock()
-        full = self.rate * BURST_S
+        full = max(1.0, self.rate * BURST_S)  # a slow rate still lets one request through
         bucket = self._buckets.pop(client, None) or _Bucket(full, when)
         bucket.tokens = min(full, bucket.tokens + (when - bucket.at) * self.rate)
         bucket.at = when
@@ -96,6 +97,9 @@ class UbiService:
         self.search = UbiSearch(config, self.log, identity)
         self.rate = RateLimit(config.events.per_client_per_s)
         self.guard_trips = 0
+        #: Checks of the guard done (whatever they found); notified after each.
+        self.guard_checks = 0
+        self._checked = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -182,17 +186,28 @@ class UbiService:
     async def check_guard(self) -> None:
         """Trip the rollout when the interleaving since the rules were loaded shows ES's
         own order significantly better."""
-        if self._rollout.tripped is not None:
-            return
-        guard = self.config.guard
-        figures = await self.report(utc(self._rollout.loaded_at), None, guard.alpha)
-        inter = figures["interleaving"]
-        decisive = inter["rerank_wins"] + inter["es_wins"]
-        es_better = inter["es_wins"] > inter["rerank_wins"] and inter["p_value"] < guard.alpha
-        if decisive >= guard.min_decisive_queries and es_better:
-            self.guard_trips += 1
-            self._rollout.trip(inter["verdict"])
+        if self._rollout.tripped is None:
+            guard = self.config.guard
+            figures = await self.report(utc(self._rollout.loaded_at), None, guard.alpha)
+            inter = figures["interleaving"]
+            decisive = inter["rerank_wins"] + inter["es_wins"]
+            es_better = inter["es_wins"] > inter["rerank_wins"] and inter["p_value"] < guard.alpha
+            if decisive >= guard.min_decisive_queries and es_better:
+                self.guard_trips += 1
+                self._rollout.trip(inter["verdict"])
+        async with self._checked:
+            self.guard_checks += 1
+            self._checked.notify_all()
+
+    async def guard_checked(self, checks: int) -> None:
+        """Until the guard has checked ``checks`` times since the start."""
+        async with self._checked:
+            await self._checked.wait_for(lambda: self.guard_checks >= checks)
 
     def state(self) -> dict[str, Any]:
         """For ``/_sidecar/ready``: the log's queue, writes and drops."""
-        return {**self.log.state(), "guard_trips": self.guard_trips}
+        return {
+            **self.log.state(),
+            "guard_checks": self.guard_checks,
+            "guard_trips": self.guard_trips,
+        }

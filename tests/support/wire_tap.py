@@ -8,7 +8,7 @@ holds against any server, strict or not.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -34,10 +34,17 @@ class Seen:
         return [(k.lower(), v) for k, v in self.headers if k.lower() not in ignore]
 
 
+#: What a test puts in the server's place for some requests: an answer of its own (a fault),
+#: or None to let the request through.
+Answer = Callable[[Seen], Awaitable[web.Response | None]]
+
+
 @dataclass
 class WireTap:
     url: str
     seen: list[Seen] = field(default_factory=list)
+    #: Set by a test to answer (or hold) requests itself: ES refusing, slow or down.
+    answer: Answer | None = None
 
     def take(self) -> list[Seen]:
         out, self.seen = self.seen, []
@@ -54,14 +61,17 @@ async def wire_tap(target: str) -> AsyncIterator[WireTap]:
 
     async def record(request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        tap.seen.append(
-            Seen(
-                request.method,
-                request.raw_path,
-                tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers),
-                body,
-            )
+        seen = Seen(
+            request.method,
+            request.raw_path,
+            tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers),
+            body,
         )
+        tap.seen.append(seen)
+        if tap.answer is not None:
+            own = await tap.answer(seen)
+            if own is not None:
+                return own
         headers = [
             (k, v)
             for k, v in request.headers.items()

@@ -11,7 +11,7 @@ from sidecar.ubi.stats import sign_test, verdict
 
 def exact(wins: int, losses: int) -> float:
     n = wins + losses
-    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    tail: float = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
     return min(1.0, 2 * tail)
 
 
