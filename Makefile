@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 CHROMEDRIVER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup clean image image-base
 
 setup: $(STAMP)
 
@@ -55,8 +55,64 @@ $(NODE_CLIENT): tests/wire/node/package-lock.json
 	cd tests/wire/node && npm ci --no-audit --no-fund --silent
 	touch $@
 
-test: $(STAMP) $(CHROMEDRIVER) $(NGINX) $(NODE_CLIENT) lint
+# The container images, built with Debian's podman/buildah (no Docker engine needed) from a
+# Debian base that mmdebstrap makes once and podman keeps (docs/deployment.md). Podman's
+# settings come from docker/podman/containers.conf, never from /etc.
+IMAGE ?= rerank-sidecar
+BASE_IMAGE ?= localhost/rerank-sidecar-base:bookworm-py3.11-1
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+# The CPU torch index the build falls back to when no wheel is in docker/wheels/.
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+# A CA bundle to trust inside the build (a proxy with its own CA): a build secret, in no layer.
+CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+comma := ,
+export CONTAINERS_CONF := $(CURDIR)/docker/podman/containers.conf
+PODMAN := /usr/bin/podman
+TORCH_WHEEL_GLOB := docker/wheels/torch-$(TORCH_VERSION)+cpu-*.whl
+# pip settings of this shell that the build passes on (a mirror: PIP_INDEX_URL=...).
+PIP_BUILD_ARGS := $(foreach v,PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST,\
+	$(if $(value $(v)),--build-arg $(v)=$(value $(v))))
+IMAGE_BUILD := $(PODMAN) build --format docker --network=host -f docker/Dockerfile \
+	--ignorefile docker/Dockerfile.dockerignore --build-arg PYTHON_IMAGE=$(BASE_IMAGE) \
+	$(if $(CA_BUNDLE),--secret id=ca_bundle$(comma)src=$(CA_BUNDLE)) \
+	$(PIP_BUILD_ARGS)
+
+# Debian's: podman 4.3 and buildah 1.28 build and run; runc is containers.conf's runtime;
+# catatonit is what `init: true` (compose) runs; podman-compose runs the compose file.
+CONTAINER_TOOLS := $(PODMAN) /usr/bin/buildah /usr/sbin/runc /usr/bin/catatonit \
+	/usr/bin/mmdebstrap /usr/bin/podman-compose
+
+$(CONTAINER_TOOLS):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+		podman buildah runc catatonit mmdebstrap podman-compose
+
+# Debian 12 with its python3.11, as the official python:3.11-slim-bookworm has. Made once:
+# a new BASE_IMAGE tag makes a new one.
+image-base: $(CONTAINER_TOOLS)
+	$(PODMAN) image exists $(BASE_IMAGE) || { \
+		$(SUDO) mmdebstrap --quiet --variant=minbase --format=tar \
+			--include=python3,python3-venv,python-is-python3,ca-certificates \
+			bookworm - $(DEBIAN_MIRROR) | $(PODMAN) import - $(BASE_IMAGE); }
+
+# The host's CPU torch wheel (pip's own sources first, then the torch index), so the build
+# needs no torch index; without it the build asks TORCH_INDEX_URL.
+docker/wheels/.torch-$(TORCH_VERSION): $(STAMP)
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --dest docker/wheels \
+		torch==$(TORCH_VERSION)+cpu --extra-index-url $(TORCH_INDEX_URL) \
+		|| echo "no torch==$(TORCH_VERSION)+cpu wheel here: the build asks $(TORCH_INDEX_URL)"
+	touch $@
+
+image: image-base docker/wheels/.torch-$(TORCH_VERSION)
+	$(IMAGE_BUILD) --build-arg TORCH_INDEX_URL=$(if $(wildcard $(TORCH_WHEEL_GLOB)),,$(TORCH_INDEX_URL)) \
+		-t $(IMAGE):cpu .
+	$(IMAGE_BUILD) --build-arg TORCH_INDEX_URL=$(if $(wildcard $(TORCH_WHEEL_GLOB)),,$(TORCH_INDEX_URL)) \
+		--build-arg EXTRAS=bundled -t $(IMAGE):cpu-bundled .
+
+# `image` first: tests/docker/test_image.py runs what it built (and builds it, run alone).
+test: $(STAMP) $(CHROMEDRIVER) $(NGINX) $(NODE_CLIENT) lint image
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .local-es .pytest_cache .mypy_cache .ruff_cache tests/wire/node/node_modules
+	rm -f docker/wheels/*.whl docker/wheels/.torch-*

@@ -54,14 +54,27 @@ def _env(instrs: list[tuple[str, str]]) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_multi_stage_build_copies_only_the_venv(kind: str) -> None:
-    build, runtime = stages(DOCKERFILES[kind])
+def test_cpu_build_stages_keep_source_changes_cheap() -> None:
+    # builder: the base and the venv only (torch, then the dependencies); package: the
+    # package itself; runtime: builder plus the package's files, so a source change never
+    # rebuilds or copies the venv's gigabyte-sized layer.
+    builder, package, runtime = stages(DOCKERFILES["cpu"])
+    assert builder[0] == ("FROM", "${PYTHON_IMAGE} AS builder")
+    assert package[0] == ("FROM", "builder AS package")
+    assert runtime[0] == ("FROM", "builder AS runtime")
+    assert not any(a.startswith(("sidecar", "es_integration")) for a in _args(builder, "COPY"))
+    assert _args(runtime, "COPY")[-1] == "--from=package /opt/package/ /"
+    # The runtime never runs pip, and drops what the builder kept of the source.
+    assert not any("pip install" in a for a in _args(runtime, "RUN"))
+    assert any("rm -rf /src" in a for a in _args(runtime, "RUN"))
+
+
+def test_cuda_build_copies_only_the_venv() -> None:
+    build, runtime = stages(DOCKERFILES["cuda"])
     assert build[0] == ("FROM", "${PYTHON_IMAGE} AS builder")
     assert runtime[0] == ("FROM", "${PYTHON_IMAGE} AS runtime")
     copies_from_builder = [a for a in _args(runtime, "COPY") if a.startswith("--from=")]
     assert copies_from_builder == ["--from=builder /opt/venv /opt/venv"]
-    # No compiler, pip cache or source tree in the final image: it never runs pip.
     assert not any("pip install" in a for a in _args(runtime, "RUN"))
 
 
@@ -76,6 +89,10 @@ def test_runs_as_a_non_root_user(kind: str) -> None:
     assert f"groupadd --system --gid {IMAGE_UID} sidecar" in setup
     assert f"useradd --system --uid {IMAGE_UID} --gid sidecar" in setup
     assert "chown -R sidecar:sidecar /models" in setup
+    # An arbitrary uid in group 0 (OpenShift) writes the cache and $HOME through the group.
+    assert "chgrp -R 0 /models /home/sidecar" in setup
+    assert "chmod -R g=u /models /home/sidecar" in setup
+    assert _env(runtime)["HOME"] == "/home/sidecar"
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -89,6 +106,7 @@ def test_model_cache_is_a_volume(kind: str) -> None:
     # named volume starts with that owner.
     instrs = [i for i, _ in runtime]
     assert instrs.index("VOLUME") > instrs.index("RUN")
+    assert len([i for i in instrs if i == "RUN"]) == 1
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -119,8 +137,8 @@ def test_config_port_and_command(kind: str) -> None:
 
 
 def _pip_installs(kind: str) -> list[str]:
-    builder = stages(DOCKERFILES[kind])[0]
-    return [a for a in _args(builder, "RUN") if "pip install" in a]
+    builds = stages(DOCKERFILES[kind])[:-1]
+    return [a for stage in builds for a in _args(stage, "RUN") if "pip install" in a]
 
 
 def _makefile_torch_version() -> str:
@@ -131,15 +149,35 @@ def _makefile_torch_version() -> str:
 
 
 def test_cpu_image_installs_pinned_cpu_torch_first() -> None:
-    first, second = _pip_installs("cpu")
-    assert "--index-url https://download.pytorch.org/whl/cpu" in first
-    assert TORCH_PIN in shlex.split(first)
+    torch, deps, package = _pip_installs("cpu")
+    # The CPU build by its local version, from docker/wheels/ or the TORCH_INDEX_URL build
+    # argument (a mirror's, or empty: the wheel alone), never PyPI's CUDA build.
+    pin = f"{TORCH_PIN}+cpu"
+    assert pin in shlex.split(torch)
+    assert "--find-links /tmp/wheels" in torch and '"$TORCH_INDEX_URL' in torch
+    assert "--mount=type=bind,source=docker/wheels,target=/tmp/wheels" in torch
     assert _makefile_torch_version() == TORCH_PIN.removeprefix("torch==")
-    # The package comes second, constrained so nothing can replace that torch.
-    assert '"/src${EXTRAS:+[$EXTRAS]}"' in second
-    assert "--constraint /opt/torch-constraint.txt" in second
-    assert f'echo "{TORCH_PIN}" > /opt/torch-constraint.txt' in first
-    assert "torch.__version__ == '2.13.0+cpu'" in second
+    assert f'echo "{pin}" > /opt/torch-constraint.txt' in torch
+    builder = stages(DOCKERFILES["cpu"])[0]
+    assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in _args(builder, "ARG")
+    # Then the dependencies (pyproject.toml alone), then the package: all constrained.
+    for later in (deps, package):
+        assert "--constraint /opt/torch-constraint.txt" in later
+    assert "-r /opt/requirements.txt" in deps
+    assert "--no-deps" in package and '"/src${EXTRAS:+[$EXTRAS]}"' in package
+    assert "torch.__version__ == '2.13.0+cpu'" in package
+
+
+def test_cpu_image_builds_behind_a_mirror_and_a_proxy_ca() -> None:
+    builder = stages(DOCKERFILES["cpu"])[0]
+    args = _args(builder, "ARG")
+    assert "PIP_INDEX_URL=https://pypi.org/simple" in args
+    assert 'PIP_TRUSTED_HOST=""' in args and 'PIP_EXTRA_INDEX_URL=""' in args
+    assert _env(builder)["PIP_CERT"] == "/etc/ssl/certs/ca-certificates.crt"
+    # Each install step sees the ca_bundle build secret, when given, as the system's CA
+    # bundle; it never enters a layer.
+    secret = "--mount=type=secret,id=ca_bundle,target=/etc/ssl/certs/ca-certificates.crt"
+    assert all(secret in run for run in _pip_installs("cpu"))
 
 
 def test_cuda_image_installs_the_same_torch_as_a_cuda_build() -> None:
