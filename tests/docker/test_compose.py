@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,11 @@ def test_elasticsearch_is_a_real_single_node_8_15_3(compose: dict[str, Any]) -> 
     # Security is off for local development, on purpose and said so in the file.
     assert env["xpack.security.enabled"] == "false"
     assert "xpack.security.enabled=false" in COMPOSE.read_text(encoding="utf-8")
-    assert es["ports"] == ["127.0.0.1:9200:9200"]
+    assert es["ports"] == ["127.0.0.1:${ES_PORT:-9200}:9200"]
+    # A string (CMD-SHELL): an override's string replaces it under podman-compose as well,
+    # which appends an override's list to a list.
     test = es["healthcheck"]["test"]
-    assert test[0] == "CMD-SHELL" and "/_cluster/health" in test[1]
+    assert isinstance(test, str) and "/_cluster/health" in test
 
 
 def test_sidecar_waits_for_a_healthy_elasticsearch(compose: dict[str, Any]) -> None:
@@ -75,7 +78,7 @@ def test_sidecar_healthcheck_and_ports_match_the_config(compose: dict[str, Any])
     sidecar = compose["services"]["sidecar"]
     port = _port()
     assert sidecar["environment"]["RERANK_SIDECAR__SERVER__PORT"] == str(port)
-    assert sidecar["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert sidecar["ports"] == [f"127.0.0.1:${{RERANK_SIDECAR_PORT:-{port}}}:{port}"]
     assert sidecar["healthcheck"]["test"] == ["CMD", "python", IMAGE_HEALTHCHECK_PATH, READY_PATH]
     assert "start_period" in sidecar["healthcheck"]
 
@@ -87,8 +90,11 @@ def test_model_cache_volume(compose: dict[str, Any]) -> None:
 
 def test_environment_overrides_are_valid_config(compose: dict[str, Any]) -> None:
     env = compose["services"]["sidecar"]["environment"]
-    # ${NAME:-default} resolved to its default, as with nothing set in the shell.
-    resolved = {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", v) for k, v in env.items()}
+    # ${NAME:-default} resolved to its default, as with nothing set in the shell; a key
+    # without a value is passed from the shell, and unset there.
+    resolved = {
+        k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", v) for k, v in env.items() if v is not None
+    }
     assert not any("$" in v for v in resolved.values())
     config = load_config(BAKED_CONFIG, environ=resolved)
     assert config.es.url == ES_URL
@@ -102,7 +108,8 @@ def test_loader_runs_the_load_subcommand(
     assert loader["build"] == compose["services"]["sidecar"]["build"]
     assert loader["profiles"] == ["tools"]
     assert loader["depends_on"] == {"elasticsearch": {"condition": "service_healthy"}}
-    command = loader["command"]
+    # A string, split into words (no shell): see docker-compose.secure.yml.
+    command = shlex.split(loader["command"])
     assert command[:3] == ["python", "-m", "es_integration"]
     # The arguments parse with the real CLI and reach cmd_load with the compose ES URL.
     seen: list[Any] = []
@@ -121,7 +128,14 @@ def _compose_config(*files: Path, **extra_env: str) -> subprocess.CompletedProce
         k: v
         for k, v in os.environ.items()
         if k
-        not in ("RERANK_MODEL", "HF_HUB_OFFLINE", "RERANK_SIDECAR_ADMIN_TOKEN", "ELASTIC_PASSWORD")
+        not in (
+            "RERANK_MODEL",
+            "HF_HUB_OFFLINE",
+            "RERANK_SIDECAR_ADMIN_TOKEN",
+            "ELASTIC_PASSWORD",
+            "ES_PORT",
+            "RERANK_SIDECAR_PORT",
+        )
         and not k.startswith("COMPOSE_")
     }
     env.update(extra_env)
@@ -145,7 +159,16 @@ def test_docker_compose_config_validates() -> None:
     assert set(services) == {"elasticsearch", "sidecar", "loader"}
     assert services["sidecar"]["build"]["context"] == str(ROOT)
     assert services["sidecar"]["environment"]["HF_HUB_OFFLINE"] == "0"
-    assert services["sidecar"]["environment"]["RERANK_SIDECAR_ADMIN_TOKEN"] == ""
+    # Unset in the shell: unset in the container, so every admin call is refused.
+    assert services["sidecar"]["environment"]["RERANK_SIDECAR_ADMIN_TOKEN"] is None
+    assert (
+        services["sidecar"]["image"] == services["loader"]["image"] == "rerank-sidecar:cpu-bundled"
+    )
+    proc = _compose_config(COMPOSE, RERANK_SIDECAR_ADMIN_TOKEN="t0ken", RERANK_SIDECAR_PORT="9999")
+    assert proc.returncode == 0, proc.stderr
+    services = json.loads(proc.stdout)["services"]
+    assert services["sidecar"]["environment"]["RERANK_SIDECAR_ADMIN_TOKEN"] == "t0ken"
+    assert services["sidecar"]["ports"][0]["published"] == "9999"
     (published,) = services["sidecar"]["ports"]
     assert published["target"] == _port() and published["host_ip"] == "127.0.0.1"
     assert services["sidecar"]["depends_on"]["elasticsearch"]["condition"] == "service_healthy"
@@ -159,6 +182,8 @@ def test_secure_override_turns_security_on_and_authenticates_the_loader() -> Non
     es = services["elasticsearch"]
     assert es["environment"]["xpack.security.enabled"] == "true"
     assert es["environment"]["ELASTIC_PASSWORD"] == "s3cret"
+    # The override's test replaced the base file's (not appended to it).
+    assert es["healthcheck"]["test"][0] == "CMD-SHELL" and len(es["healthcheck"]["test"]) == 2
     assert '-u "elastic:$' in es["healthcheck"]["test"][1]
     assert services["loader"]["command"][-1] == "http://elastic:s3cret@elasticsearch:9200"
     # The sidecar itself holds no ES credentials: clients' Authorization is forwarded.
