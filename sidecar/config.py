@@ -579,12 +579,12 @@ class UbiConfig(_Section):
 
     enabled: bool = False
     """Log every search and ``_msearch`` sub-search the sidecar answers to
-    ``queries_index``; a search that sends ``ext.ubi`` gets ``ext.ubi.query_id`` in its
-    answer, as from OpenSearch's UBI plugin (others get ES's answer unchanged)."""
+    ``queries_index``, and give every answer its ``ext.ubi.query_id`` (as OpenSearch's UBI
+    plugin does)."""
     queries_index: str = "ubi_queries"
-    """Where queries are logged (created on first use)."""
+    """Where queries are logged (created at start when missing, with its mapping)."""
     events_index: str = "ubi_events"
-    """Where events are stored (created on first use)."""
+    """Where events are stored (created at start when missing, with its mapping)."""
     application: str | None = None
     """The ``application`` logged for searches that do not name theirs."""
     query_text: Literal["keep", "hash", "drop"] = "keep"

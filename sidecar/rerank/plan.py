@@ -70,9 +70,9 @@ class Tracked:
 
     query_id: str
     object_id_field: str | None = None
-    #: The answer carries ``ext.ubi.query_id`` (the search sent ``ext.ubi``: a UBI client
-    #: that reads it); a search without it gets ES's answer unchanged.
-    echo: bool = True
+    #: The client chose the ``query_id`` (and sends it with every page); else the sidecar
+    #: made one for this request alone.
+    given: bool = True
 
 
 @dataclass(frozen=True)
@@ -251,14 +251,14 @@ def plan_search(
     from_, size, query = page
     window = _window(options.window or settings.window, limits, window_limit, from_, size)
     if isinstance(window, Reason):
-        return skip(window)
+        return replace(skip(window), query_text=query)  # the query log's user_query
     forward = _forward(search, rules, options, max(window, from_ + size))
     if isinstance(forward, Reason):
-        return skip(forward)
+        return replace(skip(forward), query_text=query)
     if mode == "off":
         # Everything above still ran: a bad ``rerank`` object is refused either way, and a
         # search that could not be reranked anyway keeps its own reason.
-        return skip(Reason.ROLLOUT_OFF)
+        return replace(skip(Reason.ROLLOUT_OFF), query_text=query)
     body_sent = forward.body if search.has_body else None
     return replace(
         forward.plan(body_sent, settings, mode, index, rewrites_body=search.has_body),

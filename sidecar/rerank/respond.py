@@ -165,7 +165,7 @@ def _interleaved(
     # The coins of one search: its query_id when the client holds one (every page sends
     # it back), else its query, so that the next page continues the same list.
     tracked = plan.tracked
-    seed = tracked.query_id if tracked is not None and tracked.echo else plan.query_text
+    seed = tracked.query_id if tracked is not None and tracked.given else plan.query_text
     picks = team_draft(by_score, list(range(len(window))), seed)
     es_scores = [hit.get("_score") for hit in window]
     out: list[dict[str, Any]] = []

@@ -353,7 +353,7 @@ def _written(
 def _tracked(response: Any, plan: SearchPlan) -> Any:
     """A tracked search's answer carries its ``query_id`` (``ext.ubi``), as the UBI
     plugin's answers do."""
-    if plan.tracked is None or not plan.tracked.echo or not isinstance(response, dict):
+    if plan.tracked is None or not isinstance(response, dict):
         return response
     ext = response.get("ext")
     ext = ext if isinstance(ext, dict) else {}

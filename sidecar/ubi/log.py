@@ -5,7 +5,7 @@ puts the document, already serialized, in a queue bounded in bytes and returns; 
 background task writes what is queued with ``_bulk``, in batches, retrying with a doubling
 pause while ES is down, slow or refusing. When the queue is full, or a batch has failed for
 :data:`GIVE_UP_S`, entries are dropped, and every drop is counted by reason (a metric and a
-line in ``/_sidecar/ready``). The indices are created on first use, with their mappings.
+line in ``/_sidecar/ready``). The indices are created at start, with their mappings.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ class UbiLog:
         self._task: asyncio.Task[None] | None = None
         #: The last failure writing to ES, for /_sidecar/ready (None: the last write worked).
         self.last_error: str | None = None
+        #: Set once the indices exist (made here, or found).
+        self.prepared = asyncio.Event()
 
     def index_for(self, index: str, events: bool) -> None:
         """``index`` holds events (or queries): its mapping when it is created."""
@@ -101,7 +103,26 @@ class UbiLog:
         """Until the queue is empty: everything queued has been written or dropped."""
         await self._empty.wait()
 
+    async def _prepare(self) -> None:
+        """Create the indices, with their mappings, before anything is written: a frontend
+        that writes events straight to ES must find the mapping, not make a dynamic one (a
+        text ``query_id`` the report could neither match nor sort)."""
+        pause = FIRST_PAUSE_S
+        while True:
+            try:
+                for index in sorted(self._kinds.keys() - self._created):
+                    await self._create(index)
+            except Exception as exc:  # ES down at start: entries queue meanwhile (bounded)
+                self.last_error = f"creating the UBI indices: {type(exc).__name__}: {exc}"
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, LAST_PAUSE_S)
+                continue
+            self.last_error = None
+            self.prepared.set()
+            return
+
     async def _run(self) -> None:
+        await self._prepare()
         while True:
             await self._more.wait()
             await asyncio.sleep(FLUSH_S)  # let a batch gather: fewer, larger bulks

@@ -48,12 +48,12 @@ class Ask:
     application: str | None = None
     object_id_field: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
-    #: The search sent ``ext.ubi``: its answer carries the ``query_id``.
-    asked: bool = True
+    #: The client sent the ``query_id`` (else the sidecar made it).
+    given: bool = True
 
     @property
     def tracked(self) -> Tracked:
-        return Tracked(self.query_id, self.object_id_field, self.asked)
+        return Tracked(self.query_id, self.object_id_field, self.given)
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,6 @@ class UbiSearch:
         return body, self._ask(raw, client, headers)
 
     def _ask(self, raw: Any, client: str, headers: Any) -> Ask:
-        asked = raw is not None
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
@@ -105,7 +104,7 @@ class UbiSearch:
             application=raw.get("application"),
             object_id_field=raw.get("object_id_field"),
             attributes=_attributes(raw.get("query_attributes")),
-            asked=asked,
+            given=bool(raw.get("query_id")),
         )
 
     def _client_id(self, client: str, headers: Any) -> str:

@@ -111,17 +111,20 @@ async def test_ext_ubi_never_reaches_es_and_the_answer_carries_the_query_id(
         assert sent[0] == multi_match(QUERY, size=5) | {"ext": other_ext}
 
 
-async def test_a_search_without_ext_ubi_gets_es_answer_unchanged_and_is_logged(
+async def test_a_search_without_ext_ubi_is_given_a_query_id_and_logged(
     http: aiohttp.ClientSession, sc: RunningSidecar, es: ESTarget, sample_index: str
 ) -> None:
     body = multi_match(QUERY, size=3)
     async with http.post(f"{es.url}/{sample_index}/_search", json=body) as r:
         direct = await r.json()
     _, answer = await search(http, sc, body, "off", sample_index)
-    assert "ext" not in answer
+    query_id = answer.pop("ext")["ubi"]["query_id"]
     assert ids(answer) == ids(direct)
-    await sc.app[UBI].log.flushed()
-    assert sc.app[UBI].log.written >= 1
+    (doc,) = await logged(http, sc, es.url, query_id)
+    assert doc["query_response_hit_ids"] == ids(direct)
+    assert doc["user_query"] == QUERY  # the query text the sidecar reranks by
+    # The client is known by a keyed hash: no address is stored.
+    assert len(doc["client_id"]) == 32 and "127.0.0.1" not in json.dumps(doc)
 
 
 async def test_each_page_is_logged_as_served(
@@ -225,6 +228,20 @@ async def test_interleaved_pages_continue_one_list(
     assert abs(teams.count("es") - teams.count("rerank")) <= 1
 
 
+async def test_interleaved_pages_without_a_query_id_continue_too(
+    http: aiohttp.ClientSession, sc: RunningSidecar, sample_index: str
+) -> None:
+    # A frontend that knows nothing of UBI: each page is a search of its own to the log,
+    # but the list is the same one (its coins come from the query).
+    _, whole = await search(http, sc, multi_match(QUERY, size=10), "interleave", sample_index)
+    pages: list[str] = []
+    for start in (0, 5):
+        body = multi_match(QUERY, size=5, **{"from": start})
+        _, answer = await search(http, sc, body, "interleave", sample_index)
+        pages += ids(answer)
+    assert pages == ids(whole)
+
+
 async def test_msearch_logs_each_sub_search(
     http: aiohttp.ClientSession,
     sc: RunningSidecar,
@@ -251,6 +268,20 @@ async def test_msearch_logs_each_sub_search(
     for query_id, response in zip((first, second), responses, strict=True):
         (doc,) = await logged(http, sc, es.url, query_id)
         assert doc["query_response_hit_ids"] == ids(response)
+
+
+async def test_events_written_straight_to_es_through_the_sidecar_pass_through(
+    http: aiohttp.ClientSession, sc: RunningSidecar, es: ESTarget
+) -> None:
+    await sc.app[UBI].log.prepared.wait()  # the sidecar made the index, with its mapping
+    index = sc.config.ubi.events_index
+    event = {"action_name": "click", "query_id": "direct-1", "timestamp": "2026-12-06T10:00:00Z"}
+    async with http.post(f"{sc.url}/{index}/_doc?refresh=true", json=event) as r:
+        assert r.status == 201, await r.text()
+    async with http.post(
+        f"{es.url}/{index}/_search", json={"query": {"term": {"query_id": "direct-1"}}}
+    ) as r:
+        assert [h["_source"] for h in (await r.json())["hits"]["hits"]] == [event]
 
 
 # --- events ---------------------------------------------------------------------------------
