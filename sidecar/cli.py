@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +125,91 @@ class StartupError(Exception):
     pass
 
 
-def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]], use_uvloop: bool) -> int:
+class WorkerPool(ThreadPoolExecutor):
+    """The event loop's default executor (``asyncio.to_thread``), which knows which calls
+    are still running when the server has stopped.
+
+    A model load runs in one of its threads, and blocks there in library code (the hub's
+    retries, a read from a slow volume) that nothing can interrupt. ``asyncio.run`` and
+    the interpreter's exit both wait for every such thread to finish: a SIGTERM during a
+    load left the process running until the load ended, past any stop grace period. The
+    CLI waits for none of them instead (:func:`_run`, :func:`main`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(thread_name_prefix="sidecar-worker")
+        self._running: dict[int, str] = {}
+        self._guard = threading.Lock()
+        self._seq = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._guard:
+            self._seq += 1
+            key = self._seq
+        # asyncio.to_thread submits partial(Context.run, function, ...): name the function.
+        target: object = fn
+        if isinstance(fn, functools.partial) and fn.args and callable(fn.args[0]):
+            target = fn.args[0]
+        name = getattr(target, "__qualname__", None) or repr(target)
+        return super().submit(self._call, key, name, functools.partial(fn, *args, **kwargs))
+
+    def _call(self, key: int, name: str, call: Callable[[], Any]) -> Any:
+        with self._guard:
+            self._running[key] = name
+        try:
+            return call()
+        finally:
+            with self._guard:
+                del self._running[key]
+
+    def running(self) -> list[str]:
+        with self._guard:
+            return sorted(self._running.values())
+
+
+def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
     if use_uvloop:
         try:
             import uvloop
         except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-            return asyncio.run(coro_factory())
-        return uvloop.run(coro_factory())
-    return asyncio.run(coro_factory())
+            return asyncio.new_event_loop()
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def _run(
+    coro_factory: Callable[[], Coroutine[Any, Any, int]], use_uvloop: bool, pool: WorkerPool
+) -> int:
+    """``asyncio.run``, except that calls still running in ``pool`` are not waited for."""
+    loop = _new_loop(use_uvloop)
+    loop.set_default_executor(pool)
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(coro_factory())
+    finally:
+        try:
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _exit_without_waiting(code: int, pool: WorkerPool) -> None:
+    """Exit now when calls are still running in the pool (a model load): the interpreter's
+    exit would join their threads and wait for the load to end."""
+    running = pool.running()
+    if not running:
+        return
+    log.warning("exiting without waiting for %s (still running)", ", ".join(running))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,14 +229,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "report":
         return ubi_cli.run(config, args)
+    pool = WorkerPool()
     try:
-        return _run(lambda: serve(config), config.tuning.http.uvloop)
+        code = _run(lambda: serve(config), config.tuning.http.uvloop, pool)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
-        return 2
+        code = 2
     except (ModelLoadError, StartupError) as exc:
         print(f"start-up failed: {exc}", file=sys.stderr)
-        return 3
+        code = 3
+    _exit_without_waiting(code, pool)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover
