@@ -236,6 +236,7 @@
       });
     });
     if (location.hash === "#playground") select($("tab-playground"), false);
+    if (location.hash === "#evidence") select($("tab-evidence"), false);
   }
 
   /* ---------- compare ---------- */
@@ -609,6 +610,152 @@
     }
   }
 
+  /* ---------- evidence: the UBI report ---------- */
+
+  const pct = (v) => (typeof v === "number" && isFinite(v) ? (100 * v).toFixed(1) + "%" : "–");
+  const dec3 = (v) => fmtScore(v, 3);
+  const int = (v) => (Number.isInteger(v) ? String(v) : "–");
+  const COHORT_COLUMNS = [
+    ["queries", "Queries", int],
+    ["queries_with_click", "With a click", int],
+    ["first_click_rate", "First click on #1", pct],
+    ["mrr", "MRR", dec3],
+    ["abandonment_rate", "No click", pct],
+    ["zero_result_rate", "No hits", pct],
+  ];
+  const MODE_NAMES = {
+    on: "on (reranked)",
+    off: "off (Elasticsearch order)",
+    shadow: "shadow (ES order shown, model run)",
+    interleave: "interleave (both, team draft)",
+  };
+
+  async function getAdmin(path, token, params) {
+    const url = new URL(api(path));
+    for (const [k, v] of Object.entries(params || {})) if (v) url.searchParams.set(k, v);
+    const resp = await fetch(url.toString(), {
+      headers: { Accept: "application/json", Authorization: "Bearer " + token },
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+    const text = await resp.text();
+    let body = null;
+    try {
+      body = text ? JSON.parse(text) : null;
+    } catch (e) {
+      body = null;
+    }
+    return { ok: resp.ok, status: resp.status, body, text };
+  }
+
+  function renderWins(box, inter) {
+    clear(box);
+    const parts = [
+      ["rerank", inter.rerank_wins, "reranker"],
+      ["tie", inter.ties, "ties"],
+      ["es", inter.es_wins, "Elasticsearch"],
+    ];
+    const total = parts.reduce((n, p) => n + (p[1] || 0), 0);
+    box.setAttribute(
+      "aria-label",
+      `reranker ${inter.rerank_wins}, ties ${inter.ties}, Elasticsearch ${inter.es_wins}`
+    );
+    box.hidden = total === 0;
+    for (const [cls, n, name] of parts) {
+      if (!n) continue;
+      const seg = el("span", "win " + cls, `${name} ${n}`);
+      seg.style.flexGrow = String(n); // CSSOM, allowed by the page's CSP
+      box.appendChild(seg);
+    }
+  }
+
+  function renderCohorts(cohorts) {
+    const head = $("cohorts-head");
+    const body = $("cohorts-body");
+    clear(head);
+    clear(body);
+    head.appendChild(el("th", null, "Cohort"));
+    for (const [, title] of COHORT_COLUMNS) head.appendChild(el("th", "num", title));
+    const modes = Object.keys(cohorts || {});
+    if (!modes.length) {
+      const row = el("tr");
+      const cell = el("td", "detail", "No query logged in this period.");
+      cell.colSpan = COHORT_COLUMNS.length + 1;
+      row.appendChild(cell);
+      body.appendChild(row);
+      return;
+    }
+    for (const mode of modes) {
+      const row = el("tr");
+      row.appendChild(el("th", null, MODE_NAMES[mode] || mode));
+      for (const [key, , fmt] of COHORT_COLUMNS) row.appendChild(el("td", "num", fmt(cohorts[mode][key])));
+      body.appendChild(row);
+    }
+  }
+
+  function renderEvidence(report, rollout) {
+    const inter = report.interleaving || {};
+    const verdict = $("verdict");
+    const decisive = (inter.rerank_wins || 0) + (inter.es_wins || 0);
+    let cls = "shadow";
+    let word = "no verdict yet";
+    if (decisive && inter.p_value < 0.05) {
+      const rerankWins = inter.rerank_wins > inter.es_wins;
+      cls = rerankWins ? "applied" : "fallback";
+      word = rerankWins ? "reranker wins" : "Elasticsearch wins";
+    }
+    verdict.className = "badge " + cls;
+    verdict.textContent = word;
+    $("verdict-detail").textContent =
+      `${inter.verdict || ""} · ${int(inter.queries)} interleaved queries`;
+    renderWins($("wins"), inter);
+    renderCohorts(report.cohorts);
+    const clicks = report.clicks || {};
+    $("evidence-clicks").textContent =
+      `Clicks: ${int(clicks.matched)} on logged hits, ${int(clicks.on_other_objects)} on ` +
+      `other objects, ${int(clicks.on_unknown_queries)} on queries not logged in the period.`;
+    const tripped = rollout && rollout.guard_tripped;
+    $("evidence-guard").textContent = tripped
+      ? `The guard turned reranking off until the rules are reloaded: ${tripped}`
+      : "The guard has not turned reranking off.";
+    $("evidence-result").hidden = false;
+  }
+
+  async function runEvidence(ev) {
+    if (ev) ev.preventDefault();
+    const errBox = $("evidence-error");
+    hideError(errBox);
+    const token = $("evidence-token").value.trim();
+    if (!token) {
+      showError(errBox, "The report is part of the admin API: enter the admin token.");
+      return;
+    }
+    const button = $("evidence-run");
+    setBusy(button, true, "Loading…");
+    try {
+      const since = $("evidence-period").value;
+      const res = await getAdmin("_sidecar/ubi/report", token, { since });
+      if (res.status === 404) {
+        showError(
+          errBox,
+          "No report here: UBI is off on this sidecar (ubi.enabled), or this address is " +
+            "not in admin.allow_from."
+        );
+        return;
+      }
+      if (!res.ok) {
+        showError(errBox, errorText(res.status, res.body, res.text || "the report failed"));
+        return;
+      }
+      const rollout = await getAdmin("_sidecar/admin/rollout", token);
+      renderEvidence(res.body, rollout.ok ? rollout.body : null);
+    } catch (e) {
+      showError(errBox, "The sidecar could not be reached: " + (e && e.message ? e.message : e));
+    } finally {
+      setBusy(button, false);
+    }
+  }
+
   /* ---------- start ---------- */
 
   function start() {
@@ -623,6 +770,7 @@
     $("compare-form").addEventListener("submit", runCompare);
     $("index").addEventListener("focus", loadIndices, { once: true });
     $("play-form").addEventListener("submit", runPlayground);
+    $("evidence-form").addEventListener("submit", runEvidence);
     $("play-texts").addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) runPlayground(ev);
     });

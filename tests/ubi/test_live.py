@@ -21,27 +21,9 @@ from sidecar.keys import UBI
 from sidecar.ubi.schema import utc
 from tests.conftest import ESTarget
 from tests.support.apps import RunningSidecar, running_sidecar
-from tests.support.search import base_config, multi_match
+from tests.support.search import multi_match
+from tests.support.ubi import MODE, QUERY, RERANKED, TOKEN, ubi_config
 from tests.support.wire_tap import WireTap, wire_tap
-
-TOKEN = "ubi-admin-token"
-MODE = "X-Rerank-Mode"
-QUERY = "how did doctors treat illness in the middle ages"
-#: X-Rerank of a reranked answer: scored now, or from the score cache (an earlier test).
-RERANKED = ("applied", "cached")
-
-
-def ubi_config(es_url: str, **over: Any) -> dict[str, Any]:
-    """UBI on, into indices of this test's own; every mode choosable per request."""
-    suffix = uuid.uuid4().hex[:8]
-    ubi = {"enabled": True, "queries_index": f"q-{suffix}", "events_index": f"e-{suffix}"}
-    return base_config(
-        es_url,
-        ubi=ubi | over.pop("ubi", {}),
-        admin={"token": TOKEN},
-        rollout={"default": "on", "trusted_clients": ["127.0.0.1/32"]} | over.pop("rollout", {}),
-        **over,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,8 @@ import asyncio
 import json
 import subprocess
 import sys
-import uuid
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,12 @@ from aiohttp import web
 from devtools.fakes import es_error_body
 from es_integration.local_opensearch import LocalOpenSearch
 from sidecar.keys import UBI
-from sidecar.ubi.schema import EVENTS_MAPPING, QUERIES_MAPPING, utc
+from sidecar.ubi.schema import utc
 from tests.conftest import ESTarget
 from tests.support.apps import RunningSidecar, running_sidecar
 from tests.support.search import multi_match
+from tests.support.ubi import MODE, QUERY, RERANKED, TOKEN, interleaved, now, put_logs, ubi_config
 from tests.support.wire_tap import Seen, wire_tap
-from tests.ubi.test_live import MODE, QUERY, RERANKED, TOKEN, ubi_config
 
 #: The log's queue, small enough that a few dozen searches fill it.
 QUEUE_BYTES = 8192
@@ -153,69 +152,6 @@ async def test_documents_es_rejects_are_counted(es: ESTarget, sample_index: str)
             state = await ready_ubi(http, sc)
             assert state["dropped"] == {"rejected": 3}
             assert state["written"] == 0
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-async def put_logs(
-    http: aiohttp.ClientSession,
-    es_url: str,
-    config: dict[str, Any],
-    queries: list[dict[str, Any]],
-    events: list[dict[str, Any]],
-) -> None:
-    """Hand-made logs, in indices made with the sidecar's own mappings."""
-    ubi = config["ubi"]
-    for index, mapping in (
-        (ubi["queries_index"], QUERIES_MAPPING),
-        (ubi["events_index"], EVENTS_MAPPING),
-    ):
-        async with http.put(f"{es_url}/{index}", json={"mappings": mapping}) as r:
-            assert r.status == 200 or "already_exists" in await r.text()
-    lines = []
-    for index, docs in ((ubi["queries_index"], queries), (ubi["events_index"], events)):
-        for doc in docs:
-            lines += [json.dumps({"index": {"_index": index}}), json.dumps(doc)]
-    data = "\n".join(lines) + "\n"
-    headers = {"Content-Type": "application/x-ndjson"}
-    async with http.post(f"{es_url}/_bulk?refresh=true", data=data, headers=headers) as r:
-        assert r.status == 200
-        assert not (await r.json())["errors"]
-
-
-def interleaved(
-    n: int, winner: str, at: datetime
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``n`` interleaved queries of two hits, each clicked on the hit ``winner`` placed."""
-    queries, events = [], []
-    for i in range(n):
-        query_id = f"il-{uuid.uuid4().hex}"
-        teams = ["rerank", "es"] if i % 2 else ["es", "rerank"]
-        queries.append(
-            {
-                "query_id": query_id,
-                "query_response_id": uuid.uuid4().hex,
-                "query_response_hit_ids": [f"d{i}-a", f"d{i}-b"],
-                "timestamp": utc(at),
-                "query_attributes": {
-                    "rerank_mode": "interleave",
-                    "rerank_from": "0",
-                    "rerank_teams": teams,
-                },
-            }
-        )
-        clicked = f"d{i}-a" if teams[0] == winner else f"d{i}-b"
-        events.append(
-            {
-                "action_name": "click",
-                "query_id": query_id,
-                "timestamp": utc(at + timedelta(seconds=5)),
-                "event_attributes": {"object": {"object_id": clicked}},
-            }
-        )
-    return queries, events
 
 
 async def rollout(http: aiohttp.ClientSession, sc: RunningSidecar) -> dict[str, Any]:

@@ -11,21 +11,25 @@ them the test fails (it is not skipped) and says what to install.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import shutil
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from es_integration.corpus import read_jsonl, sample_corpus_path
 from es_integration.sidecar_proc import SidecarProcess
 from tests.conftest import ESTarget
 from tests.support.search import BUNDLED_MODEL, GENEROUS_BUDGET_MS, SAMPLE
+from tests.support.ubi import TOKEN, interleaved, now, put_logs, ubi_config
 
 INSTALL = (
     "apt-get update && apt-get install -y chromium chromium-driver, "
@@ -293,3 +297,55 @@ def test_es_text_is_shown_as_text_and_titles_fall_back(
         _assert_no_console_errors(driver)
     finally:
         client.indices.delete(index=index)
+
+
+def test_evidence_tab_shows_the_ubi_report(
+    request: pytest.FixtureRequest, es: ESTarget, tmp_path: Path
+) -> None:
+    """The Evidence tab: the admin token typed in, the report of hand-made logs (30
+    interleaved queries, each won by the reranker) drawn as a verdict, a bar and a table."""
+    browser_paths()
+    driver: Any = request.getfixturevalue("driver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    config = ubi_config(es.url, rollout={"default": "interleave"})
+    queries, events = interleaved(30, "rerank", now() - timedelta(hours=1))
+
+    async def write_logs() -> None:
+        async with aiohttp.ClientSession() as http:
+            await put_logs(http, es.url, config, queries, events)
+
+    asyncio.run(write_logs())
+    with SidecarProcess.start(
+        es.url,
+        log_path=tmp_path / "sidecar.log",
+        model=BUNDLED_MODEL,
+        config=config,
+        wait_ready=True,
+    ) as sidecar:
+        driver.get(f"{sidecar.url}/_sidecar/ui#evidence")
+        assert driver.find_element(By.ID, "panel-evidence").is_displayed()
+        driver.find_element(By.ID, "evidence-token").send_keys(TOKEN)
+        Select(driver.find_element(By.ID, "evidence-period")).select_by_value("now-1d")
+        driver.find_element(By.ID, "evidence-run").click()
+        _wait_for(driver, "#cohorts-body tr", "#evidence-error")
+        assert _text(driver, "#verdict") == "reranker wins"
+        assert "30 interleaved queries" in _text(driver, "#verdict-detail")
+        assert _text(driver, "#wins .win.rerank") == "reranker 30"
+        row = driver.find_element(By.CSS_SELECTOR, "#cohorts-body tr")
+        cells = [c.text for c in row.find_elements(By.CSS_SELECTOR, "th, td")]
+        assert cells[0].startswith("interleave")
+        assert cells[1:4] == ["30", "30", "50.0%"]  # queries, with a click, first click on #1
+        assert "30 on logged hits" in _text(driver, "#evidence-clicks")
+        assert "has not turned reranking off" in _text(driver, "#evidence-guard")
+        _screenshot(driver, tmp_path / "evidence.png")
+        _assert_no_console_errors(driver)
+
+        # A wrong token is the admin API's 403, shown as such.
+        box = driver.find_element(By.ID, "evidence-token")
+        box.clear()
+        box.send_keys("wrong")
+        driver.find_element(By.ID, "evidence-run").click()
+        _wait_for(driver, "#evidence-error:not([hidden])", "#no-such-element")
+        assert _text(driver, "#evidence-error") == "HTTP 403: wrong admin token"
