@@ -1,6 +1,6 @@
 """``python -m es_integration``: local ES, corpus loading and the offline demo.
 
-python -m es_integration demo [--dataset DIR] [--port 9280]
+python -m es_integration demo [--dataset DIR] [--port 9280] [--users 60]
 python -m es_integration es [--port 9200] [--data-dir .local-es]
 python -m es_integration load --es-url URL [--dataset DIR] [--index NAME]
 
@@ -11,16 +11,20 @@ The evaluation harness, the benchmark suite and the soak are dev tools, not ship
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shlex
 import signal
 import socket
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
+from es_integration import evidence
 from es_integration.corpus import (
     SAMPLE_INDEX,
     index_beir,
@@ -30,6 +34,7 @@ from es_integration.corpus import (
 )
 from es_integration.local_es import LocalES, free_port
 from es_integration.sidecar_proc import SidecarProcess
+from sidecar.ubi.present import table
 
 DEMO_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -63,6 +68,36 @@ def _port(wanted: int) -> int:
         return free_port()
 
 
+def _evidence(args: argparse.Namespace, sidecar: str, es_url: str, index: str, token: str) -> None:
+    """Simulated users in three cohorts, then the report (:mod:`es_integration.evidence`)."""
+    if args.users <= 0:
+        return
+    if args.dataset is None:
+        lines = sample_queries_path().read_text(encoding="utf-8").splitlines()
+        queries = evidence.judged_queries(lines)
+    else:
+        ds = read_beir(args.dataset)
+        queries = [
+            evidence.Judged(text, frozenset(d for d, g in ds.qrels[qid].items() if g > 0))
+            for qid, text in ds.judged_queries.items()
+        ]
+    cohorts = ", ".join(f"{cidr} {mode}" for mode, cidr, _ in evidence.COHORTS)
+    print()
+    print(f"simulated users: {args.users} searches in each cohort ({cohorts}),")
+    print("clicking by a cascade model on the judged sample queries ...")
+    # This run's searches only: the data directory may hold an earlier run's log.
+    since = datetime.now(UTC).isoformat(timespec="milliseconds")
+    tallies = asyncio.run(evidence.simulate(sidecar, index, queries, args.users))
+    for mode, tally in tallies.items():
+        errors = f", {tally.errors} errors" if tally.errors else ""
+        print(f"  {mode:<10} {tally.searches} searches, {tally.clicks} clicks{errors}")
+    indices = ("ubi_queries", "ubi_events")
+    figures = asyncio.run(evidence.report(sidecar, es_url, token, indices, since))
+    print()
+    print("the UBI report (GET /_sidecar/ubi/report, or: rerank-sidecar report --config FILE):")
+    print(table(figures))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     print(f"starting the local ES-compatible server (noida-db, data in {data_dir}) ...")
@@ -71,15 +106,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"loaded {count} documents into index '{index}' at {es.url}")
         print(f"starting the sidecar with the bundled model {args.model} ...")
         log_path = data_dir / "sidecar.log"
+        token = secrets.token_urlsafe(16)
         with SidecarProcess.start(
             es.url,
             port=_port(args.port),
             model=args.model,
             log_path=log_path,
+            config=evidence.demo_config(token),
             config_file=args.config,
             wait_ready=True,
             timeout=300,
         ) as sc:
+            _evidence(args, sc.url, es.url, index, token)
             query = {
                 "query": {
                     "multi_match": {
@@ -98,6 +136,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"  curl -si {sc.url}/{index}/_search {ct} -d {shlex.quote(body)}")
             print("compare with plain BM25:")
             print(f"  curl -s {es.url}/{index}/_search {ct} -d {shlex.quote(body)}")
+            print(f"the debug UI, with the report under Evidence: {sc.url}/_sidecar/ui")
+            print(f"  (admin token for this run: {token})")
             print("press Ctrl-C to stop")
             if args.exit_after_ready:
                 return 0
@@ -142,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--data-dir", default=".local-es", help="local ES data directory")
     demo.add_argument("--model", default=DEMO_MODEL)
     demo.add_argument("--config", type=Path, help="sidecar config file")
+    demo.add_argument(
+        "--users",
+        type=int,
+        default=60,
+        help="simulated searches per cohort before the report (0: none; default 60)",
+    )
     demo.add_argument("--exit-after-ready", action="store_true", help=argparse.SUPPRESS)
     es = sub.add_parser("es", help="run the local ES-compatible server in the foreground")
     es.add_argument("--port", type=int, default=9200)
