@@ -273,11 +273,6 @@ class ModelConfig(_Section):
     says why in ``/_sidecar/ready`` and reranks by itself once the model is warm; ``exit``
     stops the process (exit code 3). A configuration that cannot work (a URL with a local
     backend) always exits with 2."""
-    ready_while_loading: bool = False
-    """``/_sidecar/ready`` is 200 once ES answers and the model is warm, failed to load or
-    was refused (ES order is served then: a probe must not take search away with the
-    model). During the first load it is 503, so a rolling update waits for warm pods,
-    unless this is true (a single instance that must serve from its first second)."""
     remote: RemoteConfig = RemoteConfig()
 
     @field_validator("name")
@@ -419,6 +414,16 @@ def _check_header_names(value: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(item.lower() for item in value)
 
 
+class PagesConfig(_Section):
+    """Pages of one search agree: the first page of a reranked search keeps the order it
+    served (its window's hits, K and scores), and every later page of the same search, on
+    any replica (``shared.url``), continues exactly that order, even where it could score
+    more or less of the window now."""
+
+    ttl_s: PositiveFloat = 600.0
+    """How long a served order is kept for the later pages of its search."""
+
+
 class RerankConfig(_Section):
     window: PositiveInt = 50
     """Hits per search reranked: the first ``window`` of ES's order. A request may ask for
@@ -455,10 +460,84 @@ class RerankConfig(_Section):
     breaker: BreakerConfig = BreakerConfig()
     cache: ScoreCacheConfig = ScoreCacheConfig()
     response_cache: ResponseCacheConfig = ResponseCacheConfig()
+    pages: PagesConfig = PagesConfig()
     extra_identity_headers: Annotated[tuple[str, ...], AfterValidator(_check_header_names)] = ()
     """Headers that tell users apart beyond the built-in ones (docs/security.md), for the
     response cache and the identity-scoped score cache; ``x-auth-attr-*`` matches a
     prefix."""
+
+
+# --- shared --------------------------------------------------------------------------------
+
+
+def _check_redis_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
+        raise ValueError(
+            "must not carry credentials (user:password@host): they go in shared.username "
+            "and shared.password_file"
+        )
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError("must be a redis:// or rediss:// (TLS) URL with a host")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query string or fragment")
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError as exc:
+        raise ValueError("has a port that is not a number") from exc
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ValueError("its path is the database number (redis://host:6379/0)")
+    return value.rstrip("/")
+
+
+def _readable_file(value: Path | None) -> Path | None:
+    if value is not None and not value.is_file():
+        raise ValueError("is not a readable file")
+    return value
+
+
+class SharedConfig(_Section):
+    """State every replica shares, in Redis or Valkey (anything that speaks the Redis 7
+    protocol): the score cache, the response cache and the served order of each reranked
+    window (``rerank.pages``), so that a search scored on one replica is a cache hit on
+    every other and the pages of one search agree wherever they are served. Keys are
+    digests (never query text or credentials) under ``key_prefix``, each with its cache's
+    TTL. Redis is never a dependency of search: when it is down, slow, full or refuses,
+    each replica serves from its own memory (or in ES order), stays ready, counts the
+    outage (``/_sidecar/ready``, metrics) and shares again once Redis answers."""
+
+    url: Annotated[str | None, AfterValidator(_check_redis_url)] = None
+    """``redis://host:6379/0``, or ``rediss://`` for TLS. null: each replica keeps its own
+    state in memory. No ``user:password@`` in it (refused at start-up): the password comes
+    from ``password_file``."""
+    username: str | None = None
+    """The ACL user (Redis 6+); null: the default user."""
+    password_file: SecretFile = None
+    """A file holding the password (``AUTH``) on one line: a mounted Kubernetes or Docker
+    secret. Read at start; never shown or logged."""
+    ca_file: Annotated[Path | None, AfterValidator(_readable_file)] = None
+    """``rediss://``: the CA bundle (PEM) that signed the server's certificate; null: the
+    system's."""
+    verify_tls: bool = True
+    """``rediss://``: verify the server's certificate and host name."""
+    key_prefix: str = "rerank-sidecar:"
+    """Put before every key: deployments that share one Redis keep apart by it."""
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value or not value.isprintable() or any(ch.isspace() for ch in value):
+            raise ValueError("must be printable, without spaces, and not empty")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_options(self) -> SharedConfig:
+        if self.ca_file is not None and not (self.url or "").startswith("rediss://"):
+            raise ValueError("shared.ca_file needs a rediss:// url")
+        return self
 
 
 # --- rollout -------------------------------------------------------------------------------
@@ -741,6 +820,25 @@ class WorkerConfig(_Section):
     costs this many padded tokens plus its own."""
 
 
+class SharedTuning(_Section):
+    """Talking to the shared store (``shared.url``)."""
+
+    timeout_ms: PositiveFloat = 100.0
+    """Each call to Redis (a read on a search's path, a batch of writes) gives up after
+    this long (or sooner, at the search's deadline); the search goes on without it."""
+    retry_s: PositiveFloat = 1.0
+    """After a failed call Redis is left alone this long (doubling up to 30 s while it
+    keeps failing), and searches use this replica's memory; then one call tries again."""
+    max_entry_bytes: PositiveInt = 1024 * 1024
+    """The largest value written to Redis (a cached response); larger ones stay local."""
+    write_queue_bytes: PositiveInt = 8 * 1024 * 1024
+    """Writes waiting to go to Redis at most (they go in the background, never on a
+    search's path); past it new ones are dropped and counted."""
+    connections: PositiveInt = 32
+    """Connections to Redis at most; a call that finds none free waits for one within
+    ``timeout_ms``."""
+
+
 class LimitsTuning(_Section):
     max_window: PositiveInt = 500
     """The largest window a request may ask for (``"rerank": {"window": N}``)."""
@@ -761,6 +859,8 @@ class LimitsTuning(_Section):
     """Entries in the response cache at most."""
     response_cache_entry_bytes: PositiveInt = 4 * 1024 * 1024
     """The largest response that is cached at all."""
+    page_orders_bytes: PositiveInt = 16 * 1024 * 1024
+    """Memory the served orders of searches (``rerank.pages``) may hold on each replica."""
     log_query_chars: PositiveInt = 64
     """``logging.query: truncate``: characters of query text in a log line."""
     ubi_queue_bytes: PositiveInt = 16 * 1024 * 1024
@@ -777,6 +877,7 @@ class TuningConfig(_Section):
     model: ModelTuning = ModelTuning()
     remote: RemoteTuning = RemoteTuning()
     worker: WorkerConfig = WorkerConfig()
+    shared: SharedTuning = SharedTuning()
     limits: LimitsTuning = LimitsTuning()
 
 
@@ -786,6 +887,7 @@ class SidecarConfig(_Section):
     model: ModelConfig = ModelConfig()
     rerank: RerankConfig = RerankConfig()
     rollout: RolloutConfig = RolloutConfig()
+    shared: SharedConfig = SharedConfig()
     ubi: UbiConfig = UbiConfig()
     api: ApiConfig = ApiConfig()
     ui: UiConfig = UiConfig()
@@ -875,6 +977,10 @@ MOVED: dict[str, str] = {
     "rerank.load.client_cpu_share": SELF_SIZED,
     "rerank.load.share_throughput": SELF_SIZED,
     "logging.query_max_chars": "tuning.limits.log_query_chars",
+    "model.ready_while_loading": (
+        "removed: /_sidecar/ready is 200 while the model loads (searches are served in ES "
+        "order then); the model's state is its own field (model.state) and metric"
+    ),
 }
 
 
@@ -885,7 +991,8 @@ def _moved_key(raw: Mapping[str, Any]) -> str | None:
         for part in old.split("."):
             node = node.get(part, _MISSING) if isinstance(node, Mapping) else _MISSING
         if node is not _MISSING:
-            return f"config error: {old}: {new if new == SELF_SIZED else f'moved to {new}'}"
+            said = new if new.startswith("removed:") else f"moved to {new}"
+            return f"config error: {old}: {said}"
     for section in ("worker", "rerank.load"):
         head, _, rest = section.partition(".")
         node = raw.get(head)

@@ -1,0 +1,5 @@
+"""State the replicas of one deployment share (``shared.url``): :mod:`sidecar.shared.store`."""
+
+from sidecar.shared.store import SharedStore
+
+__all__ = ["SharedStore"]
