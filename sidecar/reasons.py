@@ -47,6 +47,7 @@ class Reason(StrEnum):
     QUERY_TOO_LONG = "query_too_long"
     MODEL_NOT_READY = "model_not_ready"
     CPU_SHARE = "cpu_share"
+    PAGE_ORDER = "page_order"
     # --- fallback: the model could not help in time ---------------------------------------
     BUDGET = "budget"
     TIMEOUT = "timeout"
@@ -97,6 +98,7 @@ MEANING: dict[Reason, str] = {
     Reason.QUERY_TOO_LONG: "the query and instruction alone exceed `model.max_length`",
     Reason.MODEL_NOT_READY: "the model is loading, failed to load, or was refused",
     Reason.CPU_SHARE: "this client used more than its share of the sidecar's CPU (busy loop)",
+    Reason.PAGE_ORDER: "a later page of a search whose first page was in ES order: it continues it",
     Reason.BUDGET: "less than `rerank.min_window` hits fit the budget: answered in ES's time",
     Reason.TIMEOUT: "the budget ran out before `rerank.min_window` hits were scored",
     Reason.OVERLOADED: "this client (or request) has all the model's queue it may have",

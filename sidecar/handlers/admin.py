@@ -22,7 +22,7 @@ from sidecar.config import AdminConfig, redacted
 from sidecar.errors import ConfigError, IllegalArgument, NotFound
 from sidecar.http.access import Guard
 from sidecar.jsonutil import json_response
-from sidecar.keys import ADMISSION, CONFIG, ENGINE, ROLLOUT
+from sidecar.keys import ADMISSION, CONFIG, ENGINE, ROLLOUT, SEARCH
 
 TOKEN_ENV = "RERANK_SIDECAR_ADMIN_TOKEN"
 
@@ -97,20 +97,29 @@ async def reset_breaker(request: web.Request) -> web.Response:
 
 def _caches(request: web.Request) -> dict[str, Any]:
     engine = request.config_dict[ENGINE]
+    pages = request.config_dict[SEARCH].step.pages
     return {
         "scores": {
             "entries": len(engine.scores),
             "max_entries": engine.scores.maxsize,
             "hits": engine.scores.stats.hits,
+            "shared_hits": engine.scores.stats.shared_hits,
             "misses": engine.scores.stats.misses,
             "enabled": engine.scores.enabled,
         },
         "responses": {
             "entries": len(engine.responses),
             "hits": engine.responses.stats.hits,
+            "shared_hits": engine.responses.stats.shared_hits,
             "misses": engine.responses.stats.misses,
             "enabled": engine.responses.enabled,
         },
+        "page_orders": {
+            "entries": len(pages),
+            "kept": pages.stats.kept,
+            "continued": pages.stats.continued,
+        },
+        "shared": engine.shared.state() if engine.shared is not None else {"backend": "memory"},
     }
 
 
@@ -119,10 +128,17 @@ async def get_cache(request: web.Request) -> web.Response:
 
 
 async def clear_cache(request: web.Request) -> web.Response:
+    """This replica's caches and orders; with ``shared.url`` also every key under the
+    prefix in Redis (every replica's shared state): ``shared_cleared`` says how many, or
+    null when Redis could not be asked."""
     engine = request.config_dict[ENGINE]
     engine.scores.clear()
     engine.responses.clear()
-    return json_response(_caches(request))
+    request.config_dict[SEARCH].step.pages.clear()
+    body = _caches(request)
+    if engine.shared is not None:
+        body["shared_cleared"] = await engine.shared.clear()
+    return json_response(body)
 
 
 async def get_config(request: web.Request) -> web.Response:

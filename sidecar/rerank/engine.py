@@ -30,6 +30,8 @@ from sidecar.rerank.cache import ResponseCache, ScoreCache, ScoreKey
 from sidecar.rerank.language import LanguageGate
 from sidecar.rerank.outcome import APPLIED, CACHED, Outcome
 from sidecar.scoring.base import Scorer, ScoreResult
+from sidecar.scoring.slot import ModelState, ScorerSlot
+from sidecar.shared import SharedStore
 
 __all__ = ["Doc", "RerankEngine", "ScoredWindow", "Timings"]
 
@@ -76,15 +78,21 @@ class _Cached:
 
 class RerankEngine:
     def __init__(
-        self, config: SidecarConfig, scorer: Scorer, admission: AdmissionController
+        self,
+        config: SidecarConfig,
+        scorer: Scorer,
+        admission: AdmissionController,
+        shared: SharedStore | None = None,
     ) -> None:
         self.config = config
         self.scorer = scorer
         self.admission = admission
+        #: The store every replica shares (``shared.url``); None: this replica's memory.
+        self.shared = shared
         limits = config.tuning.limits
-        self.scores = ScoreCache.from_config(config.rerank.cache, limits)
+        self.scores = ScoreCache.from_config(config.rerank.cache, limits, shared)
         self.responses = ResponseCache.from_config(
-            config.rerank.response_cache, config.rerank.extra_identity_headers, limits
+            config.rerank.response_cache, config.rerank.extra_identity_headers, limits, shared
         )
         self.languages = LanguageGate(())
         self._languages_ready = False
@@ -102,6 +110,16 @@ class RerankEngine:
     def ready(self) -> bool:
         """Model warm and language gate built: reranking can be applied."""
         return self._languages_ready and self.scorer.ready
+
+    @property
+    def model_state(self) -> ModelState:
+        """The model's state (:attr:`ScorerSlot.state`); ``warm`` once reranking can be
+        applied (the language gate built too)."""
+        slot = self.scorer
+        state: ModelState = slot.state if isinstance(slot, ScorerSlot) else "warm"
+        if state == "warm" and not self.ready:
+            return "loading"
+        return state
 
     @property
     def model_name(self) -> str:
@@ -149,7 +167,7 @@ class RerankEngine:
             self.scores.key_for(self.model_name, instruction, query, d.index, d.id, d.text)
             for d in docs
         ]
-        cached = _Cached(keys, self.scores.get_many(keys))
+        cached = _Cached(keys, await self.scores.lookup(keys, deadline))
         floor = min(self.config.rerank.min_window, len(docs))
         have = cached.have
         if have == len(docs) or (page_from > 0 and have >= floor):

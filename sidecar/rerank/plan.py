@@ -32,10 +32,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
+
 from sidecar.config import LimitsTuning, ModeName, RerankConfig
 from sidecar.errors import IllegalArgument
 from sidecar.reasons import Reason
 from sidecar.rerank.filter_path import FilterPath, parse_filter_path
+from sidecar.rerank.identity import digest_parts
 from sidecar.rerank.index_config import IndexRules, IndexSettings
 from sidecar.rerank.query_text import extract_query_text, lucene_free_text
 from sidecar.rerank.source_filter import (
@@ -108,6 +111,10 @@ class SearchPlan:
     rewrites_body: bool = False
     #: The query log follows this search (None: no log).
     tracked: Tracked | None = None
+    #: The search apart from its page (a digest): the same for every page of it, so a
+    #: later page continues the order its first page served (:mod:`sidecar.rerank.pages`).
+    #: "" when the search has none.
+    search_key: str = ""
 
     @property
     def rerank(self) -> bool:
@@ -260,16 +267,34 @@ def plan_search(
         # search that could not be reranked anyway keeps its own reason.
         return replace(skip(Reason.ROLLOUT_OFF), query_text=query)
     body_sent = forward.body if search.has_body else None
+    instruction = options.instruction or settings.instruction
     return replace(
         forward.plan(body_sent, settings, mode, index, rewrites_body=search.has_body),
         tracked=tracked,
         query_text=query,
-        instruction=options.instruction or settings.instruction,
+        instruction=instruction,
         window=window,
         from_=from_,
         size=size,
         fields=options.fields,
+        search_key=_search_key(search, index, (query, instruction or "", str(window)), options),
     )
+
+
+def _search_key(
+    search: _Search, index: str, reranked_by: tuple[str, str, str], options: RerankOptions
+) -> str:
+    """The search apart from its page: its index, body and URL parameters but ``from``
+    and ``size``, and what it is reranked by (query, instruction, window, fields)."""
+    body = {k: v for k, v in search.body.items() if k not in ("from", "size")}
+    params = sorted((k, v) for k, v in search.params.items() if k not in ("from", "size"))
+    try:
+        data = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        listed = orjson.dumps(params)
+    except (TypeError, orjson.JSONEncodeError):
+        return ""  # nested past what can be written: its pages are not continued
+    fields = "\x00".join(options.fields or ())
+    return digest_parts(["page-order", index, data, listed, *reranked_by, fields])
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from sidecar.rerank.filter_path import FilterPath
 from sidecar.rerank.index_config import IndexRules
 from sidecar.rerank.msearch_answer import MsearchAnswer
 from sidecar.rerank.outcome import SHADOWED, Outcome, overall, skipped
+from sidecar.rerank.pages import PageOrders
 from sidecar.rerank.plan import SearchPlan, Tracked, page_start, plan_search
 from sidecar.rerank.render import compact, render
 from sidecar.rerank.respond import Served, hits_of, rewrite, served
@@ -107,6 +108,7 @@ class RerankStep:
         self.loop = loop
         self.indices = IndexRules(config.rerank, config.tuning.limits.max_chars_per_field)
         self.windows = ResultWindows()
+        self.pages = PageOrders.from_config(config, engine.shared)
 
     def plan(
         self,
@@ -162,7 +164,7 @@ class RerankStep:
         settings = plan.settings
         deadline = caller.deadline.within(settings.budget_s)
 
-        def score() -> Any:
+        def score() -> Awaitable[ScoredWindow]:
             return self.engine.score(
                 plan.query_text,
                 plan.instruction,
@@ -177,12 +179,31 @@ class RerankStep:
             status = self.engine.status(SHADOWED, None)
             page = rewrite(response, plan, None, settings.score, status)
             return SHADOWED, Timings(), Page(page, SHADOWED)
-        scored: ScoredWindow = await score()
+        scored = await self._scored(plan, docs, deadline, score)
         with self.loop.metered(caller.client):
             status = self.engine.status(scored.outcome, scored)
             page = rewrite(response, plan, scored.scores, settings.score, status)
         k = len(scored.scores or ())
         return scored.outcome, scored.timings, Page(page, scored.outcome, k)
+
+    async def _scored(
+        self,
+        plan: SearchPlan,
+        docs: Sequence[Doc],
+        deadline: Deadline,
+        score: Callable[[], Awaitable[ScoredWindow]],
+    ) -> ScoredWindow:
+        """The window scored, and the order served kept for the search's later pages; a
+        later page continues the order its first page served (:mod:`sidecar.rerank.pages`)."""
+        key = self.pages.key(plan.search_key)
+        if key and plan.from_ > 0:
+            order = await self.pages.find(key, docs, deadline)
+            if order is not None:
+                return order.scored()
+        scored = await score()
+        if key:
+            self.pages.keep(key, docs, scored)
+        return scored
 
     def passed(self, plan: SearchPlan, raw: bytes) -> Applied | Reask:
         """ES's answer to a search that is not reranked, given back with what the query

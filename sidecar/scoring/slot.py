@@ -9,12 +9,16 @@ attempts failed, for ``/_sidecar/ready`` and the metrics.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from sidecar.config import ModelConfig
 from sidecar.deadline import Deadline
 from sidecar.errors import RerankUnavailable
 from sidecar.reasons import Reason
 from sidecar.scoring.base import BatchObserver, ModelInfo, Scorer, ScoreResult
+
+ModelState = Literal["loading", "retrying", "refused", "warm", "stopped"]
+MODEL_STATES: tuple[ModelState, ...] = ("loading", "retrying", "refused", "warm", "stopped")
 
 
 class ModelNotReady(RerankUnavailable):
@@ -79,6 +83,18 @@ class ScorerSlot:
     @property
     def ready(self) -> bool:
         return self._scorer is not None and self._scorer.ready
+
+    @property
+    def state(self) -> ModelState:
+        """``loading`` (the first load), ``retrying`` (a load failed; retried with a
+        doubling wait), ``refused`` (loaded, and refused by its self-test), ``warm``, or
+        ``stopped`` (its worker is gone). Searches are served in ES order in all but
+        ``warm``."""
+        if self._scorer is None:
+            return "retrying" if self.load_failures else "loading"
+        if self._scorer.info.refused:
+            return "refused"
+        return "warm" if self._scorer.ready else "stopped"
 
     @property
     def queued_pairs(self) -> int:

@@ -51,7 +51,7 @@ class ResponseStore:
 
     async def hit(self, call: SearchCall, key: str) -> web.Response | None:
         """The cached answer for ``key`` as this request's response, or None (a miss)."""
-        entry = self.cache.get(key) if key else None
+        entry = await self.cache.lookup(key) if key else None
         if entry is None:
             return None
         if self.config.verify_identity == "authenticate" and not await self._confirmed(call):
