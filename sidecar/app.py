@@ -12,7 +12,10 @@ Shared resources are created and closed in ``cleanup_ctx`` and stored under type
 * the admission machinery (:mod:`sidecar.admission`: one client ledger, one model meter,
   the fair queue and the breaker, the loop's CPU share), the rerank engine (caches,
   language gate), the rollout rules, the shadow runner, and the search service the
-  handlers call.
+  handlers call;
+* with ``shared.url``, the shared store (:class:`~sidecar.shared.SharedStore`) under the
+  caches and the pages' orders. Start-up never waits for Redis beyond one call's timeout,
+  and never fails for it.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from sidecar.scoring.factory import create_scorer
 from sidecar.scoring.slot import ScorerSlot
 from sidecar.search.responses import ResponseStore
 from sidecar.search.service import SearchService
+from sidecar.shared import SharedStore
 from sidecar.ubi.service import UbiService
 from sidecar.upstream import EsClient
 
@@ -168,7 +172,10 @@ async def _rerank_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ADMISSION] = admission = _admission(config, slot, app[BREAKER_CLOCK])
     slot.add_batch_observer(admission.meter.observe)
     slot.add_batch_observer(metrics.observe_batch)
-    app[ENGINE] = engine = RerankEngine(config, slot, admission)
+    shared = SharedStore.from_config(config.shared, config.tuning.shared)
+    if shared is not None:
+        await shared.start()
+    app[ENGINE] = engine = RerankEngine(config, slot, admission, shared)
     app[SHADOW] = shadow = ShadowRunner(config.tuning.limits.max_shadow_tasks)
     # Made on the loop's thread: the loop's CPU clock.
     loop = LoopShare(admission.ledger, LoopClock())
@@ -190,6 +197,8 @@ async def _rerank_ctx(app: web.Application) -> AsyncIterator[None]:
     await admission.close()
     await shadow.close()
     await slot.close()
+    if shared is not None:
+        await shared.close()
 
 
 def _ubi(app: web.Application) -> UbiService | None:
@@ -235,6 +244,9 @@ def _live_figures(app: web.Application) -> LiveFigures:
         shadow_tasks=lambda: len(shadow.tasks),
         model_ready=lambda: engine.ready,
         ubi=lambda: app[UBI].state() if UBI in app else None,
+        model_state=lambda: engine.model_state,
+        queue_wait_s=lambda: admission.meter.seconds_for(queue.with_model + queue.waiting_pairs),
+        shared=lambda: engine.shared.state() if engine.shared is not None else None,
     )
 
 

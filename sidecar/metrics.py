@@ -15,11 +15,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sidecar.admission.meter import Capacity
+from sidecar.scoring.slot import MODEL_STATES
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 BREAKER_STATES = ("closed", "open", "half-open")
+SHARED_STATES = ("up", "down", "full")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,12 @@ class LiveFigures:
     model_ready: Callable[[], bool]
     #: The UBI log's state (None: off): written, dropped by reason, queued bytes.
     ubi: Callable[[], dict[str, Any] | None] = lambda: None
+    #: ``loading``, ``retrying``, ``refused``, ``warm`` or ``stopped``.
+    model_state: Callable[[], str] = lambda: "warm"
+    #: Seconds a search arriving now would wait for the model (None while unknown).
+    queue_wait_s: Callable[[], float | None] = lambda: None
+    #: The shared store's state (None: ``shared.url`` unset).
+    shared: Callable[[], dict[str, Any] | None] = lambda: None
 
 
 class _LiveCollector(Collector):
@@ -50,6 +58,14 @@ class _LiveCollector(Collector):
             "rerank_sidecar_model_ready",
             "1 when the model is loaded and warm",
             self.live.model_ready(),
+        )
+        state = self.live.model_state()
+        yield _labelled(
+            "rerank_sidecar_model_state",
+            "1 for the model's state (searches are served in ES order but when warm; "
+            "readiness never depends on it)",
+            "state",
+            {name: float(name == state) for name in MODEL_STATES},
         )
         hits, misses, entries, maxsize = self.live.score_cache()
         yield _labelled(
@@ -79,6 +95,13 @@ class _LiveCollector(Collector):
             "Pairs admitted to the model",
             self.live.in_flight_pairs(),
         )
+        yield _gauge(
+            "rerank_sidecar_queue_wait_seconds",
+            "Seconds a search arriving now would wait for the model: the pairs ahead of it "
+            "(with the model and waiting) at the learned cost; 0 while the cost is unknown. "
+            "The signal to scale replicas on (docker/k8s/hpa-queue.yaml)",
+            self.live.queue_wait_s() or 0.0,
+        )
         per_pair = self.live.seconds_per_pair()
         if per_pair is not None:
             yield _gauge(
@@ -89,6 +112,7 @@ class _LiveCollector(Collector):
         yield from _capacity(self.live.capacity())
         yield _gauge("rerank_sidecar_shadow_tasks", "Shadow reranks", self.live.shadow_tasks())
         yield from _ubi(self.live.ubi())
+        yield from _shared(self.live.shared())
 
 
 def _capacity(capacity: Capacity | None) -> Iterator[Metric]:
@@ -127,6 +151,33 @@ def _ubi(state: dict[str, Any] | None) -> Iterator[Metric]:
         "rerank_sidecar_ubi_guard_trips",
         "Times the UBI guard turned reranking off (ES's order won significantly)",
         state["guard_trips"],
+    )
+
+
+def _shared(state: dict[str, Any] | None) -> Iterator[Metric]:
+    if state is None:
+        return
+    yield _labelled(
+        "rerank_sidecar_shared_state",
+        "1 for the shared store's state (up; down: not asked until it answers again; full: "
+        "writes refused, reads served)",
+        "state",
+        {name: float(name == state["state"]) for name in SHARED_STATES},
+    )
+    yield _labelled(
+        "rerank_sidecar_shared_errors",
+        "Failed calls to the shared store, by kind (searches went on without it)",
+        "kind",
+        state["errors"],
+    )
+    yield _gauge(
+        "rerank_sidecar_shared_written", "Entries written to the shared store", state["written"]
+    )
+    yield _labelled(
+        "rerank_sidecar_shared_dropped",
+        "Writes to the shared store dropped, by reason (unavailable, queue_full, too_large)",
+        "reason",
+        state["dropped"],
     )
 
 

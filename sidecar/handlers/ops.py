@@ -21,54 +21,49 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: ES answers (any HTTP answer counts: a secured cluster says 401 to us) and
-    the model is warm, or will not be soon: its load failed (it is retried) or it was
-    refused. Then searches are served in ES order, and a probe that took the pod out of
-    service would take search away with the model. During the first load: 503, unless
-    ``model.ready_while_loading``."""
+    """Readiness: the sidecar can answer searches, which is ES answering (any HTTP answer
+    counts: a secured cluster says 401 to us). Nothing else: while the model loads, is
+    retried or was refused, searches are answered in ES order, which is correct, so the
+    model's state is a field of its own (``model.state``, and a metric), never a reason to
+    take the replica out of service; nor is the shared store (``shared``), which searches
+    never depend on."""
     es = request.app[ES]
     engine, admission = request.app[ENGINE], request.app[ADMISSION]
     es_ok = await es.reachable()
     slot = engine.scorer
     info = slot.info
-    model_ok = engine.ready
-    failures = slot.load_failures if isinstance(slot, ScorerSlot) else 0
-    # The first load has ended: loaded (warm, refused by its self-test, or lost its worker
-    # since), or failed and being retried; all but warm serve ES order.
-    loaded = slot.scorer is not None if isinstance(slot, ScorerSlot) else True
-    settled = loaded or failures > 0
-    config = request.app[CONFIG]
-    serving = es_ok and (settled or config.model.ready_while_loading)
     capacity, capacity_warning = _capacity(request)
     body = {
-        "ready": serving,
+        "ready": es_ok,
         # Whether searches are reranked now (false: ES order, X-Rerank says why).
-        "reranking": es_ok and model_ok,
+        "reranking": es_ok and engine.ready,
         "es": {"url": public_url(str(es.base)), "reachable": es_ok},
         "model": {
             "name": public_name(info.name),
+            "state": engine.model_state,
             "kind": info.kind,
             "source": info.source,
             "device": info.device,
             "dtype": info.dtype,
             "languages": list(info.languages),
-            "warm": model_ok,
+            "warm": engine.ready,
             # Why the model is not served (its start-up self-test failed, or it could not
             # be loaded and is being retried), or null.
             "refused": info.refused,
-            "load_failures": failures,
+            "load_failures": slot.load_failures if isinstance(slot, ScorerSlot) else 0,
             # How it is served that the operator should know (e.g. no instruction sent,
             # or a model too slow for the budget).
             "warnings": list(info.warnings) + ([capacity_warning] if capacity_warning else []),
             "capacity": capacity,
         },
         "breaker": admission.breaker.state,
+        "shared": engine.shared.state() if engine.shared is not None else {"backend": "memory"},
     }
     ubi = request.app.get(UBI)
     if ubi is not None:
         # The query log: queued, written, and what was dropped and why (ES down, queue full).
         body["ubi"] = ubi.state()
-    return json_response(body, status=200 if serving else 503)
+    return json_response(body, status=200 if es_ok else 503)
 
 
 def _capacity(request: web.Request) -> tuple[dict[str, Any] | None, str | None]:

@@ -107,16 +107,12 @@ def test_a_model_configuration_that_cannot_work_exits_with_code_2(tmp_path: Path
     assert proc.stderr.strip().startswith("config error: model.backend: 'remote'")
 
 
-@pytest.mark.parametrize("while_loading", [False, True])
 async def test_ready_during_the_first_load(
-    es: ESTarget,
-    sample_index: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    while_loading: bool,
+    es: ESTarget, sample_index: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """During the first load /_sidecar/ready is 503 (a rolling update waits for a warm
-    pod), or 200 in ES order with ``model.ready_while_loading`` (a single instance)."""
+    """Readiness means searches can be answered: 200 during the first load (ES order is
+    served then, which is correct), so a single replica is never out of its Service for
+    the load. The model's state is its own field and metric."""
     model_dir = tmp_path / "model"
     save_cross_encoder(model_dir, TINY)
     release = threading.Event()
@@ -127,16 +123,19 @@ async def test_ready_during_the_first_load(
         return real(*args)
 
     monkeypatch.setattr(sidecar.app, "create_scorer", slow_create)
-    config = base_config(
-        es.url,
-        model={"name": str(model_dir), "self_test": False, "ready_while_loading": while_loading},
-    )
+    config = base_config(es.url, model={"name": str(model_dir), "self_test": False})
+    loading = 'rerank_sidecar_model_state{state="loading"}'
     try:
         async with running_sidecar(config, wait_model=False) as sc, aiohttp.ClientSession() as s:
             status, ready = await _get(s, f"{sc.url}/_sidecar/ready")
-            assert status == (200 if while_loading else 503)
-            assert (ready["ready"], ready["reranking"]) == (while_loading, False)
-            assert ready["model"]["load_failures"] == 0
+            assert (status, ready["ready"], ready["reranking"]) == (200, True, False)
+            assert (ready["model"]["state"], ready["model"]["load_failures"]) == ("loading", 0)
+            assert await _metric(s, sc.url, loading) == 1.0
+            async with s.post(f"{sc.url}/{SAMPLE}/_search", json=multi_match("library card")) as r:
+                assert (r.status, r.headers["X-Rerank"]) == (
+                    200,
+                    "skipped; reason=model_not_ready",
+                )
             release.set()
             for _ in range(600):
                 status, ready = await _get(s, f"{sc.url}/_sidecar/ready")
@@ -144,5 +143,8 @@ async def test_ready_during_the_first_load(
                     break
                 await asyncio.sleep(0.05)
             assert (status, ready["ready"], ready["reranking"]) == (200, True, True)
+            assert ready["model"]["state"] == "warm"
+            assert await _metric(s, sc.url, loading) == 0.0
+            assert await _metric(s, sc.url, 'rerank_sidecar_model_state{state="warm"}') == 1.0
     finally:
         release.set()
