@@ -180,6 +180,8 @@ class SharedStore:
         self.gate = Gate(tuning.retry_s, clock)
         self._pending: deque[tuple[str, bytes, int]] = deque()
         self._pending_bytes = 0
+        #: Bytes of the batch being sent (counted as queued until Redis has answered).
+        self._sending_bytes = 0
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self.errors: Counter[str] = Counter()
@@ -310,7 +312,12 @@ class SharedStore:
             self._wake.clear()
             while self._pending:
                 batch = self._batch()
-                if await self._send(batch):
+                self._sending_bytes = sum(len(k) + len(v) for k, v, _ in batch)
+                try:
+                    sent = await self._send(batch)
+                finally:
+                    self._sending_bytes = 0
+                if sent:
                     self.written += len(batch)
                 else:
                     self.dropped["unavailable"] += len(batch)
@@ -357,5 +364,6 @@ class SharedStore:
             "last_error": self.last_error,
             "written": self.written,
             "dropped": {reason: self.dropped.get(reason, 0) for reason in DROPS},
-            "queued_bytes": self._pending_bytes,
+            # Waiting or being sent: 0 once every write made so far has had Redis's answer.
+            "queued_bytes": self._pending_bytes + self._sending_bytes,
         }
