@@ -40,6 +40,16 @@ $(NGINX):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx
 	if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now nginx.service; fi
 
+# The shared-state tests (tests/shared) and the replicas benchmark run Debian's redis-server
+# as a process of their own on a free port (devtools/redis_proc.py). On a systemd host the
+# package also enables and starts a system Redis on port 6379: stopped again.
+REDIS := /usr/bin/redis-server
+
+$(REDIS):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server
+	if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now redis-server.service; fi
+
 lint: $(STAMP)
 	$(BIN)/ruff format --check sidecar es_integration devtools tests
 	$(BIN)/ruff check sidecar es_integration devtools tests
@@ -110,7 +120,7 @@ image: image-base docker/wheels/.torch-$(TORCH_VERSION)
 		--build-arg EXTRAS=bundled -t $(IMAGE):cpu-bundled .
 
 # `image` first: tests/docker/test_image.py runs what it built (and builds it, run alone).
-test: $(STAMP) $(CHROMEDRIVER) $(NGINX) $(NODE_CLIENT) lint image
+test: $(STAMP) $(CHROMEDRIVER) $(NGINX) $(REDIS) $(NODE_CLIENT) lint image
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
