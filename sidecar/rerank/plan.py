@@ -267,22 +267,26 @@ def plan_search(
         # search that could not be reranked anyway keeps its own reason.
         return replace(skip(Reason.ROLLOUT_OFF), query_text=query)
     body_sent = forward.body if search.has_body else None
-    instruction = options.instruction or settings.instruction
     return replace(
         forward.plan(body_sent, settings, mode, index, rewrites_body=search.has_body),
         tracked=tracked,
         query_text=query,
-        instruction=instruction,
+        instruction=options.instruction or settings.instruction,
         window=window,
         from_=from_,
         size=size,
         fields=options.fields,
-        search_key=_search_key(search, index, (query, instruction or "", str(window)), options),
+        search_key=_search_key(search, index, query, window, options, settings),
     )
 
 
 def _search_key(
-    search: _Search, index: str, reranked_by: tuple[str, str, str], options: RerankOptions
+    search: _Search,
+    index: str,
+    query: str,
+    window: int,
+    options: RerankOptions,
+    settings: IndexSettings,
 ) -> str:
     """The search apart from its page: its index, body and URL parameters but ``from``
     and ``size``, and what it is reranked by (query, instruction, window, fields)."""
@@ -294,7 +298,10 @@ def _search_key(
     except (TypeError, orjson.JSONEncodeError):
         return ""  # nested past what can be written: its pages are not continued
     fields = "\x00".join(options.fields or ())
-    return digest_parts(["page-order", index, data, listed, *reranked_by, fields])
+    instruction = options.instruction or settings.instruction or ""
+    return digest_parts(
+        ["page-order", index, data, listed, query, instruction, str(window), fields]
+    )
 
 
 @dataclass(frozen=True)
