@@ -1019,6 +1019,11 @@ def _shown(key: list[str], value: Any) -> str:
         return "'***'"
     if isinstance(value, Mapping) and any(k in SECRET_KEYS for k in value):
         return "a section holding secrets"
+    if isinstance(value, str) and "://" in value:
+        # A URL's query may carry a secret too (redis://host/0?password=...): never shown.
+        head, query, _ = value.partition("?")
+        head, fragment, _ = head.partition("#")
+        value = head + ("?***" if query or fragment else "")
     if isinstance(value, str) and "@" in value:
         scheme, sep, rest = value.rpartition("://")
         return repr(f"{scheme}{sep}***@{rest.rpartition('@')[2]}")
