@@ -70,6 +70,8 @@ async def test_metrics_logs_and_server_timing(
     assert "rerank_sidecar_batch_pairs_count" in text
     assert 'rerank_sidecar_breaker_state{state="closed"} 1.0' in text
     assert "rerank_sidecar_queue_pairs 0.0" in text
+    # The autoscaling signal (docker/k8s-scaling): nothing waits for the model now.
+    assert "rerank_sidecar_queue_wait_seconds 0.0" in text
     # One structured line per request; no credentials, no query text in clear.
     lines = [r for r in caplog.records if r.name == "sidecar.access"]
     search_lines = [r for r in lines if getattr(r, "route", "") == "/{index}/_search"]
