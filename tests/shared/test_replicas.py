@@ -154,3 +154,22 @@ async def test_later_pages_continue_the_k_their_first_page_served(
         page2 = await search(session, replica.url, query, size=10, page_from=10)
         assert (page2.status, page2.rerank) == (200, "cached; window=12")
         assert page2.ids == k12[10:20]
+
+
+async def test_a_first_page_in_es_order_is_continued_in_es_order(
+    replicas: Replicas, session: aiohttp.ClientSession
+) -> None:
+    query = "audio books for the visually impaired"
+    es = await search(session, replicas.a.url, query, size=WINDOW, rerank={"enabled": False})
+    assert es.rerank == "skipped; reason=disabled_by_request"
+    # Page 1 on the busier replica: nothing cached and no time for its model, ES order.
+    written = (await shared_state(session, replicas.b.url))["written"]
+    page1 = await search(session, replicas.b.url, query, size=10)
+    assert (page1.status, page1.rerank) == (200, "fallback; reason=budget")
+    assert page1.ids == es.ids[:10]
+    await until_written(session, replicas.b.url, written)
+    # Page 2 on the replica that could rerank: it continues ES order, so no hit of page 1
+    # comes back and none of the window is skipped.
+    page2 = await search(session, replicas.a.url, query, size=10, page_from=10)
+    assert (page2.status, page2.rerank) == (200, "skipped; reason=page_order")
+    assert page2.ids == es.ids[10:20]
