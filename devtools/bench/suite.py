@@ -34,7 +34,10 @@ alike, and prints p50/p95/p99 latency, throughput and the ratio to the baseline)
    errors and ``/_sidecar/ready``;
 11. the default model at full size on this CPU (Qwen3-Reranker-0.6B's architecture, all 28
    layers, random weights) with the default budget and window, as a new user gets it:
-   what ``/_sidecar/ready`` says, and what every search from the first one on gets.
+   what ``/_sidecar/ready`` says, and what every search from the first one on gets;
+12. three replicas sharing their state in Redis (``shared.url``) vs three that do not, behind
+   nginx round robin: the cache hit rate on a replayed query log with repeats, and what a
+   hit served from Redis adds to one served from the replica's memory (p50).
 
 The load generator is this process (aiohttp on one event loop, ``devtools.bench.loadgen``);
 ES stand-ins, fault server and sidecars are processes of their own (``servers``). Whether the
@@ -69,6 +72,7 @@ from devtools.bench.scenarios import (
     overload,
     passthrough,
     qwen3,
+    replicas,
     slow_clients,
     split_front,
 )
@@ -88,6 +92,7 @@ SCENARIOS: dict[int, Callable[[Bench], Section]] = {
     9: neighbour.run,
     10: slow_clients.run,
     11: default_model.run,
+    12: replicas.run,
 }
 #: Scenarios that run again, right after, on ``--baseline``'s sidecar (11 runs both itself).
 BEFORE_AFTER = (8, 9)
@@ -202,7 +207,7 @@ def run_cli(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
     parser.add_argument(
-        "--only", nargs="+", type=int, metavar="N", help="run only these scenarios (1-11)"
+        "--only", nargs="+", type=int, metavar="N", help="run only these scenarios (1-12)"
     )
     parser.add_argument(
         "--real-es",
