@@ -825,7 +825,9 @@ class SharedTuning(_Section):
 
     timeout_ms: PositiveFloat = 100.0
     """Each call to Redis (a read on a search's path, a batch of writes) gives up after
-    this long (or sooner, at the search's deadline); the search goes on without it."""
+    this long, and the search goes on without it. A read is not cut at the search's rerank
+    deadline (what it finds spares the model); after a failure Redis is left alone, so an
+    outage costs one search this long per ``retry_s``, not every search."""
     retry_s: PositiveFloat = 1.0
     """After a failed call Redis is left alone this long (doubling up to 30 s while it
     keeps failing), and searches use this replica's memory; then one call tries again."""

@@ -7,7 +7,7 @@ its entries have a fixed cost; a response-cache entry is charged its body and he
 
 With ``shared.url`` each cache has a second tier every replica shares
 (:class:`~sidecar.shared.SharedStore`): a lookup that misses this replica's memory asks
-Redis (one ``MGET`` per window, bounded by its own timeout and the search's deadline) and
+Redis (one ``MGET`` per window, bounded by its own timeout) and
 keeps what it finds; what is stored goes to both, Redis in the background. Redis holds
 the same keys as digests (hex) and the same TTLs; when it cannot answer, the local tier
 serves alone.
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from cachetools import TTLCache
 
 from sidecar.config import LimitsTuning, ResponseCacheConfig, ScoreCacheConfig
-from sidecar.deadline import Deadline
 from sidecar.jsonutil import dumps, loads
 from sidecar.rerank.identity import CALLER, Headers, IdentityRule, digest_parts, representation
 from sidecar.shared import SharedStore
@@ -150,18 +149,16 @@ class ScoreCache:
         self._count(out)
         return out
 
-    async def lookup(
-        self, keys: Sequence[ScoreKey], deadline: Deadline | None = None
-    ) -> list[float | None]:
+    async def lookup(self, keys: Sequence[ScoreKey]) -> list[float | None]:
         """Scores from this replica's memory, and those it lacks from the shared store
-        (kept here too), asked no later than ``deadline``."""
+        (kept here too)."""
         if not self.enabled:
             return [None] * len(keys)
         out = [self._cache.get(k) for k in keys]
         missing = [i for i, v in enumerate(out) if v is None]
         if missing and self.shared is not None:
             shared_keys = [self.shared.key("s", keys[i].hex()) for i in missing]
-            found = await self.shared.get_many(shared_keys, deadline)
+            found = await self.shared.get_many(shared_keys)
             for i, raw in zip(missing, found or (), strict=False):
                 score = decode_score(raw)
                 if score is not None:

@@ -167,7 +167,9 @@ class RerankEngine:
             self.scores.key_for(self.model_name, instruction, query, d.index, d.id, d.text)
             for d in docs
         ]
-        cached = _Cached(keys, await self.scores.lookup(keys, deadline))
+        # Not cut at the deadline: a score from Redis spares the model, and the call has its own
+        # short timeout (tuning.shared.timeout_ms); a failing Redis is then left alone.
+        cached = _Cached(keys, await self.scores.lookup(keys))
         floor = min(self.config.rerank.min_window, len(docs))
         have = cached.have
         if have == len(docs) or (page_from > 0 and have >= floor):

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from cachetools import TTLCache
 
 from sidecar.config import SidecarConfig
-from sidecar.deadline import Deadline
 from sidecar.reasons import FALLBACK, Reason
 from sidecar.rerank.engine import Doc, ScoredWindow
 from sidecar.rerank.identity import CALLER, digest_parts
@@ -145,14 +144,11 @@ class PageOrders:
             return ""
         return digest_parts([search_key, CALLER.get() if self.identity_scope else ""])
 
-    async def find(
-        self, key: str, docs: Sequence[Doc], deadline: Deadline | None = None
-    ) -> ServedOrder | None:
-        """The order kept for ``key`` when it was served on this same window (Redis asked
-        no later than ``deadline``)."""
+    async def find(self, key: str, docs: Sequence[Doc]) -> ServedOrder | None:
+        """The order kept for ``key`` when it was served on this same window."""
         order = None
         if self.shared is not None:
-            raw = await self.shared.get(self.shared.key("o", key), deadline)
+            raw = await self.shared.get(self.shared.key("o", key))
             order = ServedOrder.decode(raw)
         if order is None:
             order = self._local.get(key)

@@ -179,7 +179,7 @@ class RerankStep:
             status = self.engine.status(SHADOWED, None)
             page = rewrite(response, plan, None, settings.score, status)
             return SHADOWED, Timings(), Page(page, SHADOWED)
-        scored = await self._scored(plan, docs, deadline, score)
+        scored = await self._scored(plan, docs, score)
         with self.loop.metered(caller.client):
             status = self.engine.status(scored.outcome, scored)
             page = rewrite(response, plan, scored.scores, settings.score, status)
@@ -190,14 +190,15 @@ class RerankStep:
         self,
         plan: SearchPlan,
         docs: Sequence[Doc],
-        deadline: Deadline,
         score: Callable[[], Awaitable[ScoredWindow]],
     ) -> ScoredWindow:
         """The window scored, and the order served kept for the search's later pages; a
         later page continues the order its first page served (:mod:`sidecar.rerank.pages`)."""
         key = self.pages.key(plan.search_key)
         if key and plan.from_ > 0:
-            order = await self.pages.find(key, docs, deadline)
+            # Waited for up to the call's own timeout, never cut at the deadline: a later
+            # page continuing its first page is the promise, even on a busy replica.
+            order = await self.pages.find(key, docs)
             if order is not None:
                 return order.scored()
         scored = await score()

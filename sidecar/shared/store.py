@@ -3,9 +3,9 @@ a tier under each replica's own caches (``shared.url``).
 
 Redis is never a dependency of search:
 
-* every call has its own timeout (``tuning.shared.timeout_ms``, or what is left of the
-  search's deadline when that is sooner), and a read that fails for any reason is a miss:
-  the search goes on with the replica's own state;
+* every call has its own timeout (``tuning.shared.timeout_ms``; a read is not cut at the
+  search's rerank deadline, since what it finds spares the model), and a read that fails
+  for any reason is a miss: the search goes on with the replica's own state;
 * writes never wait on a search's path: they are queued (bounded in bytes; past the bound
   they are dropped and counted) and one background task sends them, in pipelines;
 * after a failure Redis is left alone for ``tuning.shared.retry_s`` (doubling up to
@@ -46,7 +46,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sidecar.config import SharedConfig, SharedTuning, public_url
-from sidecar.deadline import Deadline
 
 log = logging.getLogger("sidecar.shared")
 
@@ -211,29 +210,18 @@ class SharedStore:
 
     # --- calls ------------------------------------------------------------------------------
 
-    async def _call(
-        self, op: Callable[[], Awaitable[T]], *, write: bool, within_s: float | None = None
-    ) -> T | None:
+    async def _call(self, op: Callable[[], Awaitable[T]], *, write: bool) -> T | None:
         """``op()``'s answer, or None when Redis is left alone now, the call failed or it
-        took longer than its timeout (``within_s`` when that is sooner: what is left of a
-        search's deadline)."""
-        timeout_s = self._timeout_s if within_s is None else min(self._timeout_s, within_s)
-        if timeout_s <= 0 or not self.gate.open(write):
+        took longer than its timeout."""
+        if not self.gate.open(write):
             return None
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(self._timeout_s):
                 answer = await op()
         except asyncio.CancelledError:
             self.gate.release()
             raise
-        except TimeoutError:
-            if timeout_s < self._timeout_s:
-                # The search's deadline ran out first: nothing is known about Redis.
-                self.gate.release()
-                return None
-            self._failed(TimeoutError())
-            return None
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
             return None
         if self.gate.ok(write):
@@ -256,21 +244,18 @@ class SharedStore:
                 self.gate.backoff_s,
             )
 
-    async def get_many(
-        self, keys: Sequence[str], deadline: Deadline | None = None
-    ) -> list[bytes | None] | None:
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None] | None:
         """The values of ``keys`` (None for a missing one), or None when Redis could not
-        be asked (within its timeout, or before ``deadline``)."""
+        be asked within its timeout."""
         if not keys:
             return []
-        within_s = None if deadline is None else deadline.remaining()
-        found = await self._call(lambda: self._client.mget(keys), write=False, within_s=within_s)
+        found = await self._call(lambda: self._client.mget(keys), write=False)
         if found is None:
             return None
         return [v if isinstance(v, bytes) else None for v in found]
 
-    async def get(self, key: str, deadline: Deadline | None = None) -> bytes | None:
-        found = await self.get_many([key], deadline)
+    async def get(self, key: str) -> bytes | None:
+        found = await self.get_many([key])
         return found[0] if found else None
 
     # --- writes -----------------------------------------------------------------------------
