@@ -223,7 +223,8 @@ async def test_es_goes_down_mid_load_and_comes_back(
     # clients saw meanwhile and since, on one clock.
     loop = asyncio.get_running_loop()
     down_at = up_at = math.inf
-    met_outage, saw_return, stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    served, met_outage, saw_return = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    stop = asyncio.Event()
     unavailable = back = 0
 
     def during_outage(sent: float, done: float) -> bool:
@@ -269,6 +270,8 @@ async def test_es_goes_down_mid_load_and_comes_back(
                 problem = check_search_response(
                     r.status, r.headers, body, msearch=kind == "msearch"
                 )
+            if r.status == 200 and down_at == math.inf:
+                served.set()
             if r.status == 200 and sent > up_at:
                 back += 1
                 if back >= clients:
@@ -281,8 +284,10 @@ async def test_es_goes_down_mid_load_and_comes_back(
         nonlocal down_at, up_at
         try:
             async with asyncio.timeout(120):
-                # The load is under way: as many requests as there are clients reached ES.
+                # The load is under way: as many requests as there are clients reached ES,
+                # and a client has had its answer (50 requests can all be in flight at once).
                 await fault_es_proxy.requests_reached(fault_es_proxy.requests + clients)
+                await served.wait()
                 down_at = loop.time()
                 await fault_es_proxy.go_down()
                 await met_outage.wait()  # as many 502s as there are clients
