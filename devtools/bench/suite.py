@@ -34,7 +34,13 @@ alike, and prints p50/p95/p99 latency, throughput and the ratio to the baseline)
    errors and ``/_sidecar/ready``;
 11. the default model at full size on this CPU (Qwen3-Reranker-0.6B's architecture, all 28
    layers, random weights) with the default budget and window, as a new user gets it:
-   what ``/_sidecar/ready`` says, and what every search from the first one on gets.
+   what ``/_sidecar/ready`` says, and what every search from the first one on gets;
+12. UBI (bundled MiniLM, window 20, msmarco-dl-5k): interleaved searches served to simulated
+   users with a cascade click model, their clicks sent as UBI events, the report endpoint
+   checked against the same arithmetic offline, and, by resampling the pages served, how
+   many interleaved queries the sign test needs to call the reranker's win (two click
+   models); then the cost of logging, ``ubi.enabled`` true vs false, at rollout ``off`` and
+   ``on``: added p50 and sidecar CPU per search, and what the log wrote and dropped.
 
 The load generator is this process (aiohttp on one event loop, ``devtools.bench.loadgen``);
 ES stand-ins, fault server and sidecars are processes of their own (``servers``). Whether the
@@ -71,6 +77,7 @@ from devtools.bench.scenarios import (
     qwen3,
     slow_clients,
     split_front,
+    ubi,
 )
 from devtools.bench.servers import Bench
 from devtools.docs_sections import DOCS_PATH, replace_section
@@ -88,6 +95,7 @@ SCENARIOS: dict[int, Callable[[Bench], Section]] = {
     9: neighbour.run,
     10: slow_clients.run,
     11: default_model.run,
+    12: ubi.run,
 }
 #: Scenarios that run again, right after, on ``--baseline``'s sidecar (11 runs both itself).
 BEFORE_AFTER = (8, 9)
@@ -202,7 +210,7 @@ def run_cli(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
     parser.add_argument(
-        "--only", nargs="+", type=int, metavar="N", help="run only these scenarios (1-11)"
+        "--only", nargs="+", type=int, metavar="N", help="run only these scenarios (1-12)"
     )
     parser.add_argument(
         "--real-es",
