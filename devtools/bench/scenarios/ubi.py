@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json
 import math
 import random
@@ -59,14 +60,14 @@ from typing import Any
 
 import aiohttp
 
-from devtools.bench.contenders import LoadTarget, latency_table
+from devtools.bench.contenders import LoadTarget, latency_table, measured_round
 from devtools.bench.loadgen import run_load
 from devtools.bench.results import Goal, Section
 from devtools.bench.servers import BUNDLED_MODEL, Bench
 from devtools.eval.data import EvalSet, load_corpus, read_eval_set
 from devtools.eval.ranking import NDCG_K, ndcg_at
 from devtools.eval.run import DEFAULT_DATASET
-from devtools.procfs import cpu_seconds, own_cpu_seconds
+from devtools.procfs import cpu_seconds
 from es_integration.local_es import LocalES
 from es_integration.sidecar_proc import SidecarProcess
 from sidecar.config import RerankConfig
@@ -485,28 +486,12 @@ async def cost_rounds(
             await queue_empty(session, c.sidecar.url)
         for r in range(rounds):
             for c in contenders:
-                t = c.target
-                bodies = t.bodies(r)
-                gen0, sc0, es0 = own_cpu_seconds(), cpu_seconds(t.pid), cpu_seconds(es_pid)
-                res = await run_load(
-                    t.label,
-                    t.url,
-                    bodies,
-                    concurrency=t.concurrency,
-                    requests=t.per_round,
-                    header="X-Rerank",
+                es0 = cpu_seconds(es_pid)
+                res = await measured_round(
+                    c.target, r, settle=functools.partial(queue_empty, session, c.sidecar.url)
                 )
-                await queue_empty(session, c.sidecar.url)
-                gen1, sc1, es1 = own_cpu_seconds(), cpu_seconds(t.pid), cpu_seconds(es_pid)
-                t.generator_cpu_s += gen1 - gen0
-                if sc0 is None or sc1 is None or t.server_cpu_s is None:
-                    t.server_cpu_s = None
-                else:
-                    t.server_cpu_s += sc1 - sc0
-                c.es_cpu_s += (es1 or 0.0) - (es0 or 0.0)
+                c.es_cpu_s += (cpu_seconds(es_pid) or 0.0) - (es0 or 0.0)
                 c.sent += sum(res.statuses.values()) + res.errors
-                t.round_walls.append(res.wall_s)
-                t.result.merge(res)
 
 
 def _start_pair(
