@@ -19,6 +19,7 @@ class Reason(StrEnum):
     SEARCH_AFTER = "search_after"
     PIT = "pit"
     RESCORE = "rescore"
+    MIN_SCORE = "min_score"
     SIZE_ZERO = "size_zero"
     BEYOND_WINDOW = "beyond_window"
     RESULT_WINDOW = "result_window"
@@ -71,6 +72,8 @@ MEANING: dict[Reason, str] = {
     Reason.SEARCH_AFTER: "`search_after`: the next page continues from this page's sort values",
     Reason.PIT: "a point in time: the next page continues from this page's sort values",
     Reason.RESCORE: "the client's own `rescore` (`rerank.rescore: rerank` reranks it anyway)",
+    Reason.MIN_SCORE: "the client's `min_score` is on ES's scale: reranked only with "
+    "`score_mode: es_scores` (docs/scores.md)",
     Reason.SIZE_ZERO: "`size: 0`: no hits to reorder",
     Reason.BEYOND_WINDOW: "the page starts past the window: ES's order, as on every page",
     Reason.RESULT_WINDOW: "the index's `max_result_window` refuses the widened page",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import cached_property, lru_cache
 
-from sidecar.config import FusionConfig, IndexRerankConfig, RerankConfig
+from sidecar.config import FusionConfig, IndexRerankConfig, RerankConfig, ScoreMode
 from sidecar.rerank.doc_text import PLACEHOLDER, DocTextSpec
 
 #: Index names come from clients: the memo of resolved names is bounded.
@@ -22,11 +22,10 @@ _MEMO_KEY_CHARS = 256
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    mode: str = "replace"
+    mode: ScoreMode = "replace"
     fusion: FusionConfig = field(default_factory=FusionConfig)
     boost_fields: tuple[tuple[str, float], ...] = ()
     min_score: float | None = None
-    annotate_field: str | None = "_rerank"
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ class IndexRules:
                 window=rc.window,
                 instruction=None,
                 budget_s=rc.budget_ms / 1000.0,
-                score=ScoreOptions(rc.score_mode, rc.fusion, (), rc.min_score, rc.annotate_field),
+                score=ScoreOptions(rc.score_mode, rc.fusion, (), rc.min_score),
                 doc_text=DocTextSpec(rc.default_fields, None, self._max_chars),
             )
         return IndexSettings(
@@ -77,7 +76,6 @@ class IndexRules:
                 rc.fusion,
                 tuple(entry.boost_fields.items()),
                 rc.min_score,
-                rc.annotate_field,
             ),
             doc_text=DocTextSpec(entry.fields, entry.template, entry.max_chars_per_field),
         )

@@ -60,6 +60,8 @@ class RerankOptions:
     fields: tuple[str, ...] | None = None
     window: int | None = None
     enabled: bool | None = None
+    #: Add the ``_rerank`` annotations to this answer (``rerank.annotate`` for all).
+    explain: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,13 @@ class SearchPlan:
     rewrites_body: bool = False
     #: The query log follows this search (None: no log).
     tracked: Tracked | None = None
+    #: The name the ``_rerank`` annotations are added under (None: not added).
+    annotate: str | None = None
+    #: The client asked ES to explain each hit's score (``explain``): the sidecar explains
+    #: the score it serves.
+    explain: bool = False
+    #: The client sorted by ``_score`` (each hit's ``sort`` values are its score).
+    sort_by_score: bool = False
 
     @property
     def rerank(self) -> bool:
@@ -143,7 +152,7 @@ def parse_options(value: Any, limits: LimitsTuning | None = None) -> RerankOptio
     than ``max_query_chars`` / ``max_instruction_chars`` are refused (400)."""
     if not isinstance(value, dict):
         raise IllegalArgument("[rerank] must be an object")
-    allowed = {"query", "instruction", "fields", "window", "enabled"}
+    allowed = {"query", "instruction", "fields", "window", "enabled", "explain"}
     unknown = sorted(set(value) - allowed)
     if unknown:
         raise IllegalArgument(f"[rerank] unknown field [{unknown[0]}]")
@@ -165,9 +174,10 @@ def parse_options(value: Any, limits: LimitsTuning | None = None) -> RerankOptio
         isinstance(window, bool) or not isinstance(window, int) or window < 1
     ):
         raise IllegalArgument("[rerank.window] must be a positive integer")
-    enabled = value.get("enabled")
-    if enabled is not None and not isinstance(enabled, bool):
-        raise IllegalArgument("[rerank.enabled] must be true or false")
+    enabled, explain = value.get("enabled"), value.get("explain")
+    for key, flag in (("enabled", enabled), ("explain", explain)):
+        if flag is not None and not isinstance(flag, bool):
+            raise IllegalArgument(f"[rerank.{key}] must be true or false")
     if limits is not None:
         for key, text, limit in (
             ("query", query, limits.max_query_chars),
@@ -178,7 +188,7 @@ def parse_options(value: Any, limits: LimitsTuning | None = None) -> RerankOptio
                     f"[rerank.{key}] is longer than {limit} characters "
                     f"(tuning.limits.max_{key}_chars)"
                 )
-    return RerankOptions(query, instruction, fields, window, enabled)
+    return RerankOptions(query, instruction, fields, window, enabled, explain)
 
 
 def strip_options(
@@ -244,7 +254,7 @@ def plan_search(
 
     if options.enabled is False:
         return skip(Reason.DISABLED_BY_REQUEST)
-    reason = force_skip or _continuation(search, config)
+    reason = force_skip or _continuation(search, config) or _min_score(search, settings)
     page = _page(search, options, limits) if reason is None else reason
     if isinstance(page, Reason):
         return skip(page)
@@ -269,6 +279,9 @@ def plan_search(
         from_=from_,
         size=size,
         fields=options.fields,
+        annotate=config.annotate_field if config.annotate or options.explain else None,
+        explain=search.explains,
+        sort_by_score="sort" in search.body,
     )
 
 
@@ -281,6 +294,12 @@ class _Search:
     has_body: bool
     had_options: bool
     tracked: Tracked | None = None
+
+    @property
+    def explains(self) -> bool:
+        """Whether ES is asked to explain each hit (``explain`` in the body or the URL; an
+        empty URL value is true, as ES reads it)."""
+        return self.body.get("explain") is True or self.params.get("explain") in ("", "true")
 
     def skipped(self, reason: Reason, settings: IndexSettings, index: str) -> SearchPlan:
         """A plan that passes this search through, for ``reason``."""
@@ -347,6 +366,15 @@ def _continuation(search: _Search, config: RerankConfig) -> Reason | None:
     if _is_none_marker(body.get("stored_fields")) or params.get("stored_fields") == "_none_":
         # No _id, no _source: nothing to read or to tell the hits apart by.
         return Reason.STORED_FIELDS_NONE
+    return None
+
+
+def _min_score(search: _Search, settings: IndexSettings) -> Reason | None:
+    """A client's ``min_score`` is on ES's scale (ES applies it before the sidecar sees a
+    hit): only ``es_scores`` serves scores on that scale, every one of them a score ES gave
+    a hit that passed it."""
+    if "min_score" in search.body and settings.score.mode != "es_scores":
+        return Reason.MIN_SCORE
     return None
 
 

@@ -180,7 +180,8 @@ class RerankStep:
         scored: ScoredWindow = await score()
         with self.loop.metered(caller.client):
             status = self.engine.status(scored.outcome, scored)
-            page = rewrite(response, plan, scored.scores, settings.score, status)
+            model = self.engine.model_name
+            page = rewrite(response, plan, scored.scores, settings.score, status, model)
         k = len(scored.scores or ())
         return scored.outcome, scored.timings, Page(page, scored.outcome, k)
 
