@@ -317,6 +317,8 @@ ModeName = Annotated[Literal["on", "off", "shadow", "interleave"], BeforeValidat
 
 #: What ``_score`` is after a rerank (docs/scores.md).
 ScoreMode = Literal["replace", "fusion", "es_scores"]
+#: Prefix-style (type-ahead) searches: passed through, or reranked.
+TypeAhead = Literal["skip", "rerank"]
 
 
 class FusionConfig(_Section):
@@ -346,6 +348,8 @@ class IndexRerankConfig(_Section):
     """This index's ``model.instruction``."""
     score_mode: ScoreMode | None = None
     """This index's ``rerank.score_mode``."""
+    type_ahead: TypeAhead | None = None
+    """This index's ``rerank.type_ahead``."""
     boost_fields: dict[str, float] = {}
     """Numeric ``_source`` fields blended in fusion mode, e.g. ``{popularity: 0.1}``."""
 
@@ -457,6 +461,11 @@ class RerankConfig(_Section):
     says what happened either way."""
     annotate_field: str | None = "_rerank"
     """Name of the annotations; null: never added, not even on request."""
+    type_ahead: TypeAhead = "skip"
+    """Type-ahead searches (every scoring clause prefix-style: ``match_bool_prefix``,
+    ``match_phrase_prefix``, ``prefix``, ``multi_match`` of type ``bool_prefix`` or
+    ``phrase_prefix``, search-as-you-type subfields; or a completion suggester): ``skip``
+    passes them through (``skipped; reason=type_ahead``), ``rerank`` reranks them."""
     rescore: Literal["skip", "rerank"] = "skip"
     """A search with a ``rescore`` clause is the client's own second stage: ``skip`` passes
     it through (``skipped; reason=rescore``), ``rerank`` reranks it anyway."""
@@ -465,7 +474,7 @@ class RerankConfig(_Section):
     that make the text the model reads."""
     indices: tuple[IndexRerankConfig, ...] = ()
     """Per index pattern: ``fields`` or ``template``, ``max_chars_per_field``, ``window``,
-    ``budget_ms``, ``instruction``, ``score_mode``, ``boost_fields``."""
+    ``budget_ms``, ``instruction``, ``score_mode``, ``type_ahead``, ``boost_fields``."""
     breaker: BreakerConfig = BreakerConfig()
     cache: ScoreCacheConfig = ScoreCacheConfig()
     response_cache: ResponseCacheConfig = ResponseCacheConfig()

@@ -14,6 +14,7 @@ class Reason(StrEnum):
     ROLLOUT_OFF = "rollout_off"
     DISABLED_BY_REQUEST = "disabled_by_request"
     NO_QUERY_TEXT = "no_query_text"
+    TYPE_AHEAD = "type_ahead"
     SORT = "sort"
     SCROLL = "scroll"
     SEARCH_AFTER = "search_after"
@@ -67,6 +68,8 @@ MEANING: dict[Reason, str] = {
     Reason.ROLLOUT_OFF: "rollout put this client or index in mode `off`",
     Reason.DISABLED_BY_REQUEST: 'the request said `"rerank": {"enabled": false}`',
     Reason.NO_QUERY_TEXT: "no words to rerank by in the query (filters, `match_all`...)",
+    Reason.TYPE_AHEAD: "type-ahead: every scoring clause prefix-style, or a completion suggester "
+    "(`rerank.type_ahead`)",
     Reason.SORT: "a `sort` other than `_score`",
     Reason.SCROLL: "a scroll: the next page continues ES's order",
     Reason.SEARCH_AFTER: "`search_after`: the next page continues from this page's sort values",

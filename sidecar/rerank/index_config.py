@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import cached_property, lru_cache
 
-from sidecar.config import FusionConfig, IndexRerankConfig, RerankConfig, ScoreMode
+from sidecar.config import (
+    FusionConfig,
+    IndexRerankConfig,
+    RerankConfig,
+    ScoreMode,
+    TypeAhead,
+)
 from sidecar.rerank.doc_text import PLACEHOLDER, DocTextSpec
 
 #: Index names come from clients: the memo of resolved names is bounded.
@@ -35,6 +41,7 @@ class IndexSettings:
     budget_s: float
     score: ScoreOptions
     doc_text: DocTextSpec
+    type_ahead: TypeAhead = "skip"
 
 
 class IndexRules:
@@ -66,6 +73,7 @@ class IndexRules:
                 budget_s=rc.budget_ms / 1000.0,
                 score=ScoreOptions(rc.score_mode, rc.fusion, (), rc.min_score),
                 doc_text=DocTextSpec(rc.default_fields, None, self._max_chars),
+                type_ahead=rc.type_ahead,
             )
         return IndexSettings(
             window=entry.window or rc.window,
@@ -78,6 +86,7 @@ class IndexRules:
                 rc.min_score,
             ),
             doc_text=DocTextSpec(entry.fields, entry.template, entry.max_chars_per_field),
+            type_ahead=entry.type_ahead or rc.type_ahead,
         )
 
     def source_fields(self, fields: tuple[str, ...] | None = None) -> tuple[str, ...]:

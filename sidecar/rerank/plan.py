@@ -37,7 +37,7 @@ from sidecar.errors import IllegalArgument
 from sidecar.reasons import Reason
 from sidecar.rerank.filter_path import FilterPath, parse_filter_path
 from sidecar.rerank.index_config import IndexRules, IndexSettings
-from sidecar.rerank.query_text import extract_query_text, lucene_free_text
+from sidecar.rerank.query_text import lucene_free_text, read_query
 from sidecar.rerank.source_filter import (
     SourceFilter,
     hides_any,
@@ -255,7 +255,7 @@ def plan_search(
     if options.enabled is False:
         return skip(Reason.DISABLED_BY_REQUEST)
     reason = force_skip or _continuation(search, config) or _min_score(search, settings)
-    page = _page(search, options, limits) if reason is None else reason
+    page = _page(search, options, limits, settings) if reason is None else reason
     if isinstance(page, Reason):
         return skip(page)
     from_, size, query = page
@@ -378,8 +378,21 @@ def _min_score(search: _Search, settings: IndexSettings) -> Reason | None:
     return None
 
 
+def _type_ahead(search: _Search, options: RerankOptions, settings: IndexSettings) -> bool:
+    """Whether the search is type-ahead (every text leaf prefix-style, or a completion
+    suggester) that this index does not rerank; ``"rerank": {"enabled": true}`` asks for it
+    anyway."""
+    if settings.type_ahead == "rerank" or options.enabled is True:
+        return False
+    suggest = search.body.get("suggest")
+    completion = isinstance(suggest, dict) and any(
+        isinstance(s, dict) and "completion" in s for s in suggest.values()
+    )
+    return completion or read_query(search.body.get("query")).type_ahead
+
+
 def _page(
-    search: _Search, options: RerankOptions, limits: LimitsTuning
+    search: _Search, options: RerankOptions, limits: LimitsTuning, settings: IndexSettings
 ) -> tuple[int, int, str] | Reason:
     """(from, size, query text) of the client's search, or why it cannot be reranked."""
     size: Any = _int_param(search.params, "size")
@@ -398,7 +411,9 @@ def _page(
         return Reason.UNPARSED_PAGING
     if size == 0:
         return Reason.SIZE_ZERO
-    query = options.query or extract_query_text(search.body.get("query"))
+    if _type_ahead(search, options, settings):
+        return Reason.TYPE_AHEAD
+    query = options.query or read_query(search.body.get("query")).text
     if not query and search.params.get("q"):
         query = lucene_free_text(search.params["q"]) or None
     if not query:

@@ -14,19 +14,30 @@ Compound queries are walked where they score: ``bool.must`` and ``bool.should`` 
 ``has_child``/``has_parent``. Distinct texts are joined with a space in document order
 (the same words in Search UI's four ``multi_match`` variants count once).
 
+A query is type-ahead when every leaf that carries text is prefix-style: the words typed so
+far, matched as a prefix (``match_phrase_prefix``, ``match_bool_prefix``, ``prefix``,
+``multi_match`` of type ``phrase_prefix`` or ``bool_prefix``, or a leaf on
+search-as-you-type subfields only). Search UI's and Searchkit's result searches mix a
+``phrase_prefix`` variant with full-word ones: those are not type-ahead.
+
 The function never raises: any shape it does not understand yields no text, which means
 "do not rerank" rather than an error.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from luqum import tree
 from luqum.exceptions import ParseError
 from luqum.parser import parser as _lucene
 
-_LEAF_KEYS = ("match", "match_phrase", "match_phrase_prefix", "match_bool_prefix")
+_LEAF_KEYS = ("match", "match_phrase", "match_phrase_prefix", "match_bool_prefix", "prefix")
+_PREFIX_LEAVES = ("match_phrase_prefix", "match_bool_prefix", "prefix")
+_PREFIX_TYPES = ("phrase_prefix", "bool_prefix")
+#: The subfields a ``search_as_you_type`` field adds: matching them is matching prefixes.
+_SAYT_SUFFIXES = ("._2gram", "._3gram", "._index_prefix")
 _DIRECT = ("multi_match", "combined_fields")
 _LUCENE = ("query_string", "simple_query_string")
 _WRAPPERS = ("function_score", "script_score", "nested", "has_child", "has_parent")
@@ -38,12 +49,36 @@ _MAX_LUCENE_CHARS = 4096
 _MARKERS = "*?|&!\\"
 
 
-def extract_query_text(query: Any) -> str | None:
-    texts: list[str] = []
-    _walk(query, texts, 0)
-    unique = dict.fromkeys(texts)  # de-duplicated, first occurrence order
+@dataclass(frozen=True)
+class QueryWords:
+    """What the user typed, as the query holds it."""
+
+    text: str | None
+    #: Every leaf with text is prefix-style: a type-ahead search.
+    type_ahead: bool = False
+
+
+@dataclass
+class _Leaves:
+    texts: list[str]
+    prefix: list[bool]
+
+    def add(self, text: str | None, prefix: bool) -> None:
+        if text:
+            self.texts.append(text)
+            self.prefix.append(prefix)
+
+
+def read_query(query: Any) -> QueryWords:
+    leaves = _Leaves([], [])
+    _walk(query, leaves, 0)
+    unique = dict.fromkeys(leaves.texts)  # de-duplicated, first occurrence order
     joined = " ".join(unique).strip()
-    return joined or None
+    return QueryWords(joined or None, bool(leaves.prefix) and all(leaves.prefix))
+
+
+def extract_query_text(query: Any) -> str | None:
+    return read_query(query).text
 
 
 def _text(value: Any) -> str | None:
@@ -52,27 +87,36 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _walk(node: Any, out: list[str], depth: int) -> None:
+def _sayt_only(fields: Any) -> bool:
+    """Whether ``fields`` name only search-as-you-type subfields (boosts allowed)."""
+    names = [fields] if isinstance(fields, str) else fields
+    if not isinstance(names, list) or not names:
+        return False
+    return all(isinstance(f, str) and f.split("^")[0].endswith(_SAYT_SUFFIXES) for f in names)
+
+
+def _leaf(kind: str, body: dict[str, Any], out: _Leaves) -> None:
+    for name, field_body in body.items():
+        key = "value" if kind == "prefix" else "query"
+        value = field_body.get(key) if isinstance(field_body, dict) else field_body
+        out.add(_text(value), kind in _PREFIX_LEAVES or _sayt_only(name))
+
+
+def _walk(node: Any, out: _Leaves, depth: int) -> None:
     if depth > _MAX_DEPTH or not isinstance(node, dict):
         return
     for kind, body in node.items():
         if not isinstance(body, dict):
             continue
         if kind in _LEAF_KEYS:
-            for field_body in body.values():
-                value = field_body.get("query") if isinstance(field_body, dict) else field_body
-                text = _text(value)
-                if text:
-                    out.append(text)
+            _leaf(kind, body, out)
         elif kind in _DIRECT:
-            text = _text(body.get("query"))
-            if text:
-                out.append(text)
+            prefix = body.get("type") in _PREFIX_TYPES or _sayt_only(body.get("fields"))
+            out.add(_text(body.get("query")), prefix)
         elif kind in _LUCENE:
             text = _text(body.get("query"))
             free = lucene_free_text(text, simple=kind == "simple_query_string") if text else ""
-            if free:
-                out.append(free)
+            out.add(free, False)
         elif kind == "bool":
             for clause in ("must", "should"):
                 _walk_many(body.get(clause), out, depth)
@@ -84,7 +128,7 @@ def _walk(node: Any, out: list[str], depth: int) -> None:
             _walk(body.get("positive"), out, depth + 1)
 
 
-def _walk_many(value: Any, out: list[str], depth: int) -> None:
+def _walk_many(value: Any, out: _Leaves, depth: int) -> None:
     if isinstance(value, list):
         for item in value:
             _walk(item, out, depth + 1)

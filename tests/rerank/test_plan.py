@@ -274,3 +274,79 @@ def test_model_languages_null_is_the_model_own_and_empty_is_every_language() -> 
     assert build_config({}).model.languages is None
     assert build_config({"model": {"languages": []}}).model.languages == ()
     assert build_config({"model": {"languages": ["en", "de"]}}).model.languages == ("en", "de")
+
+
+# Type-ahead ------------------------------------------------------------------------------
+
+SEARCH_UI_RESULTS = {
+    "bool": {
+        "must": [
+            {
+                "bool": {
+                    "should": [
+                        {"multi_match": {"query": "libr", "fields": ["t"], "type": t}}
+                        for t in ("best_fields", "cross_fields", "phrase", "phrase_prefix")
+                    ]
+                }
+            }
+        ]
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "type_ahead"),
+    [
+        ({"query": {"match_bool_prefix": {"title": "libr"}}}, True),
+        ({"query": {"match_phrase_prefix": {"title": {"query": "library c"}}}}, True),
+        ({"query": {"prefix": {"title": {"value": "libr"}}}}, True),
+        ({"query": {"prefix": {"title": "libr"}}}, True),
+        (
+            # Search UI's autocomplete results, on a search-as-you-type field.
+            {
+                "query": {
+                    "bool": {
+                        "must": [
+                            {
+                                "multi_match": {
+                                    "query": "libr",
+                                    "type": "bool_prefix",
+                                    "fields": ["t^1", "t._2gram^1", "t._3gram^1"],
+                                }
+                            }
+                        ]
+                    }
+                }
+            },
+            True,
+        ),
+        ({"query": {"match": {"title._index_prefix": "libr"}}}, True),
+        (
+            {
+                "query": {"match": {"title": "libr"}},
+                "suggest": {"s": {"prefix": "l", "completion": {"field": "s"}}},
+            },
+            True,
+        ),
+        # Search UI's and Searchkit's result searches mix a prefix variant with full words.
+        ({"query": SEARCH_UI_RESULTS}, False),
+        ({"query": {"match": {"title": "library card"}}}, False),
+        (
+            {
+                "query": {"match": {"title": "library"}},
+                "suggest": {"s": {"text": "l", "term": {"field": "t"}}},
+            },
+            False,
+        ),
+    ],
+)
+def test_type_ahead_is_not_reranked_by_default(body: dict[str, Any], type_ahead: bool) -> None:
+    plan = plan_search(body, MultiDict(), CFG, DOCS, "idx", "on")
+    assert (plan.skip_reason == "type_ahead") is type_ahead, plan.skip_reason
+    if not type_ahead:
+        assert plan.rerank
+    # Per index, or per request, type-ahead may be reranked.
+    cfg = RerankConfig(indices=[{"pattern": "ta-*", "type_ahead": "rerank"}])  # type: ignore[list-item]
+    assert plan_search(body, MultiDict(), cfg, IndexRules(cfg), "ta-1", "on").rerank
+    asked = {**body, "rerank": {"enabled": True}}
+    assert plan_search(asked, MultiDict(), CFG, DOCS, "idx", "on").rerank
