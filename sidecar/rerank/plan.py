@@ -9,8 +9,8 @@ to a search"):
 * ``from``/``size`` are widened to the window (in the body; in the URL when the search has
   no body, so a body-less ``?q=`` search stays body-less);
 * ``_source`` is widened to the text fields the model reads, only when the client's own
-  filter (``_source: false``, includes/excludes, ``stored_fields`` without ``_source``)
-  would hide them; the client's filter is applied to the hits afterwards;
+  filter (``_source: false``, includes/excludes, ``stored_fields`` or ``script_fields``
+  without ``_source``) would hide them; the client's filter is applied to the hits afterwards;
 * ``filter_path`` is taken off the URL and applied to the final response by the sidecar,
   with ES's semantics (a ``filter_path`` that keeps no hit is passed through instead).
 
@@ -438,6 +438,19 @@ def _window(
     return Reason.BEYOND_WINDOW if from_ >= window else window
 
 
+def _implicit_source_off(search: _Search) -> bool:
+    """Whether ES leaves ``_source`` out of the hits of a search that does not mention it:
+    it does when ``stored_fields`` or ``script_fields`` are asked for (ES's
+    ``FetchContext.buildFetchSourceContext``), unless ``stored_fields`` names ``_source``.
+    ``docvalue_fields`` and ``fields`` leave it in."""
+    body, params = search.body, search.params
+    stored = body.get("stored_fields", params.get("stored_fields"))
+    if stored is not None:
+        names = stored.split(",") if isinstance(stored, str) else stored
+        return not (isinstance(names, list) and "_source" in names)
+    return bool(body.get("script_fields"))
+
+
 def _forward(
     search: _Search, rules: IndexRules, options: RerankOptions, es_size: int
 ) -> _Forward | Reason:
@@ -462,8 +475,7 @@ def _forward(
     client_filter = param_filter or body_filter
     if client_filter is None and "_source" in search.body:
         return Reason.UNPARSED_SOURCE_FILTER
-    if client_filter is None and ("stored_fields" in search.body or "stored_fields" in params):
-        # ES returns no _source when stored_fields are asked for and _source is not.
+    if client_filter is None and _implicit_source_off(search):
         client_filter = SourceFilter(enabled=False)
     needed = rules.source_fields(options.fields)
     if search.tracked is not None and search.tracked.object_id_field:

@@ -330,6 +330,9 @@ async def test_rescore_is_the_clients_own_reranking(
 
 
 # 7. _source: false, stored_fields only, docvalue_fields only ---------------------------
+# (and issue 22, point 6: script_fields only, fields only)
+
+SCRIPT_FIELDS = {"pk2": {"script": {"source": "doc['pk'].value * 2"}}}
 
 
 @pytest.mark.parametrize(
@@ -340,12 +343,28 @@ async def test_rescore_is_the_clients_own_reranking(
         {"_source": False, "docvalue_fields": ["category"]},
         {"_source": ["category"]},
         {"_source": {"excludes": ["blob", "body"]}},
+        # ES leaves _source out when script_fields are asked for and _source is not.
+        {"script_fields": SCRIPT_FIELDS},
+        {"_source": False, "fields": ["category"]},
     ],
-    ids=["source-false", "stored-only", "docvalue-only", "includes", "excludes"],
+    ids=[
+        "source-false",
+        "stored-only",
+        "docvalue-only",
+        "includes",
+        "excludes",
+        "script-fields-only",
+        "fields-only",
+    ],
 )
 async def test_only_the_text_fields_are_fetched_and_the_client_gets_its_own_view(
-    tapped: tuple[WireTap, RunningSidecar], extra: dict[str, Any]
+    tapped: tuple[WireTap, RunningSidecar], corpus: ESTarget, extra: dict[str, Any]
 ) -> None:
+    if corpus.opensearch and "script_fields" in extra:
+        # OpenSearch's FetchPhase, like ES's, loads no _source by default when script_fields
+        # are asked for; osmem-server returns it anyway, so its direct answer is not the one
+        # a real cluster gives.
+        pytest.skip("osmem-server returns _source with script_fields; OpenSearch does not")
     tap, sc = tapped
     body = _match("password reset", size=5, **extra)
     d_status, d_raw, _ = await _call(tap.url, f"/{INDEX}/_search", body)

@@ -350,3 +350,39 @@ def test_type_ahead_is_not_reranked_by_default(body: dict[str, Any], type_ahead:
     assert plan_search(body, MultiDict(), cfg, IndexRules(cfg), "ta-1", "on").rerank
     asked = {**body, "rerank": {"enabled": True}}
     assert plan_search(asked, MultiDict(), CFG, DOCS, "idx", "on").rerank
+
+
+# What ES leaves out of the hits, and the text the model reads -----------------------------
+
+SCRIPT = {"y": {"script": {"source": "doc['year'].value * 2"}}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "widened"),
+    [
+        # ES leaves _source out when script_fields or stored_fields are asked for and _source
+        # is not (FetchContext.buildFetchSourceContext): the text fields are asked for, and
+        # taken out again.
+        ({"script_fields": SCRIPT}, True),
+        ({"stored_fields": ["pk"]}, True),
+        ({"docvalue_fields": ["year"], "_source": False}, True),
+        ({"fields": ["year"], "_source": False}, True),
+        ({"script_fields": SCRIPT, "_source": False}, True),
+        # ... and keeps it for these: nothing to widen.
+        ({"docvalue_fields": ["year"]}, False),
+        ({"fields": ["title"]}, False),
+        ({"script_fields": SCRIPT, "_source": True}, False),
+        ({"stored_fields": ["_source", "pk"]}, False),
+    ],
+)
+def test_fields_only_searches_get_the_text_fields(extra: dict[str, Any], widened: bool) -> None:
+    body = {"query": {"match": {"title": "maps"}}, **extra}
+    plan = plan_search(body, MultiDict(), CFG, DOCS, "idx", "on")
+    assert plan.rerank
+    assert plan.body is not None
+    if widened:
+        assert plan.body["_source"] == {"includes": list(CFG.default_fields)}
+        assert not plan.source_filter.is_identity, "the client's view is restored"
+    else:
+        assert plan.body.get("_source") == body.get("_source")
+        assert plan.source_filter.is_identity

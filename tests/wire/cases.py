@@ -214,6 +214,15 @@ def _search_bodies() -> list[tuple[str, str, dict[str, Any]]]:
         ("search-options", "stored-fields", mm(q, stored_fields=["pk"])),
         ("search-options", "docvalue-fields", mm(q, _source=False, docvalue_fields=["year"])),
         ("search-options", "fields", mm(q, fields=["title", "year"], _source=False)),
+        (
+            "search-options",
+            "script-fields",
+            mm(
+                q,
+                _source=False,
+                script_fields={"y2": {"script": {"source": "doc['year'].value * 2"}}},
+            ),
+        ),
         ("search-options", "explain", mm(q, explain=True, size=3)),
         ("search-options", "version", mm(q, version=True, seq_no_primary_term=True)),
         ("search-options", "track-total-false", mm(q, track_total_hits=False)),
