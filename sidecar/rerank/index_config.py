@@ -113,6 +113,14 @@ class IndexRules:
                 names += [m.group(1).strip() for m in PLACEHOLDER.finditer(entry.template)]
         return tuple(dict.fromkeys(names + list(self._boost_fields)))
 
+    def text_fields(self, index: str) -> tuple[str, ...]:
+        """The fields the model reads for ``index`` (its ``fields``, or its template's
+        placeholders): text a user's words are matched against."""
+        spec = self.resolve(index).doc_text
+        if spec.template is not None:
+            return tuple(m.group(1).strip() for m in PLACEHOLDER.finditer(spec.template))
+        return spec.fields
+
     def doc_text(self, index: str, fields: tuple[str, ...] | None) -> DocTextSpec:
         """How a hit of ``index`` becomes text; a request's own ``rerank.fields`` win."""
         spec = self.resolve(index).doc_text

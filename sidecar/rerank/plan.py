@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from sidecar.config import LimitsTuning, ModeName, RerankConfig
@@ -37,7 +38,7 @@ from sidecar.errors import IllegalArgument
 from sidecar.reasons import Reason
 from sidecar.rerank.filter_path import FilterPath, parse_filter_path
 from sidecar.rerank.index_config import IndexRules, IndexSettings
-from sidecar.rerank.query_text import lucene_free_text, read_query
+from sidecar.rerank.query_text import TextField, lucene_free_text, read_query
 from sidecar.rerank.source_filter import (
     SourceFilter,
     hides_any,
@@ -233,25 +234,23 @@ def plan_search(
     force_skip: Reason | None = None,
     limits: LimitsTuning | None = None,
     tracked: Tracked | None = None,
+    text_field: TextField | None = None,
 ) -> SearchPlan:
-    """Plan one search that rollout put in ``mode``. Raises IllegalArgument only for a
-    malformed ``rerank`` object (even when rolled out to ``off``: ES would refuse it).
-    ``window_limit``: the index's learned ``max_result_window``; ``force_skip``: a reason
-    found outside the body (``format``, or an ``_msearch``'s ``filter_path``);
-    ``tracked``: the query log follows it (its ``ext.ubi`` is already taken out of ``body``,
-    which therefore counts as rewritten)."""
+    """Plan one search that rollout put in ``mode``; IllegalArgument only for a malformed
+    ``rerank`` object (even rolled out to ``off``: ES would refuse it). ``window_limit``:
+    the learned ``max_result_window``; ``force_skip``: a reason found outside the body
+    (``format``, an ``_msearch``'s ``filter_path``); ``tracked``: the query log follows it
+    (``ext.ubi`` already taken out of ``body``, which counts as rewritten); ``text_field``:
+    whether words a ``query_string`` scopes to a field are query text (else a filter)."""
     limits = limits or LimitsTuning()
     settings = rules.resolve(index)
     stripped, options = strip_options(body, limits)
     if not isinstance(stripped if stripped is not None else {}, dict):
         return SearchPlan(Reason.UNPARSED_BODY, None, settings, index=index, tracked=tracked)
     had = options is not None or tracked is not None
-    search = _Search(stripped or {}, params, body is not None, had, tracked)
+    search = _Search(stripped or {}, params, body is not None, had, tracked, text_field)
     options = options or RerankOptions()
-
-    def skip(reason: Reason) -> SearchPlan:
-        return search.skipped(reason, settings, index)
-
+    skip = partial(search.skipped, settings=settings, index=index)
     if options.enabled is False:
         return skip(Reason.DISABLED_BY_REQUEST)
     reason = force_skip or _continuation(search, config) or _min_score(search, settings)
@@ -265,10 +264,8 @@ def plan_search(
     forward = _forward(search, rules, options, max(window, from_ + size))
     if isinstance(forward, Reason):
         return replace(skip(forward), query_text=query)
-    if mode == "off":
-        # Everything above still ran: a bad ``rerank`` object is refused either way, and a
-        # search that could not be reranked anyway keeps its own reason.
-        return replace(skip(Reason.ROLLOUT_OFF), query_text=query)
+    if mode == "off":  # after all the above: a bad ``rerank`` object is refused either way,
+        return replace(skip(Reason.ROLLOUT_OFF), query_text=query)  # other reasons kept
     body_sent = forward.body if search.has_body else None
     return replace(
         forward.plan(body_sent, settings, mode, index, rewrites_body=search.has_body),
@@ -294,6 +291,7 @@ class _Search:
     has_body: bool
     had_options: bool
     tracked: Tracked | None = None
+    text_field: TextField | None = None
 
     @property
     def explains(self) -> bool:
@@ -413,9 +411,10 @@ def _page(
         return Reason.SIZE_ZERO
     if _type_ahead(search, options, settings):
         return Reason.TYPE_AHEAD
-    query = options.query or read_query(search.body.get("query")).text
+    text_field = search.text_field or (lambda name: False)
+    query = options.query or read_query(search.body.get("query"), text_field).text
     if not query and search.params.get("q"):
-        query = lucene_free_text(search.params["q"]) or None
+        query = lucene_free_text(search.params["q"], text_field=text_field) or None
     if not query:
         return Reason.NO_QUERY_TEXT
     # Query text read from the ES query is cut, not refused: ES accepts the search.

@@ -3,10 +3,14 @@
 Only full-text leaves carry text a user typed: ``match``, ``match_phrase``,
 ``match_phrase_prefix``, ``match_bool_prefix``, ``multi_match``, ``combined_fields``, and
 ``query_string`` / ``simple_query_string``, whose Lucene syntax is parsed (luqum) so that
-only the free text is kept: field-qualified terms (``itype:BK``, the facet limits Koha
-glues into the string), ranges, regular expressions and negated terms are dropped, and
+only what the user typed is kept: free words and phrases, and words scoped to a *text*
+field (``title:(library card)``, how catalogues' advanced search sends a title search);
+terms on other fields (``itype:BK``, ``year:[2000 TO 2010]``, the facet limits Koha glues
+into the string: filters), ranges, regular expressions and negated terms are dropped, and
 operators, boosts, fuzziness, proximity and wildcard markers are stripped from the words
-they decorate.
+they decorate. Which fields are text is the caller's ``text_field`` (the index's mapping,
+learned in :mod:`sidecar.rerank.windows`, and ``rerank.indices``); without one, every
+field-scoped term is a filter.
 
 Compound queries are walked where they score: ``bool.must`` and ``bool.should`` (never
 ``filter`` or ``must_not``: they constrain the results, they are not what the user typed),
@@ -26,6 +30,7 @@ The function never raises: any shape it does not understand yields no text, whic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +53,15 @@ _MAX_LUCENE_CHARS = 4096
 #: operators that luqum reads as parts of words (``|``, ``&&``, ``||``, ``!``).
 _MARKERS = "*?|&!\\"
 
+#: Whether a field name (as a query names it: a path, perhaps a ``*`` pattern) is a text
+#: field: words scoped to it are what the user typed.
+TextField = Callable[[str], bool]
+
+
+def _no_text_field(name: str) -> bool:
+    del name
+    return False
+
 
 @dataclass(frozen=True)
 class QueryWords:
@@ -62,6 +76,7 @@ class QueryWords:
 class _Leaves:
     texts: list[str]
     prefix: list[bool]
+    text_field: TextField = _no_text_field
 
     def add(self, text: str | None, prefix: bool) -> None:
         if text:
@@ -69,8 +84,8 @@ class _Leaves:
             self.prefix.append(prefix)
 
 
-def read_query(query: Any) -> QueryWords:
-    leaves = _Leaves([], [])
+def read_query(query: Any, text_field: TextField = _no_text_field) -> QueryWords:
+    leaves = _Leaves([], [], text_field)
     _walk(query, leaves, 0)
     unique = dict.fromkeys(leaves.texts)  # de-duplicated, first occurrence order
     joined = " ".join(unique).strip()
@@ -115,7 +130,8 @@ def _walk(node: Any, out: _Leaves, depth: int) -> None:
             out.add(_text(body.get("query")), prefix)
         elif kind in _LUCENE:
             text = _text(body.get("query"))
-            free = lucene_free_text(text, simple=kind == "simple_query_string") if text else ""
+            simple = kind == "simple_query_string"
+            free = lucene_free_text(text, simple=simple, text_field=out.text_field) if text else ""
             out.add(free, False)
         elif kind == "bool":
             for clause in ("must", "should"):
@@ -136,10 +152,13 @@ def _walk_many(value: Any, out: _Leaves, depth: int) -> None:
         _walk(value, out, depth + 1)
 
 
-def lucene_free_text(text: str, *, simple: bool = False) -> str:
-    """The free text of a Lucene query string: the words and phrases a user typed, without
-    field-qualified terms, ranges, negations or syntax. ``simple`` is the
-    ``simple_query_string`` dialect (``|`` for OR, ``+`` for AND, ``-`` for NOT)."""
+def lucene_free_text(
+    text: str, *, simple: bool = False, text_field: TextField = _no_text_field
+) -> str:
+    """The free text of a Lucene query string: the words and phrases a user typed, and
+    those scoped to a field ``text_field`` says is text; without terms on other fields,
+    ranges, negations or syntax. ``simple`` is the ``simple_query_string`` dialect (``|``
+    for OR, ``+`` for AND, ``-`` for NOT; it has no field syntax)."""
     if len(text) > _MAX_LUCENE_CHARS:
         return ""
     source = text
@@ -153,7 +172,7 @@ def lucene_free_text(text: str, *, simple: bool = False) -> str:
         # simple_query_string: keep the words between the operator characters.
         return _words_only(text) if simple else ""
     words: list[str] = []
-    _free(parsed, words, 0)
+    _free(parsed, words, 0, _no_text_field if simple else text_field)
     return " ".join(words)
 
 
@@ -175,8 +194,12 @@ def _words_only(text: str) -> str:
     return " ".join(out)
 
 
-def _free(node: tree.Item, out: list[str], depth: int) -> None:
+def _free(node: tree.Item, out: list[str], depth: int, text_field: TextField) -> None:
     if depth > _MAX_DEPTH:
+        return
+    if isinstance(node, tree.SearchField) and text_field(node.name):
+        # Words the user typed into a text field's box (advanced search): query text.
+        _free(node.expr, out, depth + 1, text_field)
         return
     if isinstance(node, tree.SearchField | tree.Range | tree.From | tree.To | tree.Regex):
         return  # a filter on a field, a range or a pattern: not what the user typed
@@ -195,4 +218,51 @@ def _free(node: tree.Item, out: list[str], depth: int) -> None:
             out.append(word)
         return
     for child in node.children:
-        _free(child, out, depth + 1)
+        _free(child, out, depth + 1, text_field)
+
+
+def scoped_fields(query: Any, q: str | None = None) -> list[str]:
+    """The field names the ``query_string`` leaves of ``query`` (and the URL's ``q``)
+    scope terms to, in order, each once: what must be known to read its text."""
+    strings: list[str] = [q] if q else []
+    _lucene_strings(query, strings, 0)
+    names: list[str] = []
+    for text in strings:
+        if len(text) > _MAX_LUCENE_CHARS:
+            continue
+        try:
+            parsed = _lucene.parse(text)
+        except (ParseError, RecursionError, ValueError, TypeError, IndexError):
+            continue
+        _field_names(parsed, names, 0)
+    return list(dict.fromkeys(names))
+
+
+def _lucene_strings(node: Any, out: list[str], depth: int) -> None:
+    """The ``query_string`` texts of ``node``, where :func:`_walk` reads text."""
+    if depth > _MAX_DEPTH or not isinstance(node, dict):
+        return
+    for kind, body in node.items():
+        if not isinstance(body, dict):
+            continue
+        if kind == "query_string" and isinstance(body.get("query"), str):
+            out.append(body["query"])
+        elif kind == "bool":
+            for clause in ("must", "should"):
+                value = body.get(clause)
+                for item in value if isinstance(value, list) else [value]:
+                    _lucene_strings(item, out, depth + 1)
+        elif kind in _WRAPPERS or kind == "boosting":
+            _lucene_strings(body.get("positive" if kind == "boosting" else "query"), out, depth + 1)
+        elif kind == "dis_max" and isinstance(body.get("queries"), list):
+            for item in body["queries"]:
+                _lucene_strings(item, out, depth + 1)
+
+
+def _field_names(node: tree.Item, out: list[str], depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        return
+    if isinstance(node, tree.SearchField):
+        out.append(node.name)
+    for child in node.children:
+        _field_names(child, out, depth + 1)

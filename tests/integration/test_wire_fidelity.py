@@ -569,3 +569,38 @@ async def test_an_answer_that_is_not_json_is_es_answer_not_a_502(
     assert status == 200
     assert headers["X-Rerank"] == "skipped; reason=unexpected_response"
     assert raw.startswith(b'{"took": 1, "hits"'), "ES's own bytes"
+
+
+# Issue 22, point 7: words scoped to a text field are query text --------------------------
+
+
+async def test_words_scoped_to_a_text_field_are_reranked_and_filters_are_not(
+    corpus: ESTarget, fake_reranker: FaultModel
+) -> None:
+    """Before: ``title:(password reset)`` (a catalogue's advanced search) was
+    ``skipped; reason=no_query_text``. The model reads ``body`` only here, so that ``title``
+    is text only by the index's mapping, which is asked for once."""
+    config = base_config("", model={"name": fake_reranker.url}, rerank={"default_fields": ["body"]})
+    async with wire_tap(corpus.url) as tap:
+        config["es"]["url"] = tap.url
+        async with running_sidecar(config) as sc:
+            scoped = {
+                "query": {"query_string": {"query": "title:(password reset) AND category:it"}}
+            }
+            d_status, d_raw, _ = await _call(tap.url, f"/{INDEX}/_search", scoped)
+            tap.take()
+            status, raw, headers = await _call(sc.url, f"/{INDEX}/_search", scoped)
+            assert (status, headers["X-Rerank"]) == (d_status, "applied")
+            assert _strip(json.loads(raw)) == _strip(json.loads(d_raw))
+            asked = [s for s in tap.take() if "/_mapping/" in s.path_qs]
+            assert [(s.method, s.path_qs) for s in asked] == [
+                ("GET", f"/{INDEX}/_mapping/field/title,category")
+            ]
+            # Learned: the next searches do not ask again, and a term on a keyword field
+            # alone is a filter, not query text.
+            status, raw, headers = await _call(sc.url, f"/{INDEX}/_search", scoped)
+            assert headers["X-Rerank"] in ("applied", "cached")
+            only_filter = {"query": {"query_string": {"query": "category:it"}}}
+            status, raw, headers = await _call(sc.url, f"/{INDEX}/_search", only_filter)
+            assert (status, headers["X-Rerank"]) == (200, "skipped; reason=no_query_text")
+            assert not [s for s in tap.take() if "/_mapping/" in s.path_qs]

@@ -386,3 +386,81 @@ def test_fields_only_searches_get_the_text_fields(extra: dict[str, Any], widened
     else:
         assert plan.body.get("_source") == body.get("_source")
         assert plan.source_filter.is_identity
+
+
+# Words scoped to a text field are query text; terms on other fields are filters ----------
+
+TEXT = {"title", "meta.note", "subjects"}
+
+
+@pytest.mark.parametrize(
+    ("query", "text"),
+    [
+        # Koha's and other catalogues' advanced search: the title box.
+        ("title:(library card)", "library card"),
+        ('title:"library card" AND itype:BK', "library card"),
+        ("title:(library card) AND year:[2000 TO 2010]", "library card"),
+        ("meta.note:rare AND maps", "rare maps"),
+        ("sub*:atlas", "atlas"),  # a pattern naming a text field
+        ("itype:BK AND year:[2000 TO 2010]", None),
+        ("title:/ma.s/ AND -title:modern AND title:old", "old"),
+        ("_exists_:title", None),
+    ],
+)
+def test_words_scoped_to_a_text_field_are_query_text(query: str, text: str | None) -> None:
+    from fnmatch import fnmatchcase
+
+    from sidecar.rerank.query_text import read_query, scoped_fields
+
+    def is_text(name: str) -> bool:
+        return any(fnmatchcase(f, name) for f in TEXT)
+
+    body = {"query_string": {"query": query}}
+    assert read_query(body, is_text).text == text
+    assert read_query({"bool": {"filter": body}}, is_text).text is None, "a filter clause"
+    assert set(scoped_fields(body)) <= {"title", "meta.note", "sub*", "itype", "year", "_exists_"}
+    # Without knowing which fields are text, every scoped term stays a filter.
+    assert read_query(body).text == read_query(body, lambda _: False).text
+
+
+def test_plan_reads_scoped_words_by_the_text_fields_it_is_given() -> None:
+    body = {"query": {"query_string": {"query": "title:(library card) AND itype:BK"}}}
+    assert plan_search(body, MultiDict(), CFG, DOCS, "idx", "on").skip_reason == "no_query_text"
+    plan = plan_search(body, MultiDict(), CFG, DOCS, "idx", "on", text_field=TEXT.__contains__)
+    assert plan.rerank and plan.query_text == "library card"
+    url = MultiDict({"q": "title:(library card) AND itype:BK"})
+    plan = plan_search(None, url, CFG, DOCS, "idx", "on", text_field=TEXT.__contains__)
+    assert plan.rerank and plan.query_text == "library card"
+
+
+def test_text_fields_are_learned_from_the_mapping_bounded_and_forgotten() -> None:
+    from sidecar.rerank.windows import IndexFacts, mapped_text
+
+    answer = {
+        "a": {
+            "mappings": {
+                "title": {"full_name": "title", "mapping": {"title": {"type": "text"}}},
+                "title.raw": {"full_name": "title.raw", "mapping": {"raw": {"type": "keyword"}}},
+                "year": {"full_name": "year", "mapping": {"year": {"type": "integer"}}},
+            }
+        },
+        "b": {"mappings": {"note": {"full_name": "note", "mapping": {"note": {"type": "text"}}}}},
+    }
+    names = ["title", "title.raw", "year", "note", "t*", "nope"]
+    assert mapped_text(answer, names) == {
+        "title": True,
+        "title.raw": False,
+        "year": False,
+        "note": True,  # text in one of the indices the search covers
+        "t*": True,
+        "nope": False,  # not mapped: ES matches nothing there
+    }
+    assert mapped_text({"error": "forbidden"}, ["title"]) == {"title": False}
+    now = [0.0]
+    facts = IndexFacts(max_entries=2, ttl_s=10, timer=lambda: now[0])
+    facts.learn_fields("a", {"title": True})
+    assert facts.is_text("a", "title") is True and facts.is_text("b", "title") is None
+    facts.learn_fields("a", {"x": False, "y": False})
+    assert facts.is_text("a", "title") is None, "bounded"
+    now[0] = 11.0
+    assert facts.is_text("a", "y") is None, "forgotten: a changed mapping is seen again"

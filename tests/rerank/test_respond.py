@@ -257,7 +257,7 @@ def test_a_document_too_deep_for_orjson_is_still_written() -> None:
 
 
 def test_result_windows_are_learned_bounded_and_forgotten() -> None:
-    from sidecar.rerank.windows import ResultWindows, refusal
+    from sidecar.rerank.windows import IndexFacts, refusal
 
     error = {
         "error": {
@@ -277,7 +277,7 @@ def test_result_windows_are_learned_bounded_and_forgotten() -> None:
     assert refusal(error) == (5, ["small"])
     assert refusal({"hits": {"hits": []}}) is None
     now = [0.0]
-    windows = ResultWindows(max_entries=2, ttl_s=10, timer=lambda: now[0])
+    windows = IndexFacts(max_entries=2, ttl_s=10, timer=lambda: now[0])
     assert windows.learn("small*", error, 20)
     assert windows.limit("small*") == 5 and windows.limit("big,small") == 5
     assert windows.limit("other") is None

@@ -179,6 +179,17 @@ def _search_bodies() -> list[tuple[str, str, dict[str, Any]]]:
             {"query": {"query_string": {"query": "wifi AND access"}}},
         ),
         (
+            # Words scoped to a text field (a catalogue's title box) and a keyword filter.
+            "search-options",
+            "query_string-scoped",
+            {"query": {"query_string": {"query": "title:(library card) AND category:library"}}},
+        ),
+        (
+            "search-options",
+            "query_string-filters-only",
+            {"query": {"query_string": {"query": "category:library AND year:[1990 TO 2000]"}}},
+        ),
+        (
             "search-options",
             "simple_query_string",
             {"query": {"simple_query_string": {"query": "printer +queue -room"}}},
