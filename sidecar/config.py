@@ -246,8 +246,10 @@ class ModelConfig(_Section):
     """Task instruction for instruction-following rerankers (Qwen3-Reranker); an index or a
     request may set its own."""
     languages: tuple[str, ...] | None = None
-    """ISO 639-1 languages the model serves well. Queries confidently detected as another
-    language are not reranked (short or ambiguous ones always are). null: what the model
+    """ISO 639-1 languages the model serves well. A query with no letter in a script these
+    languages are written in (Arabic, Cyrillic, Han... for ``[en]``) is not reranked at any
+    length; other queries confidently detected as another language are not reranked either
+    (short or ambiguous ones in a script the model reads always are). null: what the model
     declares (the bundled MiniLM: ``[en]``; others: any). ``[]``: every language, no
     language gate at all."""
     max_length: Annotated[int, Field(ge=16)] = 8192

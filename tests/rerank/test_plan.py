@@ -268,6 +268,43 @@ def test_the_language_gate_allows_what_it_cannot_judge() -> None:
     assert not LanguageGate(()).active, "[] is every language: no gate at all"
 
 
+#: Short questions (1-4 words) in scripts no language of an English model is written in. The
+#: detector alone let some through (``من كتب هاملت`` "who wrote Hamlet", Greek, Hebrew and
+#: Thai are not confidently detected), and the English model ranked them worse than ES.
+OTHER_SCRIPTS = (
+    "كلمة المرور",
+    "من كتب هاملت",
+    "كيف أجدد بطاقتي",
+    "ما هي عاصمة فرنسا",
+    "сброс пароля",
+    "密码",
+    "图书馆开放时间",
+    "パスワード",
+    "비밀번호 재설정",
+    "पासवर्ड",
+    "κωδικός πρόσβασης",
+    "סיסמה",
+    "รหัสผ่าน",
+)
+
+
+def test_a_query_in_a_script_the_model_does_not_read_is_skipped_at_any_length() -> None:
+    from sidecar.rerank.language import LanguageGate, could_be
+
+    gate = LanguageGate(("en",))
+    for query in OTHER_SCRIPTS:
+        assert not could_be(query, gate.languages), query
+        assert not gate.allows(query), query
+    # Letters in a script the model reads go on to detection; digits and signs are no script.
+    for query in ("password", "café crème", "ｐａｓｓ", "2024 ??", "Python برمجة"):
+        assert could_be(query, gate.languages), query
+    assert could_be("сброс пароля", frozenset({"en", "ru"}))
+    assert could_be("パスワード", frozenset({"ja"})) and could_be("密码", frozenset({"ja"}))
+    assert could_be("비밀번호", frozenset({"ko"})) and not could_be("비밀번호", frozenset({"zh"}))
+    # A language whose scripts the gate does not know: it cannot say, so it does not block.
+    assert could_be("сброс пароля", frozenset({"en", "xx"}))
+
+
 def test_model_languages_null_is_the_model_own_and_empty_is_every_language() -> None:
     from sidecar.config import build_config
 

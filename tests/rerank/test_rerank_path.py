@@ -281,6 +281,21 @@ async def test_unsupported_language_is_not_reranked(bundled: RunningSidecar) -> 
     assert got["_rerank"] == {"status": "skipped", "reason": "unsupported_language"}
 
 
+@pytest.mark.parametrize("words", ["من كتب هاملت", "κωδικός πρόσβασης", "סיסמה"])
+async def test_a_short_query_in_a_script_the_model_does_not_read_is_not_reranked(
+    bundled: RunningSidecar, words: str
+) -> None:
+    """The bundled English model: before, the detector was not sure of these (too short),
+    so they were reranked. ES finds the hits by ``password``; the model would read
+    ``words``."""
+    body = {
+        "query": {"multi_match": {"query": "password", "fields": ["title", "body"]}},
+        "rerank": {"query": words},
+    }
+    status, _, header = await _search(bundled.url, SAMPLE, body)
+    assert (status, header) == (200, "skipped; reason=unsupported_language")
+
+
 async def test_a_one_word_query_the_gate_cannot_judge_is_reranked(bundled: RunningSidecar) -> None:
     """lingua calls ``password`` Italian (0.64): not confident, so it is reranked."""
     body = {"query": {"multi_match": {"query": "password", "fields": ["title", "body"]}}}
