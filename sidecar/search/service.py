@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
@@ -133,16 +134,19 @@ class SearchService:
             return await self._unranked(call, replan)
         return await self._reranked(call, plan, caller)
 
-    async def learn_fields(self, call: SearchCall, body: Any) -> None:
+    async def learn_fields(self, call: SearchCall, body: Any, index: str | None = None) -> None:
         """Ask ES which of the fields this search's ``query_string`` scopes words to are
         text, when that is not known yet (words in a text field are query text; terms on
         other fields are filters). The client's own credentials ask, so nothing is learned
         that the client may not read; when ES cannot be asked, the search is planned with
-        what is known (such terms count as filters) and nothing is remembered."""
-        names = self.step.unknown_fields(body, call.params, call.index)
+        what is known (such terms count as filters) and nothing is remembered. ``index``:
+        an ``_msearch`` sub-search's (its header's, else the path's)."""
+        params: Mapping[str, str] = call.params if index is None else {}
+        index = call.index if index is None else index
+        names = self.step.unknown_fields(body, params, index)
         if not names:
             return
-        where = f"/{quote(call.index, safe=',*')}" if call.index else ""
+        where = f"/{quote(index, safe=',*')}" if index else ""
         path = f"{where}/_mapping/field/{quote(','.join(names), safe=',*')}"
         headers = end_to_end_headers(call.headers)
         for name in ("Content-Length", "Content-Type", "Content-Encoding"):
@@ -160,7 +164,7 @@ class SearchService:
             raw = b""
         finally:
             answer.release()
-        self.step.learn_fields(call.index, names, answer.status, raw)
+        self.step.learn_fields(index, names, answer.status, raw)
 
     async def _unranked(self, call: SearchCall, plan: SearchPlan) -> Result:
         """A search that is not reranked: ES gets the client's request but for the

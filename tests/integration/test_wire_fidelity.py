@@ -604,3 +604,24 @@ async def test_words_scoped_to_a_text_field_are_reranked_and_filters_are_not(
             status, raw, headers = await _call(sc.url, f"/{INDEX}/_search", only_filter)
             assert (status, headers["X-Rerank"]) == (200, "skipped; reason=no_query_text")
             assert not [s for s in tap.take() if "/_mapping/" in s.path_qs]
+
+
+async def test_words_scoped_to_a_text_field_in_an_msearch_are_reranked(
+    corpus: ESTarget, fake_reranker: FaultModel
+) -> None:
+    """The same in an ``_msearch`` sub-search: its index's mapping is asked for once."""
+    config = base_config("", model={"name": fake_reranker.url}, rerank={"default_fields": ["body"]})
+    scoped = {"query": {"query_string": {"query": "title:(password reset) AND category:it"}}}
+    lines = [{"index": INDEX}, scoped, {"index": INDEX}, scoped]
+    data = ("\n".join(json.dumps(line) for line in lines) + "\n").encode()
+    ndjson = {"Content-Type": "application/x-ndjson"}
+    async with wire_tap(corpus.url) as tap:
+        config["es"]["url"] = tap.url
+        async with running_sidecar(config) as sc:
+            d_status, d_raw, _ = await _call(tap.url, "/_msearch", data=data, headers=ndjson)
+            tap.take()
+            status, raw, headers = await _call(sc.url, "/_msearch", data=data, headers=ndjson)
+            assert (status, headers["X-Rerank"]) == (d_status, "applied")
+            assert _strip(json.loads(raw)) == _strip(json.loads(d_raw))
+            asked = [(s.method, s.path_qs) for s in tap.take() if "/_mapping/" in s.path_qs]
+            assert asked == [("GET", f"/{INDEX}/_mapping/field/title,category")]
