@@ -235,6 +235,33 @@ def _search_bodies() -> list[tuple[str, str, dict[str, Any]]]:
             ),
         ),
         ("search-options", "explain", mm(q, explain=True, size=3)),
+        # Type-ahead (issue 22, point 8): passed through, skipped; reason=type_ahead.
+        (
+            "search-options",
+            "type-ahead-bool-prefix",
+            {"query": {"match_bool_prefix": {"title": "libr"}}},
+        ),
+        (
+            "search-options",
+            "type-ahead-phrase-prefix",
+            {"query": {"match_phrase_prefix": {"title": "library ca"}}},
+        ),
+        ("search-options", "type-ahead-prefix", {"query": {"prefix": {"title": "libr"}}}),
+        (
+            "search-options",
+            "type-ahead-multi-match",
+            {
+                "query": {
+                    "multi_match": {
+                        "query": "library ca",
+                        "type": "bool_prefix",
+                        "fields": ["title", "body"],
+                    }
+                }
+            },
+        ),
+        # A page across the window's edge with an explanation of every hit (points 1 and 3).
+        ("search-options", "explain-across-window", mm("guide", explain=True, size=WINDOW + 5)),
         ("search-options", "version", mm(q, version=True, seq_no_primary_term=True)),
         ("search-options", "track-total-false", mm(q, track_total_hits=False)),
         ("search-options", "track-total-5", mm(q, track_total_hits=5)),
