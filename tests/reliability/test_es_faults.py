@@ -49,7 +49,7 @@ def _config(es_url: str, model: FaultModel, **over: Any) -> dict[str, Any]:
     return base_config(
         es_url,
         model={"name": model.url},
-        rerank={"budget_ms": 1000},
+        rerank={"budget_ms": 1000, "annotate": True},
         tuning={"remote": {"read_timeout_s": 2.0}},
         **over,
     )

@@ -26,7 +26,12 @@ def _config(es_url: str, fake: FaultModel, **over: Any) -> dict[str, Any]:
     return base_config(
         es_url,
         model={"name": fake.url},
-        rerank={"budget_ms": 300, "breaker": {"fail_max": 3, "reset_timeout_s": 0.5}},
+        # The annotations are on: each answer's _rerank must agree with its X-Rerank.
+        rerank={
+            "budget_ms": 300,
+            "breaker": {"fail_max": 3, "reset_timeout_s": 0.5},
+            "annotate": True,
+        },
         tuning={"remote": {"read_timeout_s": 5.0}},
         **over,
     )
