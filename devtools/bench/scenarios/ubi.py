@@ -607,6 +607,8 @@ def part_a(b: Bench, sec: Section, es_url: str, data: EvalSet, common: dict[str,
     sequences = b.scale(*SEQUENCES)
     max_queries = b.scale(*MAX_QUERIES)
     config = common | {
+        # The teams and K are read from the answers' _rerank annotations (off by default).
+        "rerank": common["rerank"] | {"annotate": True},
         "ubi": {"enabled": True},
         "rollout": {"default": "interleave", "trusted_clients": ["127.0.0.1/32"]},
     }
