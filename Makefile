@@ -65,6 +65,13 @@ $(NODE_CLIENT): tests/wire/node/package-lock.json
 	cd tests/wire/node && npm ci --no-audit --no-fund --silent
 	touch $@
 
+# Search UI's and Searchkit's request builders (tests/libraries/node), the same way.
+FRONTENDS := tests/libraries/node/node_modules/.package-lock.json
+
+$(FRONTENDS): tests/libraries/node/package-lock.json $(NODE_CLIENT)
+	cd tests/libraries/node && npm ci --no-audit --no-fund --silent
+	touch $@
+
 # The container images, built with Debian's podman/buildah (no Docker engine needed) from a
 # Debian base that mmdebstrap makes once and podman keeps (docs/deployment.md). Podman's
 # settings come from docker/podman/containers.conf, never from /etc.
@@ -107,7 +114,7 @@ image-base: $(CONTAINER_TOOLS)
 
 # The host's CPU torch wheel (pip's own sources first, then the torch index), so the build
 # needs no torch index; without it the build asks TORCH_INDEX_URL.
-docker/wheels/.torch-$(TORCH_VERSION): $(STAMP)
+docker/wheels/.torch-$(TORCH_VERSION): | $(STAMP)
 	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --dest docker/wheels \
 		torch==$(TORCH_VERSION)+cpu --extra-index-url $(TORCH_INDEX_URL) \
 		|| echo "no torch==$(TORCH_VERSION)+cpu wheel here: the build asks $(TORCH_INDEX_URL)"
@@ -120,9 +127,9 @@ image: image-base docker/wheels/.torch-$(TORCH_VERSION)
 		--build-arg EXTRAS=bundled -t $(IMAGE):cpu-bundled .
 
 # `image` first: tests/docker/test_image.py runs what it built (and builds it, run alone).
-test: $(STAMP) $(CHROMEDRIVER) $(NGINX) $(REDIS) $(NODE_CLIENT) lint image
+test: $(STAMP) $(CHROMEDRIVER) $(NGINX) $(REDIS) $(NODE_CLIENT) $(FRONTENDS) lint image
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .local-es .pytest_cache .mypy_cache .ruff_cache tests/wire/node/node_modules
+	rm -rf $(VENV) .local-es .pytest_cache .mypy_cache .ruff_cache tests/wire/node/node_modules tests/libraries/node/node_modules
 	rm -f docker/wheels/*.whl docker/wheels/.torch-*

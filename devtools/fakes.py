@@ -13,6 +13,7 @@ that the stand-in does not share an event loop with the load generator.
 * ``ok``: scores by word overlap, so the expected order is predictable;
 * ``slow``: answers correctly after ``delay_s``;
 * ``hang``: never answers (until the client gives up);
+* ``held``: answers as ``ok`` once :meth:`release` is called (a test says when);
 * ``error``: HTTP 500 (its body echoes the ``Authorization`` it received, as a careless
   server might: the sidecar must not pass that on);
 * ``overloaded``: HTTP 503;
@@ -125,7 +126,12 @@ class _Server:
         app.router.add_post("/_fault", self._set_fault)
         # handler_cancellation: a client that gives up on a hanging request ends its handler
         # here too, so a long fault run does not pile up sleeping handlers.
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handler_cancellation=True,
+            keepalive_timeout=getattr(self, "idle_timeout_s", 75.0),
+        )
         await self._runner.setup()
         self.port = port
         await self._listen()
@@ -186,13 +192,29 @@ class FaultModel(_Server):
     calls: int = 0
     #: The query of the latest call, as the sidecar sent it (length caps are checked on it).
     last_query: str = ""
+    #: Seconds a connection may stay idle (before its first request, or between two) before
+    #: this stand-in closes it; aiohttp's 75 s by default. Set at start. A short one lets a
+    #: test that counts the tasks left behind count only those of the code under test (no
+    #: task of this server waits on a connection the sidecar keeps in its pool).
+    idle_timeout_s: float = 75.0
 
     def __post_init__(self) -> None:
         _Server.__init__(self)
+        self._called = asyncio.Condition()
+        self._released = asyncio.Event()
 
     @property
     def url(self) -> str:
         return self.base_url + "/v1/rerank"
+
+    async def calls_reached(self, count: int) -> None:
+        """Until ``count`` calls have reached this stand-in (a signal, not a wait)."""
+        async with self._called:
+            await self._called.wait_for(lambda: self.calls >= count)
+
+    def release(self) -> None:
+        """Let the calls held in mode ``held`` (and any later ones) answer."""
+        self._released.set()
 
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -205,12 +227,16 @@ class FaultModel(_Server):
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.calls += 1
+        async with self._called:
+            self._called.notify_all()
         body = await request.json()
         self.last_query = str(body.get("query", ""))
         mode = self.mode
         docs = [d if isinstance(d, str) else d["text"] for d in body["documents"]]
         if mode == "hang":
             await asyncio.sleep(3600)
+        if mode == "held":
+            await self._released.wait()
         if mode == "slow":
             await asyncio.sleep(self.delay_s)
         if mode == "error":

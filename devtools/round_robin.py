@@ -1,5 +1,5 @@
 """nginx round robin in front of sidecar replicas (docker/nginx/replicas.conf), run by Debian's
-nginx as a process of its own: the tests (tests/shared) and the benchmark (scenario 12)
+nginx as a process of its own: the tests (tests/shared) and the benchmark (scenario 13)
 start it the same way, from the shipped file with only its ``server`` lines and its
 ``listen`` line replaced by loopback addresses.
 

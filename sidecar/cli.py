@@ -18,7 +18,6 @@ from typing import Any
 
 from aiohttp import web
 
-from sidecar.app import create_app
 from sidecar.config import SidecarConfig, load_config, public_url
 from sidecar.errors import ConfigError, ModelLoadError
 from sidecar.keys import ROLLOUT
@@ -72,6 +71,10 @@ async def serve(config: SidecarConfig) -> int:
     Returns the process exit code: 0 after a requested stop, 3 when the model could not be
     loaded and ``model.on_load_failure`` is ``exit``, 2 for a configuration that cannot work.
     """
+    # Imported here, not at the top: the app pulls in torch and transformers (seconds to
+    # import), which check-config, report and a configuration error never need.
+    from sidecar.app import create_app
+
     lifecycle = Lifecycle()
     app = create_app(config, lifecycle)
     runner = web.AppRunner(

@@ -246,8 +246,10 @@ class ModelConfig(_Section):
     """Task instruction for instruction-following rerankers (Qwen3-Reranker); an index or a
     request may set its own."""
     languages: tuple[str, ...] | None = None
-    """ISO 639-1 languages the model serves well. Queries confidently detected as another
-    language are not reranked (short or ambiguous ones always are). null: what the model
+    """ISO 639-1 languages the model serves well. A query with no letter in a script these
+    languages are written in (Arabic, Cyrillic, Han... for ``[en]``) is not reranked at any
+    length; other queries confidently detected as another language are not reranked either
+    (short or ambiguous ones in a script the model reads always are). null: what the model
     declares (the bundled MiniLM: ``[en]``; others: any). ``[]``: every language, no
     language gate at all."""
     max_length: Annotated[int, Field(ge=16)] = 8192
@@ -310,6 +312,12 @@ def _yaml_mode(value: Any) -> Any:
 ModeName = Annotated[Literal["on", "off", "shadow", "interleave"], BeforeValidator(_yaml_mode)]
 
 
+#: What ``_score`` is after a rerank (docs/scores.md).
+ScoreMode = Literal["replace", "fusion", "es_scores"]
+#: Prefix-style (type-ahead) searches: passed through, or reranked.
+TypeAhead = Literal["skip", "rerank"]
+
+
 class FusionConfig(_Section):
     rerank_weight: Annotated[float, Field(ge=0)] = 0.7
     """``score_mode: fusion``: weight of the rerank score."""
@@ -335,8 +343,10 @@ class IndexRerankConfig(_Section):
     """This index's ``rerank.budget_ms``."""
     instruction: str | None = None
     """This index's ``model.instruction``."""
-    score_mode: Literal["replace", "fusion"] | None = None
+    score_mode: ScoreMode | None = None
     """This index's ``rerank.score_mode``."""
+    type_ahead: TypeAhead | None = None
+    """This index's ``rerank.type_ahead``."""
     boost_fields: dict[str, float] = {}
     """Numeric ``_source`` fields blended in fusion mode, e.g. ``{popularity: 0.1}``."""
 
@@ -439,15 +449,30 @@ class RerankConfig(_Section):
     msearch_max_reranked: PositiveInt = 20
     """Sub-searches of one ``_msearch`` that are reranked, all within one budget; the rest
     keep ES order (``skipped; reason=msearch_limit``)."""
-    score_mode: Literal["replace", "fusion"] = "replace"
-    """``replace``: ``_score`` becomes the rerank score. ``fusion``: a weighted blend of the
-    rerank score and ES's (``fusion``)."""
+    score_mode: ScoreMode = "replace"
+    """What ``_score`` is after a rerank (docs/scores.md). ``replace``: the model's score.
+    ``fusion``: a weighted blend of the model's score and ES's (``fusion``). ``es_scores``:
+    ES's own scores in the reranked order (the n-th hit served gets ES's n-th score), so
+    thresholds tuned on ES's scores keep as many hits. Hits past the reranked window are
+    placed below the lowest reranked score, in ES's order: ``_score`` never rises down a
+    page."""
     fusion: FusionConfig = FusionConfig()
     min_score: float | None = None
-    """Drop reranked hits whose rerank score is below this (null: keep all)."""
+    """Drop reranked hits whose rerank score is below this (null: keep all). A client's
+    own ``min_score`` is on ES's scale: such a search is reranked only with
+    ``score_mode: es_scores`` (else ``skipped; reason=min_score``)."""
+    annotate: bool = False
+    """Add the ``_rerank`` annotations (per hit: original rank and score, rerank score; and
+    a top-level status object) to every reranked answer. Off: answers have exactly ES's
+    keys, and a request asks for them with ``"rerank": {"explain": true}``. ``X-Rerank``
+    says what happened either way."""
     annotate_field: str | None = "_rerank"
-    """Name of the per-hit annotation (original rank and score, rerank score) and of the
-    top-level status object; null turns both off (``X-Rerank`` stays)."""
+    """Name of the annotations; null: never added, not even on request."""
+    type_ahead: TypeAhead = "skip"
+    """Type-ahead searches (every scoring clause prefix-style: ``match_bool_prefix``,
+    ``match_phrase_prefix``, ``prefix``, ``multi_match`` of type ``bool_prefix`` or
+    ``phrase_prefix``, search-as-you-type subfields; or a completion suggester): ``skip``
+    passes them through (``skipped; reason=type_ahead``), ``rerank`` reranks them."""
     rescore: Literal["skip", "rerank"] = "skip"
     """A search with a ``rescore`` clause is the client's own second stage: ``skip`` passes
     it through (``skipped; reason=rescore``), ``rerank`` reranks it anyway."""
@@ -456,7 +481,7 @@ class RerankConfig(_Section):
     that make the text the model reads."""
     indices: tuple[IndexRerankConfig, ...] = ()
     """Per index pattern: ``fields`` or ``template``, ``max_chars_per_field``, ``window``,
-    ``budget_ms``, ``instruction``, ``score_mode``, ``boost_fields``."""
+    ``budget_ms``, ``instruction``, ``score_mode``, ``type_ahead``, ``boost_fields``."""
     breaker: BreakerConfig = BreakerConfig()
     cache: ScoreCacheConfig = ScoreCacheConfig()
     response_cache: ResponseCacheConfig = ResponseCacheConfig()

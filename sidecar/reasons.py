@@ -14,11 +14,13 @@ class Reason(StrEnum):
     ROLLOUT_OFF = "rollout_off"
     DISABLED_BY_REQUEST = "disabled_by_request"
     NO_QUERY_TEXT = "no_query_text"
+    TYPE_AHEAD = "type_ahead"
     SORT = "sort"
     SCROLL = "scroll"
     SEARCH_AFTER = "search_after"
     PIT = "pit"
     RESCORE = "rescore"
+    MIN_SCORE = "min_score"
     SIZE_ZERO = "size_zero"
     BEYOND_WINDOW = "beyond_window"
     RESULT_WINDOW = "result_window"
@@ -67,11 +69,15 @@ MEANING: dict[Reason, str] = {
     Reason.ROLLOUT_OFF: "rollout put this client or index in mode `off`",
     Reason.DISABLED_BY_REQUEST: 'the request said `"rerank": {"enabled": false}`',
     Reason.NO_QUERY_TEXT: "no words to rerank by in the query (filters, `match_all`...)",
+    Reason.TYPE_AHEAD: "type-ahead: every scoring clause prefix-style, or a completion suggester "
+    "(`rerank.type_ahead`)",
     Reason.SORT: "a `sort` other than `_score`",
     Reason.SCROLL: "a scroll: the next page continues ES's order",
     Reason.SEARCH_AFTER: "`search_after`: the next page continues from this page's sort values",
     Reason.PIT: "a point in time: the next page continues from this page's sort values",
     Reason.RESCORE: "the client's own `rescore` (`rerank.rescore: rerank` reranks it anyway)",
+    Reason.MIN_SCORE: "the client's `min_score` is on ES's scale: reranked only with "
+    "`score_mode: es_scores` (docs/scores.md)",
     Reason.SIZE_ZERO: "`size: 0`: no hits to reorder",
     Reason.BEYOND_WINDOW: "the page starts past the window: ES's order, as on every page",
     Reason.RESULT_WINDOW: "the index's `max_result_window` refuses the widened page",

@@ -8,7 +8,7 @@ server process that answered it, so a reader can tell which process set the figu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from devtools.bench.loadgen import LoadResult, run_load
@@ -72,24 +72,35 @@ async def interleaved(targets: list[LoadTarget], rounds: int, warm: int = 100) -
             )
     for r in range(rounds):
         for t in targets:
-            bodies = t.bodies(r)
-            cpu0, srv0 = own_cpu_seconds(), cpu_seconds(t.pid)
-            res = await run_load(
-                t.label,
-                t.url,
-                bodies,
-                concurrency=t.concurrency,
-                requests=t.per_round,
-                header="X-Rerank",
-            )
-            cpu1, srv1 = own_cpu_seconds(), cpu_seconds(t.pid)
-            t.generator_cpu_s += cpu1 - cpu0
-            if srv0 is None or srv1 is None or t.server_cpu_s is None:
-                t.server_cpu_s = None
-            else:
-                t.server_cpu_s += srv1 - srv0
-            t.round_walls.append(res.wall_s)
-            t.result.merge(res)
+            await measured_round(t, r)
+
+
+async def measured_round(
+    t: LoadTarget, r: int, settle: Callable[[], Awaitable[None]] | None = None
+) -> LoadResult:
+    """Round ``r`` of one contender, its CPU (generator's and server's) and wall time added
+    to its figures. ``settle``, awaited before the closing CPU reading, charges work the
+    round left behind (a log still being written) to that round."""
+    cpu0, srv0 = own_cpu_seconds(), cpu_seconds(t.pid)
+    res = await run_load(
+        t.label,
+        t.url,
+        t.bodies(r),
+        concurrency=t.concurrency,
+        requests=t.per_round,
+        header="X-Rerank",
+    )
+    if settle is not None:
+        await settle()
+    cpu1, srv1 = own_cpu_seconds(), cpu_seconds(t.pid)
+    t.generator_cpu_s += cpu1 - cpu0
+    if srv0 is None or srv1 is None or t.server_cpu_s is None:
+        t.server_cpu_s = None
+    else:
+        t.server_cpu_s += srv1 - srv0
+    t.round_walls.append(res.wall_s)
+    t.result.merge(res)
+    return res
 
 
 def ms(seconds: float) -> str:

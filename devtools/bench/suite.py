@@ -35,7 +35,13 @@ alike, and prints p50/p95/p99 latency, throughput and the ratio to the baseline)
 11. the default model at full size on this CPU (Qwen3-Reranker-0.6B's architecture, all 28
    layers, random weights) with the default budget and window, as a new user gets it:
    what ``/_sidecar/ready`` says, and what every search from the first one on gets;
-12. three replicas sharing their state in Redis (``shared.url``) vs three that do not, behind
+12. UBI (bundled MiniLM, window 20, msmarco-dl-5k): interleaved searches served to simulated
+   users with a cascade click model, their clicks sent as UBI events, the report endpoint
+   checked against the same arithmetic offline, and, by resampling the pages served, how
+   many interleaved queries the sign test needs to call the reranker's win (two click
+   models); then the cost of logging, ``ubi.enabled`` true vs false, at rollout ``off`` and
+   ``on``: added p50 and sidecar CPU per search, and what the log wrote and dropped;
+13. three replicas sharing their state in Redis (``shared.url``) vs three that do not, behind
    nginx round robin: the cache hit rate on a replayed query log with repeats, and what a
    hit served from Redis adds to one served from the replica's memory (p50).
 
@@ -75,6 +81,7 @@ from devtools.bench.scenarios import (
     replicas,
     slow_clients,
     split_front,
+    ubi,
 )
 from devtools.bench.servers import Bench
 from devtools.docs_sections import DOCS_PATH, replace_section
@@ -92,7 +99,8 @@ SCENARIOS: dict[int, Callable[[Bench], Section]] = {
     9: neighbour.run,
     10: slow_clients.run,
     11: default_model.run,
-    12: replicas.run,
+    12: ubi.run,
+    13: replicas.run,
 }
 #: Scenarios that run again, right after, on ``--baseline``'s sidecar (11 runs both itself).
 BEFORE_AFTER = (8, 9)
@@ -207,7 +215,7 @@ def run_cli(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
     parser.add_argument(
-        "--only", nargs="+", type=int, metavar="N", help="run only these scenarios (1-12)"
+        "--only", nargs="+", type=int, metavar="N", help="run only these scenarios (1-13)"
     )
     parser.add_argument(
         "--real-es",

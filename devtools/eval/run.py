@@ -106,7 +106,8 @@ class ServerVariant:
     def config(self, max_window: int) -> dict[str, Any]:
         """The sidecar's config for this variant (over ``Settings.config_file``, if any).
         As served, the budget, the timeouts and the load settings are left as configured."""
-        rerank: dict[str, Any] = {"score_mode": self.score_mode}
+        # The annotations say how many hits were reranked (``Judged.reranked``).
+        rerank: dict[str, Any] = {"score_mode": self.score_mode, "annotate": True}
         limits: dict[str, Any] = {}
         if not self.as_served:
             rerank["budget_ms"] = EVAL_BUDGET_MS

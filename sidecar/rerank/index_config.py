@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import cached_property, lru_cache
 
-from sidecar.config import FusionConfig, IndexRerankConfig, RerankConfig
+from sidecar.config import (
+    FusionConfig,
+    IndexRerankConfig,
+    RerankConfig,
+    ScoreMode,
+    TypeAhead,
+)
 from sidecar.rerank.doc_text import PLACEHOLDER, DocTextSpec
 
 #: Index names come from clients: the memo of resolved names is bounded.
@@ -22,11 +28,10 @@ _MEMO_KEY_CHARS = 256
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    mode: str = "replace"
+    mode: ScoreMode = "replace"
     fusion: FusionConfig = field(default_factory=FusionConfig)
     boost_fields: tuple[tuple[str, float], ...] = ()
     min_score: float | None = None
-    annotate_field: str | None = "_rerank"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class IndexSettings:
     budget_s: float
     score: ScoreOptions
     doc_text: DocTextSpec
+    type_ahead: TypeAhead = "skip"
 
 
 class IndexRules:
@@ -65,8 +71,9 @@ class IndexRules:
                 window=rc.window,
                 instruction=None,
                 budget_s=rc.budget_ms / 1000.0,
-                score=ScoreOptions(rc.score_mode, rc.fusion, (), rc.min_score, rc.annotate_field),
+                score=ScoreOptions(rc.score_mode, rc.fusion, (), rc.min_score),
                 doc_text=DocTextSpec(rc.default_fields, None, self._max_chars),
+                type_ahead=rc.type_ahead,
             )
         return IndexSettings(
             window=entry.window or rc.window,
@@ -77,9 +84,9 @@ class IndexRules:
                 rc.fusion,
                 tuple(entry.boost_fields.items()),
                 rc.min_score,
-                rc.annotate_field,
             ),
             doc_text=DocTextSpec(entry.fields, entry.template, entry.max_chars_per_field),
+            type_ahead=entry.type_ahead or rc.type_ahead,
         )
 
     def source_fields(self, fields: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -105,6 +112,14 @@ class IndexRules:
             if entry.template:
                 names += [m.group(1).strip() for m in PLACEHOLDER.finditer(entry.template)]
         return tuple(dict.fromkeys(names + list(self._boost_fields)))
+
+    def text_fields(self, index: str) -> tuple[str, ...]:
+        """The fields the model reads for ``index`` (its ``fields``, or its template's
+        placeholders): text a user's words are matched against."""
+        spec = self.resolve(index).doc_text
+        if spec.template is not None:
+            return tuple(m.group(1).strip() for m in PLACEHOLDER.finditer(spec.template))
+        return spec.fields
 
     def doc_text(self, index: str, fields: tuple[str, ...] | None) -> DocTextSpec:
         """How a hit of ``index`` becomes text; a request's own ``rerank.fields`` win."""

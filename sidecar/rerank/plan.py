@@ -9,8 +9,8 @@ to a search"):
 * ``from``/``size`` are widened to the window (in the body; in the URL when the search has
   no body, so a body-less ``?q=`` search stays body-less);
 * ``_source`` is widened to the text fields the model reads, only when the client's own
-  filter (``_source: false``, includes/excludes, ``stored_fields`` without ``_source``)
-  would hide them; the client's filter is applied to the hits afterwards;
+  filter (``_source: false``, includes/excludes, ``stored_fields`` or ``script_fields``
+  without ``_source``) would hide them; the client's filter is applied to the hits afterwards;
 * ``filter_path`` is taken off the URL and applied to the final response by the sidecar,
   with ES's semantics (a ``filter_path`` that keeps no hit is passed through instead).
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import orjson
@@ -40,7 +41,7 @@ from sidecar.reasons import Reason
 from sidecar.rerank.filter_path import FilterPath, parse_filter_path
 from sidecar.rerank.identity import digest_parts
 from sidecar.rerank.index_config import IndexRules, IndexSettings
-from sidecar.rerank.query_text import extract_query_text, lucene_free_text
+from sidecar.rerank.query_text import TextField, lucene_free_text, read_query
 from sidecar.rerank.source_filter import (
     SourceFilter,
     hides_any,
@@ -63,6 +64,8 @@ class RerankOptions:
     fields: tuple[str, ...] | None = None
     window: int | None = None
     enabled: bool | None = None
+    #: Add the ``_rerank`` annotations to this answer (``rerank.annotate`` for all).
+    explain: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,13 @@ class SearchPlan:
     #: later page continues the order its first page served (:mod:`sidecar.rerank.pages`).
     #: "" when the search has none.
     search_key: str = ""
+    #: The name the ``_rerank`` annotations are added under (None: not added).
+    annotate: str | None = None
+    #: The client asked ES to explain each hit's score (``explain``): the sidecar explains
+    #: the score it serves.
+    explain: bool = False
+    #: The client sorted by ``_score`` (each hit's ``sort`` values are its score).
+    sort_by_score: bool = False
 
     @property
     def rerank(self) -> bool:
@@ -150,7 +160,7 @@ def parse_options(value: Any, limits: LimitsTuning | None = None) -> RerankOptio
     than ``max_query_chars`` / ``max_instruction_chars`` are refused (400)."""
     if not isinstance(value, dict):
         raise IllegalArgument("[rerank] must be an object")
-    allowed = {"query", "instruction", "fields", "window", "enabled"}
+    allowed = {"query", "instruction", "fields", "window", "enabled", "explain"}
     unknown = sorted(set(value) - allowed)
     if unknown:
         raise IllegalArgument(f"[rerank] unknown field [{unknown[0]}]")
@@ -172,9 +182,10 @@ def parse_options(value: Any, limits: LimitsTuning | None = None) -> RerankOptio
         isinstance(window, bool) or not isinstance(window, int) or window < 1
     ):
         raise IllegalArgument("[rerank.window] must be a positive integer")
-    enabled = value.get("enabled")
-    if enabled is not None and not isinstance(enabled, bool):
-        raise IllegalArgument("[rerank.enabled] must be true or false")
+    enabled, explain = value.get("enabled"), value.get("explain")
+    for key, flag in (("enabled", enabled), ("explain", explain)):
+        if flag is not None and not isinstance(flag, bool):
+            raise IllegalArgument(f"[rerank.{key}] must be true or false")
     if limits is not None:
         for key, text, limit in (
             ("query", query, limits.max_query_chars),
@@ -185,7 +196,7 @@ def parse_options(value: Any, limits: LimitsTuning | None = None) -> RerankOptio
                     f"[rerank.{key}] is longer than {limit} characters "
                     f"(tuning.limits.max_{key}_chars)"
                 )
-    return RerankOptions(query, instruction, fields, window, enabled)
+    return RerankOptions(query, instruction, fields, window, enabled, explain)
 
 
 def strip_options(
@@ -230,29 +241,27 @@ def plan_search(
     force_skip: Reason | None = None,
     limits: LimitsTuning | None = None,
     tracked: Tracked | None = None,
+    text_field: TextField | None = None,
 ) -> SearchPlan:
-    """Plan one search that rollout put in ``mode``. Raises IllegalArgument only for a
-    malformed ``rerank`` object (even when rolled out to ``off``: ES would refuse it).
-    ``window_limit``: the index's learned ``max_result_window``; ``force_skip``: a reason
-    found outside the body (``format``, or an ``_msearch``'s ``filter_path``);
-    ``tracked``: the query log follows it (its ``ext.ubi`` is already taken out of ``body``,
-    which therefore counts as rewritten)."""
+    """Plan one search that rollout put in ``mode``; IllegalArgument only for a malformed
+    ``rerank`` object (even rolled out to ``off``: ES would refuse it). ``window_limit``:
+    the learned ``max_result_window``; ``force_skip``: a reason found outside the body
+    (``format``, an ``_msearch``'s ``filter_path``); ``tracked``: the query log follows it
+    (``ext.ubi`` already taken out of ``body``, which counts as rewritten); ``text_field``:
+    whether words a ``query_string`` scopes to a field are query text (else a filter)."""
     limits = limits or LimitsTuning()
     settings = rules.resolve(index)
     stripped, options = strip_options(body, limits)
     if not isinstance(stripped if stripped is not None else {}, dict):
         return SearchPlan(Reason.UNPARSED_BODY, None, settings, index=index, tracked=tracked)
     had = options is not None or tracked is not None
-    search = _Search(stripped or {}, params, body is not None, had, tracked)
+    search = _Search(stripped or {}, params, body is not None, had, tracked, text_field)
     options = options or RerankOptions()
-
-    def skip(reason: Reason) -> SearchPlan:
-        return search.skipped(reason, settings, index)
-
+    skip = partial(search.skipped, settings=settings, index=index)
     if options.enabled is False:
         return skip(Reason.DISABLED_BY_REQUEST)
-    reason = force_skip or _continuation(search, config)
-    page = _page(search, options, limits) if reason is None else reason
+    reason = force_skip or _continuation(search, config) or _min_score(search, settings)
+    page = _page(search, options, limits, settings) if reason is None else reason
     if isinstance(page, Reason):
         return skip(page)
     from_, size, query = page
@@ -262,10 +271,8 @@ def plan_search(
     forward = _forward(search, rules, options, max(window, from_ + size))
     if isinstance(forward, Reason):
         return replace(skip(forward), query_text=query)
-    if mode == "off":
-        # Everything above still ran: a bad ``rerank`` object is refused either way, and a
-        # search that could not be reranked anyway keeps its own reason.
-        return replace(skip(Reason.ROLLOUT_OFF), query_text=query)
+    if mode == "off":  # after all the above: a bad ``rerank`` object is refused either way,
+        return replace(skip(Reason.ROLLOUT_OFF), query_text=query)  # other reasons kept
     body_sent = forward.body if search.has_body else None
     return replace(
         forward.plan(body_sent, settings, mode, index, rewrites_body=search.has_body),
@@ -276,6 +283,9 @@ def plan_search(
         from_=from_,
         size=size,
         fields=options.fields,
+        annotate=config.annotate_field if config.annotate or options.explain else None,
+        explain=search.explains,
+        sort_by_score="sort" in search.body,
         search_key=_search_key(search, index, query, window, options, settings),
     )
 
@@ -313,6 +323,13 @@ class _Search:
     has_body: bool
     had_options: bool
     tracked: Tracked | None = None
+    text_field: TextField | None = None
+
+    @property
+    def explains(self) -> bool:
+        """Whether ES is asked to explain each hit (``explain`` in the body or the URL; an
+        empty URL value is true, as ES reads it)."""
+        return self.body.get("explain") is True or self.params.get("explain") in ("", "true")
 
     def skipped(self, reason: Reason, settings: IndexSettings, index: str) -> SearchPlan:
         """A plan that passes this search through, for ``reason``."""
@@ -382,8 +399,30 @@ def _continuation(search: _Search, config: RerankConfig) -> Reason | None:
     return None
 
 
+def _min_score(search: _Search, settings: IndexSettings) -> Reason | None:
+    """A client's ``min_score`` is on ES's scale (ES applies it before the sidecar sees a
+    hit): only ``es_scores`` serves scores on that scale, every one of them a score ES gave
+    a hit that passed it."""
+    if "min_score" in search.body and settings.score.mode != "es_scores":
+        return Reason.MIN_SCORE
+    return None
+
+
+def _type_ahead(search: _Search, options: RerankOptions, settings: IndexSettings) -> bool:
+    """Whether the search is type-ahead (every text leaf prefix-style, or a completion
+    suggester) that this index does not rerank; ``"rerank": {"enabled": true}`` asks for it
+    anyway."""
+    if settings.type_ahead == "rerank" or options.enabled is True:
+        return False
+    suggest = search.body.get("suggest")
+    completion = isinstance(suggest, dict) and any(
+        isinstance(s, dict) and "completion" in s for s in suggest.values()
+    )
+    return completion or read_query(search.body.get("query")).type_ahead
+
+
 def _page(
-    search: _Search, options: RerankOptions, limits: LimitsTuning
+    search: _Search, options: RerankOptions, limits: LimitsTuning, settings: IndexSettings
 ) -> tuple[int, int, str] | Reason:
     """(from, size, query text) of the client's search, or why it cannot be reranked."""
     size: Any = _int_param(search.params, "size")
@@ -402,9 +441,12 @@ def _page(
         return Reason.UNPARSED_PAGING
     if size == 0:
         return Reason.SIZE_ZERO
-    query = options.query or extract_query_text(search.body.get("query"))
+    if _type_ahead(search, options, settings):
+        return Reason.TYPE_AHEAD
+    text_field = search.text_field or (lambda name: False)
+    query = options.query or read_query(search.body.get("query"), text_field).text
     if not query and search.params.get("q"):
-        query = lucene_free_text(search.params["q"]) or None
+        query = lucene_free_text(search.params["q"], text_field=text_field) or None
     if not query:
         return Reason.NO_QUERY_TEXT
     # Query text read from the ES query is cut, not refused: ES accepts the search.
@@ -425,6 +467,19 @@ def _window(
             return Reason.RESULT_WINDOW
         window = min(window, window_limit)
     return Reason.BEYOND_WINDOW if from_ >= window else window
+
+
+def _implicit_source_off(search: _Search) -> bool:
+    """Whether ES leaves ``_source`` out of the hits of a search that does not mention it:
+    it does when ``stored_fields`` or ``script_fields`` are asked for (ES's
+    ``FetchContext.buildFetchSourceContext``), unless ``stored_fields`` names ``_source``.
+    ``docvalue_fields`` and ``fields`` leave it in."""
+    body, params = search.body, search.params
+    stored = body.get("stored_fields", params.get("stored_fields"))
+    if stored is not None:
+        names = stored.split(",") if isinstance(stored, str) else stored
+        return not (isinstance(names, list) and "_source" in names)
+    return bool(body.get("script_fields"))
 
 
 def _forward(
@@ -451,8 +506,7 @@ def _forward(
     client_filter = param_filter or body_filter
     if client_filter is None and "_source" in search.body:
         return Reason.UNPARSED_SOURCE_FILTER
-    if client_filter is None and ("stored_fields" in search.body or "stored_fields" in params):
-        # ES returns no _source when stored_fields are asked for and _source is not.
+    if client_filter is None and _implicit_source_off(search):
         client_filter = SourceFilter(enabled=False)
     needed = rules.source_fields(options.fields)
     if search.tracked is not None and search.tracked.object_id_field:

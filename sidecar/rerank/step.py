@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any
 
 from sidecar.admission.controller import Asker
@@ -32,14 +33,18 @@ from sidecar.rerank.msearch_answer import MsearchAnswer
 from sidecar.rerank.outcome import SHADOWED, Outcome, overall, skipped
 from sidecar.rerank.pages import PageOrders
 from sidecar.rerank.plan import SearchPlan, Tracked, page_start, plan_search
+from sidecar.rerank.query_text import TextField, scoped_fields
 from sidecar.rerank.render import compact, render
 from sidecar.rerank.respond import Served, hits_of, rewrite, served
 from sidecar.rerank.shadow import ShadowRunner
-from sidecar.rerank.windows import ResultWindows
+from sidecar.rerank.windows import IndexFacts, mapped_text
 
 log = logging.getLogger("sidecar.rerank")
 
 ES_ERROR = skipped(Reason.ES_ERROR)
+#: The most field mappings one search asks ES for (a query_string names a few; a longer
+#: list is not what a user typed).
+MAX_MAPPED_FIELDS = 32
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,8 @@ class RerankStep:
         self.shadow = shadow
         self.loop = loop
         self.indices = IndexRules(config.rerank, config.tuning.limits.max_chars_per_field)
-        self.windows = ResultWindows()
+        #: Each index's learned ``max_result_window`` and text fields.
+        self.windows = IndexFacts()
         self.pages = PageOrders.from_config(config, engine.shared)
 
     def plan(
@@ -131,7 +137,44 @@ class RerankStep:
             force_skip=force_skip,
             limits=self.config.tuning.limits,
             tracked=tracked,
+            text_field=self.text_field(index),
         )
+
+    def text_field(self, index: str) -> TextField:
+        """Whether a field of ``index`` is text: one the model reads (``rerank.indices``,
+        ``default_fields``), or one its mapping, as learned, says is text."""
+        read = self.indices.text_fields(index)
+
+        def text(name: str) -> bool:
+            if any(fnmatchcase(f, name) for f in read):
+                return True
+            return self.windows.is_text(index, name) is True
+
+        return text
+
+    def unknown_fields(self, body: Any, params: Mapping[str, str], index: str) -> list[str]:
+        """The fields a ``query_string`` of this search scopes terms to whose mapping is
+        not known (at most ``MAX_MAPPED_FIELDS``): ES is asked for them before planning."""
+        query = body.get("query") if isinstance(body, dict) else None
+        names = scoped_fields(query, params.get("q"))
+        read = self.indices.text_fields(index)
+        unknown = [
+            n
+            for n in names
+            if not any(fnmatchcase(f, n) for f in read) and self.windows.is_text(index, n) is None
+        ]
+        return unknown[:MAX_MAPPED_FIELDS]
+
+    def learn_fields(self, index: str, names: Sequence[str], status: int, raw: bytes) -> None:
+        """Remember ES's ``_mapping/field`` answer for ``names``: a field it does not map,
+        or an answer that is not one (the client may not read the mapping), is not text."""
+        body: Any = None
+        if status == 200:
+            try:
+                body = loads(raw)
+            except ValueError:
+                body = None
+        self.windows.learn_fields(index, mapped_text(body, names))
 
     def refused(self, plan: SearchPlan, status: int, raw: bytes) -> bool:
         """Whether ES's error answer to a widened search is its result-window refusal (the
@@ -182,7 +225,8 @@ class RerankStep:
         scored = await self._scored(plan, docs, score)
         with self.loop.metered(caller.client):
             status = self.engine.status(scored.outcome, scored)
-            page = rewrite(response, plan, scored.scores, settings.score, status)
+            model = self.engine.model_name
+            page = rewrite(response, plan, scored.scores, settings.score, status, model)
         k = len(scored.scores or ())
         return scored.outcome, scored.timings, Page(page, scored.outcome, k)
 

@@ -1,4 +1,5 @@
-"""``index.max_result_window``, learned from ES's refusals.
+"""What the sidecar learns about an index from ES: its ``max_result_window``, from ES's
+refusals, and which fields are text, from its mapping.
 
 Widening a page to the rerank window fails on an index whose ``max_result_window`` is
 smaller: a single-index search gets 400 (``illegal_argument_exception``, "Result window is
@@ -9,15 +10,24 @@ remembers N for the index expression and for every index named in the failures, 
 searches there use a window that fits (or are passed through when the client's own page
 does not fit either).
 
-The memory is bounded (an LRU of ``MAX_ENTRIES`` names) and forgets after ``TTL_S``, so a
-raised limit is picked up again.
+Which fields are text decides what a ``query_string`` term scoped to a field is: words the
+user typed (``title:(library card)``: the title box of an advanced search) or a filter
+(``itype:BK``, ``year:[2000 TO 2010]``). A search that scopes terms to fields neither
+``rerank.indices`` nor this memory knows asks ES once for those fields' mappings
+(``GET /<index>/_mapping/field/<names>``, with the client's own credentials: it learns only
+what the client may read), and the answer is remembered per index and field; a field ES
+does not map, or a mapping the client may not read, counts as not text.
+
+The memory is bounded (an LRU of ``MAX_ENTRIES`` names, and as many index and field pairs)
+and forgets after ``TTL_S``, so a raised limit or a changed mapping is picked up again.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from fnmatch import fnmatchcase
 from typing import Any
 
 from cachetools import TTLCache
@@ -26,6 +36,8 @@ MAX_ENTRIES = 4096
 TTL_S = 600.0
 _REFUSAL = "Result window is too large"
 _LIMIT = re.compile(r"less than or equal to: \[(\d+)\]")
+#: The mapping types whose values are analysed into words a user types.
+TEXT_TYPES = frozenset({"text", "match_only_text", "search_as_you_type", "annotated_text"})
 
 
 def _reasons(body: Any) -> list[tuple[str, str | None]]:
@@ -74,7 +86,27 @@ def refusal(body: Any) -> tuple[int | None, list[str]] | None:
     return (min(limits) if limits else None), indices
 
 
-class ResultWindows:
+def mapped_text(body: Any, names: Iterable[str]) -> dict[str, bool]:
+    """For each of ``names`` (a ``*`` pattern allowed, as ES takes them), whether a
+    ``_mapping/field`` answer maps it, in any index, to a text type."""
+    found: dict[str, bool] = {}
+    indices = body.values() if isinstance(body, dict) else ()
+    for entry in indices:
+        mappings = entry.get("mappings") if isinstance(entry, dict) else None
+        for full_name, field in (mappings or {}).items() if isinstance(mappings, dict) else ():
+            mapping = field.get("mapping") if isinstance(field, dict) else None
+            types = (
+                [m.get("type") for m in mapping.values() if isinstance(m, dict)]
+                if (isinstance(mapping, dict))
+                else []
+            )
+            found[full_name] = found.get(full_name, False) or any(t in TEXT_TYPES for t in types)
+    return {
+        name: any(text for full, text in found.items() if fnmatchcase(full, name)) for name in names
+    }
+
+
+class IndexFacts:
     def __init__(
         self,
         max_entries: int = MAX_ENTRIES,
@@ -82,6 +114,16 @@ class ResultWindows:
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._limits: TTLCache[str, int] = TTLCache(max_entries, ttl_s, timer=timer)
+        self._text: TTLCache[tuple[str, str], bool] = TTLCache(max_entries, ttl_s, timer=timer)
+
+    def is_text(self, index: str, field: str) -> bool | None:
+        """Whether ``field`` is text in ``index`` (None: not known)."""
+        return self._text.get((index, field))
+
+    def learn_fields(self, index: str, known: dict[str, bool]) -> None:
+        """Remember which of the fields of a search on ``index`` are text."""
+        for field, text in known.items():
+            self._text[(index, field)] = text
 
     def limit(self, index: str) -> int | None:
         """The smallest learned limit for the expression or any of its parts."""

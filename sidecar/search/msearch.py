@@ -46,6 +46,8 @@ class Service(Protocol):
 
     async def fetch(self, call: SearchCall, req: EsRequest) -> BufferedResponse | Relay: ...
 
+    async def learn_fields(self, call: SearchCall, body: Any, index: str | None = None) -> None: ...
+
     def written(
         self,
         call: SearchCall,
@@ -101,6 +103,13 @@ class MsearchService:
             payload = NdjsonLines.parse(data)
             if payload is None:
                 return Relay(call.as_sent, skipped(Reason.UNPARSED_BODY))
+        for header, body in payload.pairs[: service.config.rerank.msearch_max_reranked]:
+            # Which fields the sub-searches' query_strings scope words to are text (asked
+            # of ES once per index and field, as for a _search that may be reranked).
+            index = _header_indices(header, call.index)
+            if service.rollout.decide(call.who, indices_of(index)).mode != "off":
+                await service.learn_fields(call, body, index)
+        with service.loop.metered(key):
             planned = self._plan(call, payload)
         if planned.sent:
             # ES has no ext.ubi: "the client's own request" goes without it.

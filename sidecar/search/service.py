@@ -15,14 +15,18 @@ again with the client's own request and relayed.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
+from urllib.parse import quote
 
 from sidecar.admission.controller import Asker
 from sidecar.admission.loop import LoopShare
 from sidecar.config import ModeName, SidecarConfig
 from sidecar.deadline import Deadline, UsualEsTime
-from sidecar.errors import UpstreamResponseTooLarge
+from sidecar.errors import SidecarError, UpstreamResponseTooLarge
 from sidecar.http.body import decode_body, has_duplicate_keys
 from sidecar.jsonutil import loads
 from sidecar.reasons import Reason
@@ -36,6 +40,9 @@ from sidecar.search.msearch import MsearchService
 from sidecar.search.responses import ResponseStore
 from sidecar.ubi.search import Served, UbiSearch
 from sidecar.upstream import BufferedResponse, BufferFull, EsClient, EsRequest
+from sidecar.upstream.wire import end_to_end_headers
+
+log = logging.getLogger("sidecar.search")
 
 
 class SearchService:
@@ -105,6 +112,8 @@ class SearchService:
         tracked: Tracked | None = None,
     ) -> Result:
         force = Reason.FORMAT if other_format(call) else None
+        if mode != "off" and force is None:
+            await self.learn_fields(call, body)
         plan = self.step.plan(
             body, call.params, call.index, mode, force_skip=force, tracked=tracked
         )
@@ -124,6 +133,38 @@ class SearchService:
             )
             return await self._unranked(call, replan)
         return await self._reranked(call, plan, caller)
+
+    async def learn_fields(self, call: SearchCall, body: Any, index: str | None = None) -> None:
+        """Ask ES which of the fields this search's ``query_string`` scopes words to are
+        text, when that is not known yet (words in a text field are query text; terms on
+        other fields are filters). The client's own credentials ask, so nothing is learned
+        that the client may not read; when ES cannot be asked, the search is planned with
+        what is known (such terms count as filters) and nothing is remembered. ``index``:
+        an ``_msearch`` sub-search's (its header's, else the path's)."""
+        params: Mapping[str, str] = call.params if index is None else {}
+        index = call.index if index is None else index
+        names = self.step.unknown_fields(body, params, index)
+        if not names:
+            return
+        where = f"/{quote(index, safe=',*')}" if index else ""
+        path = f"{where}/_mapping/field/{quote(','.join(names), safe=',*')}"
+        headers = end_to_end_headers(call.headers)
+        for name in ("Content-Length", "Content-Type", "Content-Encoding"):
+            headers.popall(name, None)
+        try:
+            answer = await self.es.fetch(EsRequest("GET", path, headers, None), client=call.client)
+        except asyncio.CancelledError:
+            raise
+        except (SidecarError, BufferFull) as exc:
+            log.debug("the mapping of %s could not be read: %s", call.index, exc)
+            return
+        try:
+            raw = answer.decoded(self.config.tuning.es.max_response_bytes)
+        except SidecarError:
+            raw = b""
+        finally:
+            answer.release()
+        self.step.learn_fields(index, names, answer.status, raw)
 
     async def _unranked(self, call: SearchCall, plan: SearchPlan) -> Result:
         """A search that is not reranked: ES gets the client's request but for the

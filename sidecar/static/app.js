@@ -154,15 +154,10 @@
     return `HTTP ${status}: ${fallback}`;
   }
 
-  async function postJSON(url, payload) {
+  /** One request to the sidecar: its status, body (parsed when JSON), headers and time. */
+  async function call(url, init) {
     const t0 = performance.now();
-    const resp = await fetch(url, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify(payload),
-      credentials: "same-origin",
-      cache: "no-store",
-    });
+    const resp = await fetch(url, { credentials: "same-origin", cache: "no-store", ...init });
     const text = await resp.text();
     let body = null;
     try {
@@ -178,6 +173,14 @@
       header: (name) => resp.headers.get(name),
       clientMs: performance.now() - t0,
     };
+  }
+
+  function postJSON(url, payload) {
+    return call(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(payload),
+    });
   }
 
   /* ---------- service status ---------- */
@@ -630,22 +633,12 @@
     interleave: "interleave (both, team draft)",
   };
 
-  async function getAdmin(path, token, params) {
+  function getAdmin(path, token, params) {
     const url = new URL(api(path));
     for (const [k, v] of Object.entries(params || {})) if (v) url.searchParams.set(k, v);
-    const resp = await fetch(url.toString(), {
+    return call(url.toString(), {
       headers: { Accept: "application/json", Authorization: "Bearer " + token },
-      credentials: "same-origin",
-      cache: "no-store",
     });
-    const text = await resp.text();
-    let body = null;
-    try {
-      body = text ? JSON.parse(text) : null;
-    } catch (e) {
-      body = null;
-    }
-    return { ok: resp.ok, status: resp.status, body, text };
   }
 
   function renderWins(box, inter) {

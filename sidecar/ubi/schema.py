@@ -152,31 +152,32 @@ def _attributes(index: int, attributes: Any) -> dict[str, Any]:
     return out
 
 
+#: ``event_attributes.object``'s mapped fields: the types the mapping takes, and how long.
+#: A value the mapping refuses would be accepted here and lost when ES refuses the document.
+_OBJECT_FIELDS: dict[str, tuple[tuple[type, ...], int | None, str]] = {
+    "object_id": ((str, int), OBJECT_ID, "a string or an integer"),
+    "internal_id": ((str, int), None, "a string or an integer"),
+    "object_id_field": ((str,), SHORT, "a string"),
+    "name": ((str,), None, "a string"),
+    "description": ((str,), None, "a string"),
+}
+
+
 def _object(index: int, obj: Any) -> dict[str, Any]:
     where = "event_attributes.object"
     if not isinstance(obj, dict):
         raise EventError(index, where, "must be an object")
     out = dict(obj)
-    object_id = obj.get("object_id")
-    if object_id is not None:
-        if isinstance(object_id, bool) or not isinstance(object_id, str | int):
-            raise EventError(index, f"{where}.object_id", "must be a string or an integer")
-        if len(str(object_id)) > OBJECT_ID:
-            raise EventError(index, f"{where}.object_id", f"is longer than {OBJECT_ID}")
-        out["object_id"] = str(object_id)
-    field = obj.get("object_id_field")
-    if field is not None and (not isinstance(field, str) or len(field) > SHORT):
-        raise EventError(index, f"{where}.object_id_field", f"must be a string of {SHORT} at most")
-    # The other mapped fields: a value the mapping refuses would be accepted here and then
-    # lost when ES refuses the document.
-    internal_id = obj.get("internal_id")
-    if internal_id is not None and (
-        isinstance(internal_id, bool) or not isinstance(internal_id, str | int)
-    ):
-        raise EventError(index, f"{where}.internal_id", "must be a string or an integer")
-    for key in ("name", "description"):
-        if obj.get(key) is not None and not isinstance(obj[key], str):
-            raise EventError(index, f"{where}.{key}", "must be a string")
+    for key, (kinds, limit, kind_name) in _OBJECT_FIELDS.items():
+        value = obj.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise EventError(index, f"{where}.{key}", f"must be {kind_name}")
+        if limit is not None and len(str(value)) > limit:
+            raise EventError(index, f"{where}.{key}", f"is longer than {limit}")
+    if obj.get("object_id") is not None:
+        out["object_id"] = str(obj["object_id"])  # keyword: one spelling for matching
     return out
 
 

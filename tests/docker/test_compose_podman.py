@@ -29,7 +29,7 @@ import yaml
 from es_integration.local_es import free_port
 from tests.docker import podman as pm
 from tests.docker.helpers import COMPOSE, IMAGE_UID
-from tests.support.search import multi_match
+from tests.support.search import GENEROUS_BUDGET_MS, multi_match
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +71,13 @@ def _override(path: Path) -> Path:
     }
     # podman-compose 1.0.3 resolves short names through registries.conf; these are local.
     local = {"image": pm.BUNDLED}
-    doc = {"services": {"elasticsearch": service, "sidecar": local, "loader": local}}
+    # As every test that asserts a rerank: the model gets all the time it needs on a busy
+    # machine (the default budget would fall back to ES order, correctly, when it is short).
+    sidecar = {
+        **local,
+        "environment": {"RERANK_SIDECAR__RERANK__BUDGET_MS": str(GENEROUS_BUDGET_MS)},
+    }
+    doc = {"services": {"elasticsearch": service, "sidecar": sidecar, "loader": local}}
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path
 

@@ -2,7 +2,9 @@
 
 End to end on the judged MS MARCO slice (../shared/data/msmarco-dl-5k) with the bundled
 MiniLM, the harness must report the figures in the data folder's README within ±0.002:
-BM25 0.575, window 20 → 0.673, window 100 → 0.694.
+BM25 0.575, window 20 → 0.673. Window 100 (0.694) is the same path scoring five times the
+pairs (about 3,400 more, minutes of this CPU): the benchmark's eval
+(``python -m devtools.eval --window 20 100``, docs/benchmarks.md) reproduces it.
 """
 
 from __future__ import annotations
@@ -150,22 +152,20 @@ def test_reproduces_the_reference_figures(
     out = tmp_path / "report"
     argv = ["--dataset", str(DATA), "--index", "msmarco-dl-5k-eval", "--es-url", es.url]
     # The ceilings only: the as-served runs (the configured budget) are the benchmark's.
-    argv += ["--window", "20", "100", "--out", str(out), "--quiet", "--no-as-served"]
+    argv += ["--window", "20", "--out", str(out), "--quiet", "--no-as-served"]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "| BM25 (straight to ES) | 0.57" in printed
     results = json.loads((out / "results.json").read_text())
-    w20, w100 = results["runs"]
+    (w20,) = results["runs"]
     assert w20["bm25_mean"]["ndcg@10"] == pytest.approx(0.575, abs=0.002)
     assert w20["mean"]["ndcg@10"] == pytest.approx(0.673, abs=0.002)
-    assert w100["mean"]["ndcg@10"] == pytest.approx(0.694, abs=0.002)
-    for run in (w20, w100):
-        assert run["reranked"] == 43, run["outcomes"]
-        # Reranking reorders the window; it never loses a hit.
-        assert run["mean"]["recall@100"] == pytest.approx(run["bm25_mean"]["recall@100"])
-        assert run["ndcg@10_vs_bm25"]["p_value"] < 0.01
+    assert w20["reranked"] == 43, w20["outcomes"]
+    # Reranking reorders the window; it never loses a hit.
+    assert w20["mean"]["recall@100"] == pytest.approx(w20["bm25_mean"]["recall@100"])
+    assert w20["ndcg@10_vs_bm25"]["p_value"] < 0.01
     assert (out / "report.md").is_file()
-    assert len(list(out.glob("*.png"))) == 2
+    assert len(list(out.glob("*.png"))) == 1
     # The per-query numbers are enough to recompute the summary.
     per_query = w20["per_query"]
     paired = compare(

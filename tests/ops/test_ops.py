@@ -154,38 +154,54 @@ async def test_admin_unreachable_from_other_networks(es: ESTarget, sample_index:
 def test_sigterm_drains_in_flight_requests(es: ESTarget, sample_index: str, tmp_path: Path) -> None:
     """SIGTERM: stop accepting, finish what is in flight, stop the model worker, exit 0."""
 
-    async def slow_server() -> tuple[FaultModel, asyncio.AbstractEventLoop]:
-        fake = await FaultModel(mode="slow", delay_s=1.5).start()
-        return fake, asyncio.get_running_loop()
+    async def model_server() -> FaultModel:
+        return await FaultModel().start()
 
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    fake, _ = asyncio.run_coroutine_threadsafe(slow_server(), loop).result(10)
+
+    def on_loop(coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(30)
+
+    fake = on_loop(model_server())
     try:
         config = {"rerank": {"budget_ms": 15000}, "server": {"shutdown_timeout_s": 10}}
         sc = SidecarProcess.start(
             es.url, log_path=tmp_path / "sc.log", model=fake.url, config=config, wait_ready=True
         )
+        # The model holds every call from now on until the test lets it answer.
+        loop.call_soon_threadsafe(setattr, fake, "mode", "held")
+        calls = fake.calls
         result: dict[str, Any] = {}
 
         def search() -> None:
-            r = requests.post(f"{sc.url}/{SAMPLE}/_search", json=multi_match(QUERY), timeout=20)
+            r = requests.post(f"{sc.url}/{SAMPLE}/_search", json=multi_match(QUERY), timeout=60)
             result["status"], result["header"] = r.status_code, r.headers.get("X-Rerank")
 
         client = threading.Thread(target=search)
         client.start()
-        time.sleep(0.5)  # the search is now waiting for the slow model
+        on_loop(fake.calls_reached(calls + 1))  # the search is now with the model
         os.kill(sc.proc.pid, signal.SIGTERM)
-        time.sleep(0.3)
-        with pytest.raises(requests.ConnectionError):
-            requests.get(f"{sc.url}/_sidecar/health", timeout=2)
-        client.join(20)
+        # No new connection is accepted while the search is still in flight: a bounded
+        # poll (only the process can tell when it closed its port).
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{sc.url}/_sidecar/health", timeout=2)
+            except requests.ConnectionError:
+                break
+            assert time.monotonic() < deadline, "still accepting connections 30 s after SIGTERM"
+            time.sleep(0.02)
+        assert client.is_alive() and not result, "the search was still in flight"
+        loop.call_soon_threadsafe(fake.release)
+        client.join(60)
         assert result == {"status": 200, "header": "applied"}
         assert sc.proc.wait(20) == 0
         assert "stopped" in sc.log_path.read_text()
     finally:
-        asyncio.run_coroutine_threadsafe(fake.close(), loop).result(10)
+        loop.call_soon_threadsafe(fake.release)
+        on_loop(fake.close())
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()

@@ -99,11 +99,16 @@ def test_dev_only_dependencies_are_not_runtime_requirements(wheel: zipfile.ZipFi
 @pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.cuda"])
 def test_the_images_copy_the_service_only(repo_root_dir: Path, dockerfile: str) -> None:
     text = (repo_root_dir / "docker" / dockerfile).read_text()
-    sources = set()
+    sources, mounted = set(), set()
     for line in text.splitlines():
         words = line.split()
         if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
             sources |= set(words[1:-1])
+        # A RUN's bind mount reads the build context too (the builder stage's torch wheels).
+        for mount in re.findall(r"--mount=(\S+)", line):
+            opts = dict(o.partition("=")[::2] for o in mount.split(","))
+            if opts.get("type") == "bind" and "from" not in opts:
+                mounted.add(opts["source"])
     assert sources == {
         "pyproject.toml",
         "README.md",
@@ -114,4 +119,6 @@ def test_the_images_copy_the_service_only(repo_root_dir: Path, dockerfile: str) 
     }
     ignore = (repo_root_dir / "docker" / f"{dockerfile}.dockerignore").read_text().splitlines()
     allowed = {line[1:] for line in ignore if line.startswith("!")}
-    assert "*" in ignore and allowed == sources
+    assert "*" in ignore and allowed == sources | mounted
+    # Only the builder stage mounts anything: the final image copies the service alone.
+    assert mounted <= {"docker/wheels"}

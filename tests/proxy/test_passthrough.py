@@ -80,10 +80,10 @@ async def upstream() -> AsyncIterator[tuple[Recorder, TestServer]]:
     await server.close()
 
 
-async def _sidecar_for(url: str) -> TestServer:
+async def _sidecar_for(url: str, read_s: float = 0.5) -> TestServer:
     config = build_config(
         {
-            "es": {"url": url, "timeouts": {"connect_s": 0.5, "read_s": 0.5}},
+            "es": {"url": url, "timeouts": {"connect_s": 0.5, "read_s": read_s}},
             "tuning": {"http": {"max_body_bytes": 1024 * 1024}},
             "model": {"name": BUNDLED_MODEL},
         }
@@ -165,22 +165,29 @@ async def test_compression_passes_through_both_ways(
 
 
 async def test_large_bodies_stream_past_the_buffer_limit(
-    upstream: tuple[Recorder, TestServer], sidecar_url: str
+    upstream: tuple[Recorder, TestServer],
 ) -> None:
-    """A 12 MiB _bulk goes through although intercepted bodies are capped at 1 MiB."""
-    rec, _ = upstream
+    """A 12 MiB _bulk goes through although intercepted bodies are capped at 1 MiB. ES
+    answers once it has read the whole body, so the read timeout is the upload's length:
+    a generous one, as this is about streaming, not about how fast this machine is."""
+    rec, up = upstream
+    srv = await _sidecar_for(str(up.make_url("/")), read_s=60)
+    sidecar_url = str(srv.make_url("")).rstrip("/")
     chunk = b'{"index":{}}\n{"t":"' + b"y" * 1000 + b'"}\n'
 
     async def gen() -> AsyncIterator[bytes]:
         for _ in range(12 * 1024):
             yield chunk
 
-    async with aiohttp.ClientSession() as s:
-        resp = await s.post(sidecar_url + "/_bulk", data=gen())
-        assert resp.status == 200
-        assert (await resp.json())["len"] == len(chunk) * 12 * 1024
-        resp = await s.get(sidecar_url + "/big")
-        assert len(await resp.read()) == 64 * 65536
+    try:
+        async with aiohttp.ClientSession() as s:
+            resp = await s.post(sidecar_url + "/_bulk", data=gen())
+            assert resp.status == 200
+            assert (await resp.json())["len"] == len(chunk) * 12 * 1024
+            resp = await s.get(sidecar_url + "/big")
+            assert len(await resp.read()) == 64 * 65536
+    finally:
+        await srv.close()
     assert len(rec.seen[-2].body) == len(chunk) * 12 * 1024
 
 

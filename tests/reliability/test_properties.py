@@ -10,6 +10,7 @@ query-text extractor and single-search planning (tests/rerank/test_plan.py):
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from typing import Any
 
@@ -153,7 +154,14 @@ def test_rewrite_never_raises_and_keeps_every_hit_once(
 ) -> None:
     body: dict[str, Any] = {"hits": {"hits": copy.deepcopy(es_hits), "max_score": 1.0}}
     plan = SearchPlan(
-        None, {}, DOCS.resolve("idx"), window=window, from_=from_, size=size, query_text="q"
+        None,
+        {},
+        DOCS.resolve("idx"),
+        window=window,
+        from_=from_,
+        size=size,
+        query_text="q",
+        annotate="_rerank",
     )
     n = min(window, len(es_hits))
     scores = data.draw(
@@ -170,6 +178,11 @@ def test_rewrite_never_raises_and_keeps_every_hit_once(
     for hit in out:
         if scores is not None and "rerank_score" in hit.get("_rerank", {}):
             assert math.isfinite(hit["_score"])
+    if scores is not None:
+        # Every score served is finite and none rises down the page, across the edge too.
+        served = [hit["_score"] for hit in out]
+        assert all(math.isfinite(s) for s in served)
+        assert all(a >= b for a, b in itertools.pairwise(served)), served
     dumps(body)
 
 

@@ -18,7 +18,10 @@ async def test_a_model_too_slow_for_the_budget_is_said_and_never_waited_for(
     es: ESTarget, sample_index: str
 ) -> None:
     config = base_config(
-        es.url, rerank={"window": 50, "budget_ms": BUDGET_MS, "cache": {"enabled": False}}
+        es.url,
+        rerank={"window": 50, "budget_ms": BUDGET_MS, "cache": {"enabled": False}},
+        # What passes cost is measured at warm-up, as in production.
+        tuning={"worker": {"pass_overhead_tokens": None}},
     )
     async with running_sidecar(config) as sc, aiohttp.ClientSession() as s:
         async with s.get(f"{sc.url}/_sidecar/ready") as r:

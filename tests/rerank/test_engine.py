@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from sidecar import deadline as deadline_clock
 from sidecar.admission.breaker import AsyncBreaker
 from sidecar.admission.controller import PART_HITS, AdmissionController, Asker
 from sidecar.admission.ledger import ClientLedger
@@ -116,8 +117,19 @@ class Rig:
 
     async def score(self, docs: Sequence[Doc], budget_s: float, **kw: Any) -> Any:
         return await self.engine.score(
-            kw.pop("query", "q"), kw.pop("instruction", None), docs, Deadline(budget_s), **kw
+            kw.pop("query", "q"),
+            kw.pop("instruction", None),
+            docs,
+            Deadline(budget_s, arrived=deadline_clock.now()),
+            **kw,
         )
+
+
+@pytest.fixture
+def still_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deadlines on a clock that stands still: a test of how many pairs a budget affords
+    must not depend on how long this machine took to get from the arrival to admission."""
+    monkeypatch.setattr(deadline_clock, "now", lambda: 1000.0)
 
 
 def rig(
@@ -266,6 +278,7 @@ async def test_a_hang_where_a_quick_answer_was_predicted_is_a_fault() -> None:
     assert r.breaker.fail_counter == 1
 
 
+@pytest.mark.usefixtures("still_deadlines")
 async def test_the_window_is_cut_to_what_the_budget_allows() -> None:
     r = rig()
     r.teach(0.01)  # 10 ms a pair: with the margin of 1.2, 0.255 s afford 21 pairs
@@ -294,6 +307,7 @@ async def test_a_deadline_mid_way_keeps_the_scored_prefix() -> None:
     assert r.breaker.fail_counter == 0 and r.breaker.state == "closed"
 
 
+@pytest.mark.usefixtures("still_deadlines")
 async def test_a_later_page_keeps_the_first_pages_prefix() -> None:
     r = rig()
     r.teach(0.01)

@@ -268,9 +268,236 @@ def test_the_language_gate_allows_what_it_cannot_judge() -> None:
     assert not LanguageGate(()).active, "[] is every language: no gate at all"
 
 
+#: Short questions (1-4 words) in scripts no language of an English model is written in. The
+#: detector alone let some through (``من كتب هاملت`` "who wrote Hamlet", Greek, Hebrew and
+#: Thai are not confidently detected), and the English model ranked them worse than ES.
+OTHER_SCRIPTS = (
+    "كلمة المرور",
+    "من كتب هاملت",
+    "كيف أجدد بطاقتي",
+    "ما هي عاصمة فرنسا",
+    "сброс пароля",
+    "密码",
+    "图书馆开放时间",
+    "パスワード",
+    "비밀번호 재설정",
+    "पासवर्ड",
+    "κωδικός πρόσβασης",
+    "סיסמה",
+    "รหัสผ่าน",
+)
+
+
+def test_a_query_in_a_script_the_model_does_not_read_is_skipped_at_any_length() -> None:
+    from sidecar.rerank.language import LanguageGate, could_be
+
+    gate = LanguageGate(("en",))
+    for query in OTHER_SCRIPTS:
+        assert not could_be(query, gate.languages), query
+        assert not gate.allows(query), query
+    # Letters in a script the model reads go on to detection; digits and signs are no script.
+    for query in ("password", "café crème", "ｐａｓｓ", "2024 ??", "Python برمجة"):
+        assert could_be(query, gate.languages), query
+    assert could_be("сброс пароля", frozenset({"en", "ru"}))
+    assert could_be("パスワード", frozenset({"ja"})) and could_be("密码", frozenset({"ja"}))
+    assert could_be("비밀번호", frozenset({"ko"})) and not could_be("비밀번호", frozenset({"zh"}))
+    # A language whose scripts the gate does not know: it cannot say, so it does not block.
+    assert could_be("сброс пароля", frozenset({"en", "xx"}))
+
+
 def test_model_languages_null_is_the_model_own_and_empty_is_every_language() -> None:
     from sidecar.config import build_config
 
     assert build_config({}).model.languages is None
     assert build_config({"model": {"languages": []}}).model.languages == ()
     assert build_config({"model": {"languages": ["en", "de"]}}).model.languages == ("en", "de")
+
+
+# Type-ahead ------------------------------------------------------------------------------
+
+SEARCH_UI_RESULTS = {
+    "bool": {
+        "must": [
+            {
+                "bool": {
+                    "should": [
+                        {"multi_match": {"query": "libr", "fields": ["t"], "type": t}}
+                        for t in ("best_fields", "cross_fields", "phrase", "phrase_prefix")
+                    ]
+                }
+            }
+        ]
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "type_ahead"),
+    [
+        ({"query": {"match_bool_prefix": {"title": "libr"}}}, True),
+        ({"query": {"match_phrase_prefix": {"title": {"query": "library c"}}}}, True),
+        ({"query": {"prefix": {"title": {"value": "libr"}}}}, True),
+        ({"query": {"prefix": {"title": "libr"}}}, True),
+        (
+            # Search UI's autocomplete results, on a search-as-you-type field.
+            {
+                "query": {
+                    "bool": {
+                        "must": [
+                            {
+                                "multi_match": {
+                                    "query": "libr",
+                                    "type": "bool_prefix",
+                                    "fields": ["t^1", "t._2gram^1", "t._3gram^1"],
+                                }
+                            }
+                        ]
+                    }
+                }
+            },
+            True,
+        ),
+        ({"query": {"match": {"title._index_prefix": "libr"}}}, True),
+        (
+            {
+                "query": {"match": {"title": "libr"}},
+                "suggest": {"s": {"prefix": "l", "completion": {"field": "s"}}},
+            },
+            True,
+        ),
+        # Search UI's and Searchkit's result searches mix a prefix variant with full words.
+        ({"query": SEARCH_UI_RESULTS}, False),
+        ({"query": {"match": {"title": "library card"}}}, False),
+        (
+            {
+                "query": {"match": {"title": "library"}},
+                "suggest": {"s": {"text": "l", "term": {"field": "t"}}},
+            },
+            False,
+        ),
+    ],
+)
+def test_type_ahead_is_not_reranked_by_default(body: dict[str, Any], type_ahead: bool) -> None:
+    plan = plan_search(body, MultiDict(), CFG, DOCS, "idx", "on")
+    assert (plan.skip_reason == "type_ahead") is type_ahead, plan.skip_reason
+    if not type_ahead:
+        assert plan.rerank
+    # Per index, or per request, type-ahead may be reranked.
+    cfg = RerankConfig(indices=[{"pattern": "ta-*", "type_ahead": "rerank"}])  # type: ignore[list-item]
+    assert plan_search(body, MultiDict(), cfg, IndexRules(cfg), "ta-1", "on").rerank
+    asked = {**body, "rerank": {"enabled": True}}
+    assert plan_search(asked, MultiDict(), CFG, DOCS, "idx", "on").rerank
+
+
+# What ES leaves out of the hits, and the text the model reads -----------------------------
+
+SCRIPT = {"y": {"script": {"source": "doc['year'].value * 2"}}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "widened"),
+    [
+        # ES leaves _source out when script_fields or stored_fields are asked for and _source
+        # is not (FetchContext.buildFetchSourceContext): the text fields are asked for, and
+        # taken out again.
+        ({"script_fields": SCRIPT}, True),
+        ({"stored_fields": ["pk"]}, True),
+        ({"docvalue_fields": ["year"], "_source": False}, True),
+        ({"fields": ["year"], "_source": False}, True),
+        ({"script_fields": SCRIPT, "_source": False}, True),
+        # ... and keeps it for these: nothing to widen.
+        ({"docvalue_fields": ["year"]}, False),
+        ({"fields": ["title"]}, False),
+        ({"script_fields": SCRIPT, "_source": True}, False),
+        ({"stored_fields": ["_source", "pk"]}, False),
+    ],
+)
+def test_fields_only_searches_get_the_text_fields(extra: dict[str, Any], widened: bool) -> None:
+    body = {"query": {"match": {"title": "maps"}}, **extra}
+    plan = plan_search(body, MultiDict(), CFG, DOCS, "idx", "on")
+    assert plan.rerank
+    assert plan.body is not None
+    if widened:
+        assert plan.body["_source"] == {"includes": list(CFG.default_fields)}
+        assert not plan.source_filter.is_identity, "the client's view is restored"
+    else:
+        assert plan.body.get("_source") == body.get("_source")
+        assert plan.source_filter.is_identity
+
+
+# Words scoped to a text field are query text; terms on other fields are filters ----------
+
+TEXT = {"title", "meta.note", "subjects"}
+
+
+@pytest.mark.parametrize(
+    ("query", "text"),
+    [
+        # Koha's and other catalogues' advanced search: the title box.
+        ("title:(library card)", "library card"),
+        ('title:"library card" AND itype:BK', "library card"),
+        ("title:(library card) AND year:[2000 TO 2010]", "library card"),
+        ("meta.note:rare AND maps", "rare maps"),
+        ("sub*:atlas", "atlas"),  # a pattern naming a text field
+        ("itype:BK AND year:[2000 TO 2010]", None),
+        ("title:/ma.s/ AND -title:modern AND title:old", "old"),
+        ("_exists_:title", None),
+    ],
+)
+def test_words_scoped_to_a_text_field_are_query_text(query: str, text: str | None) -> None:
+    from fnmatch import fnmatchcase
+
+    from sidecar.rerank.query_text import read_query, scoped_fields
+
+    def is_text(name: str) -> bool:
+        return any(fnmatchcase(f, name) for f in TEXT)
+
+    body = {"query_string": {"query": query}}
+    assert read_query(body, is_text).text == text
+    assert read_query({"bool": {"filter": body}}, is_text).text is None, "a filter clause"
+    assert set(scoped_fields(body)) <= {"title", "meta.note", "sub*", "itype", "year", "_exists_"}
+    # Without knowing which fields are text, every scoped term stays a filter.
+    assert read_query(body).text == read_query(body, lambda _: False).text
+
+
+def test_plan_reads_scoped_words_by_the_text_fields_it_is_given() -> None:
+    body = {"query": {"query_string": {"query": "title:(library card) AND itype:BK"}}}
+    assert plan_search(body, MultiDict(), CFG, DOCS, "idx", "on").skip_reason == "no_query_text"
+    plan = plan_search(body, MultiDict(), CFG, DOCS, "idx", "on", text_field=TEXT.__contains__)
+    assert plan.rerank and plan.query_text == "library card"
+    url = MultiDict({"q": "title:(library card) AND itype:BK"})
+    plan = plan_search(None, url, CFG, DOCS, "idx", "on", text_field=TEXT.__contains__)
+    assert plan.rerank and plan.query_text == "library card"
+
+
+def test_text_fields_are_learned_from_the_mapping_bounded_and_forgotten() -> None:
+    from sidecar.rerank.windows import IndexFacts, mapped_text
+
+    answer = {
+        "a": {
+            "mappings": {
+                "title": {"full_name": "title", "mapping": {"title": {"type": "text"}}},
+                "title.raw": {"full_name": "title.raw", "mapping": {"raw": {"type": "keyword"}}},
+                "year": {"full_name": "year", "mapping": {"year": {"type": "integer"}}},
+            }
+        },
+        "b": {"mappings": {"note": {"full_name": "note", "mapping": {"note": {"type": "text"}}}}},
+    }
+    names = ["title", "title.raw", "year", "note", "t*", "nope"]
+    assert mapped_text(answer, names) == {
+        "title": True,
+        "title.raw": False,
+        "year": False,
+        "note": True,  # text in one of the indices the search covers
+        "t*": True,
+        "nope": False,  # not mapped: ES matches nothing there
+    }
+    assert mapped_text({"error": "forbidden"}, ["title"]) == {"title": False}
+    now = [0.0]
+    facts = IndexFacts(max_entries=2, ttl_s=10, timer=lambda: now[0])
+    facts.learn_fields("a", {"title": True})
+    assert facts.is_text("a", "title") is True and facts.is_text("b", "title") is None
+    facts.learn_fields("a", {"x": False, "y": False})
+    assert facts.is_text("a", "title") is None, "bounded"
+    now[0] = 11.0
+    assert facts.is_text("a", "y") is None, "forgotten: a changed mapping is seen again"

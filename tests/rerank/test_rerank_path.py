@@ -52,7 +52,10 @@ async def test_relevant_doc_moves_from_rank_7_to_rank_1(
     direct = Elasticsearch(es.url).search(index=SAMPLE, body=body).body
     assert _ids(direct).index(target) == 6, "BM25 puts the useful document at rank 7"
 
-    status, reranked, header = await _search(bundled.url, SAMPLE, body)
+    # The annotations, asked for by this request (they are off by default).
+    status, reranked, header = await _search(
+        bundled.url, SAMPLE, {**body, "rerank": {"explain": True}}
+    )
     assert status == 200
     assert header == "applied"
     assert _ids(reranked)[0] == target
@@ -134,7 +137,7 @@ async def test_msearch_reranks_each_sub_search(
     demos = [q for q in demo_queries if q.get("note") == "demo"][:3]
     lines = []
     for q in demos:
-        lines += [{"index": SAMPLE}, multi_match(q["query"], size=5)]
+        lines += [{"index": SAMPLE}, multi_match(q["query"], size=5, rerank={"explain": True})]
     lines += [{"index": SAMPLE}, {"query": {"match_all": {}}, "size": 2}]
     payload = "\n".join(json.dumps(x) for x in lines) + "\n"
     ndjson = {"Content-Type": "application/x-ndjson"}
@@ -238,7 +241,12 @@ async def test_explicit_rerank_object_is_stripped_and_overrides(
     body = {
         "query": {"match": {"body": "doctors illness medieval middle ages"}},
         "size": 5,
-        "rerank": {"query": demo["query"], "window": 30, "fields": ["title", "body"]},
+        "rerank": {
+            "query": demo["query"],
+            "window": 30,
+            "fields": ["title", "body"],
+            "explain": True,
+        },
     }
     status, got, header = await _search(bundled.url, SAMPLE, body)
     assert status == 200 and header == "applied"
@@ -263,11 +271,29 @@ async def test_es_errors_pass_through_untouched(es: ESTarget, bundled: RunningSi
 
 
 async def test_unsupported_language_is_not_reranked(bundled: RunningSidecar) -> None:
-    body = {"query": {"multi_match": {"query": "如何续借图书馆的书", "fields": ["title", "body"]}}}
+    body = {
+        "query": {"multi_match": {"query": "如何续借图书馆的书", "fields": ["title", "body"]}},
+        "rerank": {"explain": True},
+    }
     status, got, header = await _search(bundled.url, SAMPLE, body)
     assert status == 200
     assert header == "skipped; reason=unsupported_language"
     assert got["_rerank"] == {"status": "skipped", "reason": "unsupported_language"}
+
+
+@pytest.mark.parametrize("words", ["من كتب هاملت", "κωδικός πρόσβασης", "סיסמה"])
+async def test_a_short_query_in_a_script_the_model_does_not_read_is_not_reranked(
+    bundled: RunningSidecar, words: str
+) -> None:
+    """The bundled English model: before, the detector was not sure of these (too short),
+    so they were reranked. ES finds the hits by ``password``; the model would read
+    ``words``."""
+    body = {
+        "query": {"multi_match": {"query": "password", "fields": ["title", "body"]}},
+        "rerank": {"query": words},
+    }
+    status, _, header = await _search(bundled.url, SAMPLE, body)
+    assert (status, header) == (200, "skipped; reason=unsupported_language")
 
 
 async def test_a_one_word_query_the_gate_cannot_judge_is_reranked(bundled: RunningSidecar) -> None:

@@ -1,8 +1,10 @@
-"""Response rewriting: replace vs fusion, min_score, the annotation switch, paging cuts."""
+"""Response rewriting: replace vs fusion vs es_scores, the window's edge, min_score,
+explanations, the annotation switch, paging cuts."""
 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from typing import Any
 
@@ -28,10 +30,20 @@ def _es_body(n: int) -> dict[str, Any]:
     }
 
 
-def _plan(from_: int = 0, size: int = 10, window: int = 5) -> Any:
-    cfg = RerankConfig(window=window)
-    body = {"query": {"match": {"title": "x"}}, "from": from_, "size": size}
+def _plan(
+    from_: int = 0, size: int = 10, window: int = 5, annotate: bool = True, **extra: Any
+) -> Any:
+    cfg = RerankConfig(window=window, annotate=annotate)
+    body = {"query": {"match": {"title": "x"}}, "from": from_, "size": size, **extra}
     return plan_search(body, MultiDict(), cfg, IndexRules(cfg), "i", "on")
+
+
+def _scores(body: dict[str, Any]) -> list[float]:
+    return [h["_score"] for h in body["hits"]["hits"]]
+
+
+def _non_increasing(values: list[float]) -> bool:
+    return all(a >= b for a, b in itertools.pairwise(values))
 
 
 def test_replace_reorders_window_and_keeps_the_rest() -> None:
@@ -48,16 +60,85 @@ def test_replace_reorders_window_and_keeps_the_rest() -> None:
         "rank": 1,
     }
     assert body["hits"]["hits"][5]["_rerank"] == {"original_rank": 6, "reranked": False}
-    assert body["hits"]["hits"][5]["_score"] == 5.0
+    # Past the window: below the lowest reranked score (0.1), in ES's order.
+    past = [h["_score"] for h in body["hits"]["hits"][5:]]
+    assert all(score < 0.1 for score in past) and past == sorted(past, reverse=True)
+    assert _non_increasing(_scores(body))
     assert body["aggregations"] == {"a": {"value": 1}}
     assert body["_rerank"] == {"status": "applied"}
 
 
-def test_annotation_can_be_turned_off() -> None:
+def test_annotations_are_opt_in() -> None:
+    """By default the answer has exactly ES's keys; ``rerank.annotate`` or a request's
+    ``"rerank": {"explain": true}`` adds the annotations, and ``annotate_field: null``
+    never."""
     body = _es_body(6)
-    rewrite(body, _plan(), [0.1] * 5, ScoreOptions(annotate_field=None), {"status": "applied"})
-    assert "_rerank" not in body
-    assert all("_rerank" not in h for h in body["hits"]["hits"])
+    keys = (set(body), [set(h) for h in body["hits"]["hits"]])
+    rewrite(body, _plan(annotate=False), [0.1] * 5, ScoreOptions(), {"status": "applied"})
+    assert (set(body), [set(h) for h in body["hits"]["hits"]]) == keys
+    asked = _plan(annotate=False, rerank={"explain": True})
+    body = _es_body(6)
+    rewrite(body, asked, [0.1] * 5, ScoreOptions(), {"status": "applied"})
+    assert body["_rerank"] == {"status": "applied"}
+    assert all("_rerank" in h for h in body["hits"]["hits"])
+    cfg = RerankConfig(window=5, annotate=True, annotate_field=None)
+    request = {"query": {"match": {"title": "x"}}, "rerank": {"explain": True}}
+    never = plan_search(request, MultiDict(), cfg, IndexRules(cfg), "i", "on")
+    assert never.annotate is None
+
+
+@pytest.mark.parametrize("mode", ["replace", "fusion", "es_scores"])
+@pytest.mark.parametrize("k", [5, 3])
+def test_score_never_rises_down_a_page_across_the_window_edge(mode: str, k: int) -> None:
+    """Window 5 (or a budget that allowed only 3), page of 8: the hits past the edge sit
+    below every reranked score, in ES's order, in every score mode."""
+    scores = [0.0186, 0.5, -0.3, 0.9, 0.2][:k]
+    body = _es_body(8)
+    es_order = [h["_id"] for h in body["hits"]["hits"]]
+    rewrite(body, _plan(size=8), scores, ScoreOptions(mode=mode), {"status": "applied"})  # type: ignore[arg-type]
+    got = _scores(body)
+    assert _non_increasing(got), got
+    ids = [h["_id"] for h in body["hits"]["hits"]]
+    assert ids[k:] == es_order[k:] and sorted(ids) == sorted(es_order)
+    if mode == "es_scores":
+        assert got == [10.0 - i for i in range(8)], "ES's scores, in the reranked order"
+    assert body["hits"]["max_score"] == got[0]
+
+
+def test_es_scores_keeps_es_scale_in_the_reranked_order() -> None:
+    body = _es_body(5)
+    rewrite(body, _plan(), [0.1, 0.5, 0.9, 0.2, 0.3], ScoreOptions(mode="es_scores"), {})
+    assert [h["_id"] for h in body["hits"]["hits"]] == ["d2", "d1", "d4", "d3", "d0"]
+    assert _scores(body) == [10.0, 9.0, 8.0, 7.0, 6.0]
+
+
+def test_sort_values_follow_the_score_served() -> None:
+    body = _es_body(6)
+    for hit in body["hits"]["hits"]:
+        hit["sort"] = [hit["_score"]]
+    plan = _plan(sort=["_score"])
+    rewrite(body, plan, [0.1, 0.5, 0.9, 0.2, 0.3], ScoreOptions(), {})
+    assert all(h["sort"] == [h["_score"]] for h in body["hits"]["hits"])
+
+
+@pytest.mark.parametrize("mode", ["replace", "fusion", "es_scores"])
+def test_explanations_explain_the_score_served(mode: str) -> None:
+    body = _es_body(7)
+    own = {"value": 1.0, "description": "weight(title:x)", "details": []}
+    for hit in body["hits"]["hits"]:
+        hit["_explanation"] = {**own, "value": hit["_score"]}
+    plan = _plan(annotate=False, explain=True)
+    opts = ScoreOptions(mode=mode)  # type: ignore[arg-type]
+    rewrite(body, plan, [0.1, 0.5, 0.9, 0.2, 0.3], opts, {}, "tiny-model")
+    for hit in body["hits"]["hits"]:
+        top = hit["_explanation"]
+        assert top["value"] == hit["_score"]
+        assert "tiny-model" in top["description"]
+        assert set(top) == {"value", "description", "details"}
+        es_own = top["details"][-1]
+        assert es_own["description"] == "weight(title:x)", "ES's own, kept whole"
+    assert f"rerank.score_mode: {mode}" in body["hits"]["hits"][0]["_explanation"]["description"]
+    assert "not reranked" in body["hits"]["hits"][6]["_explanation"]["description"]
 
 
 def test_fusion_blends_bm25_and_boost_fields() -> None:
@@ -176,7 +257,7 @@ def test_a_document_too_deep_for_orjson_is_still_written() -> None:
 
 
 def test_result_windows_are_learned_bounded_and_forgotten() -> None:
-    from sidecar.rerank.windows import ResultWindows, refusal
+    from sidecar.rerank.windows import IndexFacts, refusal
 
     error = {
         "error": {
@@ -196,7 +277,7 @@ def test_result_windows_are_learned_bounded_and_forgotten() -> None:
     assert refusal(error) == (5, ["small"])
     assert refusal({"hits": {"hits": []}}) is None
     now = [0.0]
-    windows = ResultWindows(max_entries=2, ttl_s=10, timer=lambda: now[0])
+    windows = IndexFacts(max_entries=2, ttl_s=10, timer=lambda: now[0])
     assert windows.learn("small*", error, 20)
     assert windows.limit("small*") == 5 and windows.limit("big,small") == 5
     assert windows.limit("other") is None

@@ -344,9 +344,15 @@ async def test_f2_model_names_shown_to_clients_carry_no_key(
 ) -> None:
     remote = {"name": model.url, "remote": {"api_key": REMOTE_KEY}}
     async with sidecar(secured_es, model, model=remote) as sc:
+        # The annotations (asked for) name the model.
+        explained = {**QUERY, "rerank": {"explain": True}}
         answers = [
             await call(
-                sc.url, "POST", "/docs/_search", headers={"Authorization": ALICE}, json_body=QUERY
+                sc.url,
+                "POST",
+                "/docs/_search",
+                headers={"Authorization": ALICE},
+                json_body=explained,
             ),
             await call(
                 sc.url, "POST", "/_sidecar/v1/rerank", json_body={"query": "q", "documents": ["a"]}

@@ -1,4 +1,4 @@
-"""The replicas benchmark (devtools.bench scenario 12) runs its contenders and reports both
+"""The replicas benchmark (devtools.bench scenario 13) runs its contenders and reports both
 figures, here on a tiny log (figures are the benchmark's business, not the tests')."""
 
 from __future__ import annotations

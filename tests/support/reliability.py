@@ -62,6 +62,22 @@ async def metrics(session: aiohttp.ClientSession, base: str) -> dict[str, float]
         return parse_metrics(await resp.text())
 
 
+async def breaker_not_open(session: aiohttp.ClientSession, base: str, limit_s: float = 30) -> str:
+    """Until a sidecar process's breaker is past its reset timeout (``/_sidecar/ready`` says
+    ``half-open`` or ``closed``, not ``open``): a bounded poll of what only the process can
+    tell, never a sleep as long as the reset timeout. Returns the state seen."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while True:
+        async with session.get(f"{base}/_sidecar/ready") as resp:
+            state = str((await resp.json())["breaker"])
+        if state != "open":
+            return state
+        if loop.time() > deadline:
+            raise AssertionError(f"the breaker was still open after {limit_s:g}s")
+        await asyncio.sleep(0.02)
+
+
 async def raw_exchange(url: str, data: bytes, *, read_timeout: float = 5.0) -> bytes:
     """Send raw bytes on a fresh connection and read until the server closes it."""
     host, port = url.removeprefix("http://").split(":")

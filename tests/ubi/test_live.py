@@ -52,18 +52,24 @@ async def search(
         return r.headers["X-Rerank"], await r.json()
 
 
-async def logged(
-    http: aiohttp.ClientSession, sc: RunningSidecar, es_url: str, query_id: str
+async def read_back(
+    http: aiohttp.ClientSession, sc: RunningSidecar, es_url: str, index: str, query_id: str
 ) -> list[dict[str, Any]]:
-    """The ``ubi_queries`` documents of ``query_id``, in the order served."""
+    """The documents of ``query_id`` in ``index`` once the log is written, oldest first."""
     await sc.app[UBI].log.flushed()
-    index = sc.config.ubi.queries_index
     async with http.post(f"{es_url}/{index}/_refresh") as r:
         assert r.status == 200
     body = {"query": {"term": {"query_id": query_id}}, "sort": [{"timestamp": "asc"}]}
     async with http.post(f"{es_url}/{index}/_search", json=body | {"size": 100}) as r:
         assert r.status == 200, await r.text()
         return [h["_source"] for h in (await r.json())["hits"]["hits"]]
+
+
+async def logged(
+    http: aiohttp.ClientSession, sc: RunningSidecar, es_url: str, query_id: str
+) -> list[dict[str, Any]]:
+    """The ``ubi_queries`` documents of ``query_id``, in the order served."""
+    return await read_back(http, sc, es_url, sc.config.ubi.queries_index, query_id)
 
 
 def ids(answer: dict[str, Any]) -> list[str]:
@@ -291,13 +297,7 @@ async def post_events(
 async def stored_events(
     http: aiohttp.ClientSession, sc: RunningSidecar, es_url: str, query_id: str
 ) -> list[dict[str, Any]]:
-    await sc.app[UBI].log.flushed()
-    index = sc.config.ubi.events_index
-    async with http.post(f"{es_url}/{index}/_refresh") as r:
-        assert r.status == 200
-    body = {"query": {"term": {"query_id": query_id}}, "size": 100}
-    async with http.post(f"{es_url}/{index}/_search", json=body) as r:
-        return [h["_source"] for h in (await r.json())["hits"]["hits"]]
+    return await read_back(http, sc, es_url, sc.config.ubi.events_index, query_id)
 
 
 async def test_events_are_stored_as_sent_in_every_accepted_shape(

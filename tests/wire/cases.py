@@ -179,6 +179,17 @@ def _search_bodies() -> list[tuple[str, str, dict[str, Any]]]:
             {"query": {"query_string": {"query": "wifi AND access"}}},
         ),
         (
+            # Words scoped to a text field (a catalogue's title box) and a keyword filter.
+            "search-options",
+            "query_string-scoped",
+            {"query": {"query_string": {"query": "title:(library card) AND category:library"}}},
+        ),
+        (
+            "search-options",
+            "query_string-filters-only",
+            {"query": {"query_string": {"query": "category:library AND year:[1990 TO 2000]"}}},
+        ),
+        (
             "search-options",
             "simple_query_string",
             {"query": {"simple_query_string": {"query": "printer +queue -room"}}},
@@ -214,7 +225,43 @@ def _search_bodies() -> list[tuple[str, str, dict[str, Any]]]:
         ("search-options", "stored-fields", mm(q, stored_fields=["pk"])),
         ("search-options", "docvalue-fields", mm(q, _source=False, docvalue_fields=["year"])),
         ("search-options", "fields", mm(q, fields=["title", "year"], _source=False)),
+        (
+            "search-options",
+            "script-fields",
+            mm(
+                q,
+                _source=False,
+                script_fields={"y2": {"script": {"source": "doc['year'].value * 2"}}},
+            ),
+        ),
         ("search-options", "explain", mm(q, explain=True, size=3)),
+        # Type-ahead (issue 22, point 8): passed through, skipped; reason=type_ahead.
+        (
+            "search-options",
+            "type-ahead-bool-prefix",
+            {"query": {"match_bool_prefix": {"title": "libr"}}},
+        ),
+        (
+            "search-options",
+            "type-ahead-phrase-prefix",
+            {"query": {"match_phrase_prefix": {"title": "library ca"}}},
+        ),
+        ("search-options", "type-ahead-prefix", {"query": {"prefix": {"title": "libr"}}}),
+        (
+            "search-options",
+            "type-ahead-multi-match",
+            {
+                "query": {
+                    "multi_match": {
+                        "query": "library ca",
+                        "type": "bool_prefix",
+                        "fields": ["title", "body"],
+                    }
+                }
+            },
+        ),
+        # A page across the window's edge with an explanation of every hit (points 1 and 3).
+        ("search-options", "explain-across-window", mm("guide", explain=True, size=WINDOW + 5)),
         ("search-options", "version", mm(q, version=True, seq_no_primary_term=True)),
         ("search-options", "track-total-false", mm(q, track_total_hits=False)),
         ("search-options", "track-total-5", mm(q, track_total_hits=5)),

@@ -7,7 +7,11 @@ but for the documented rewrites, and those only on a search the sidecar rewrote:
 * ``from``/``size`` widened (in the body; in the URL for a search without a body);
 * ``_source`` widened to the text fields (the body's ``_source``, or the ``_source*`` URL
   parameters moved into the body or set in the URL);
-* ``filter_path`` taken off the URL (the sidecar applies it).
+* ``filter_path`` taken off the URL (the sidecar applies it);
+
+and the sidecar's own lookup, before a search whose ``query_string`` scopes words to fields
+it does not know yet: ``GET <index>/_mapping/field/<names>`` without a body (once per index
+and field: it is remembered).
 
 The body of a rewritten request is compared as JSON after decoding its
 ``Content-Encoding`` (it is written anew); every header is compared as sent (but
@@ -16,19 +20,23 @@ The body of a rewritten request is compared as JSON after decoding its
 What the client received must be the same answer: status, headers (but ``Date``,
 ``Content-Length``, and the sidecar's own ``X-Rerank``, ``X-Request-Id`` and
 ``Server-Timing``), and body (but what any two calls to the server differ in: ``took``,
-sequence numbers, scroll and point-in-time ids). In a reranked search response (one with
-a ``_rerank`` status), the order and ``_score`` of the hits, ``max_score``, their ``sort``
-values and the ``_rerank`` annotations are the rerank's; the page must hold as many hits as
-the direct page, and each of them must be a hit, exactly as the server writes it, of the
-same search with the page widened to the window (the reference).
+sequence numbers, scroll and point-in-time ids), with exactly the server's keys (the
+sidecar's annotations are opt-in, and off here). In a reranked search response (its
+``X-Rerank`` says so; where a client library hides the header, any answer that differs from
+the direct one is held to these rules), the order and ``_score`` of the hits,
+``max_score``, their ``sort`` values and their ``_explanation`` are the rerank's: the page
+must hold as many hits as the direct page, each of them a hit, exactly as the server writes
+it, of the same search with the page widened to the window (the reference); ``_score`` must
+not rise down the page; and an ``_explanation`` must have the hit's ``_score`` as its value
+and the server's own explanation of that hit among its details.
 """
 
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import zlib
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
@@ -178,6 +186,11 @@ def compare_received(
 ) -> None:
     direct = [_decoded(s) for s in direct]
     via = [_decoded(s) for s in via]
+    lookups = [s for s in via if "/_mapping/field/" in s.path_qs and s not in direct]
+    for seen in lookups:
+        if seen.method != "GET" or seen.body:
+            diffs.add(f"a mapping lookup {seen.method} {seen.path_qs} with {seen.body!r}")
+    via = [s for s in via if s not in lookups]
     if reasked and len(via) == len(direct) + 1:
         # The rewritten search, then the client's own request exactly as sent.
         _compare_seen(direct[-1:], via[-1:], rewritten=False, diffs=diffs, ids=ids)
@@ -267,7 +280,10 @@ def compare_answers(
     reference: Answer | None,
     diffs: Differences,
     ids: frozenset[str],
+    outcome: str | None = None,
 ) -> None:
+    """``outcome``: the ``X-Rerank`` the sidecar answered with; None where the client did
+    not show it (read it from ``via``'s headers when it has them)."""
     if direct.status != via.status:
         diffs.add(f"status {via.status} != {direct.status}")
     if client_headers(direct) != client_headers(via):
@@ -281,7 +297,11 @@ def compare_answers(
     if d_raw.startswith(b"{\n") != v_raw.startswith(b"{\n"):
         diffs.add("pretty-printed one way and not the other")
     ref = _json(reference.decoded) if reference is not None else None
-    _compare_doc(normalize(d_json, ids), normalize(v_json, ids), normalize(ref, ids), diffs, "")
+    outcome = outcome if outcome is not None else via.header("X-Rerank")
+    reranked = None if outcome is None else outcome.split(";")[0] in RERANKED
+    _compare_doc(
+        normalize(d_json, ids), normalize(v_json, ids), normalize(ref, ids), diffs, "", reranked
+    )
 
 
 def _hit_key(hit: Any) -> str:
@@ -290,16 +310,14 @@ def _hit_key(hit: Any) -> str:
 
 def _plain_hit(hit: Any) -> Any:
     if isinstance(hit, dict):
-        return {k: v for k, v in hit.items() if k not in ("_score", "_rerank", "sort")}
+        return {k: v for k, v in hit.items() if k not in ("_score", "sort", "_explanation")}
     return hit
 
 
-def _is_reranked(doc: Any) -> bool:
-    status = doc.get("_rerank") if isinstance(doc, dict) else None
-    return isinstance(status, dict) and status.get("status") in RERANKED
-
-
-def _compare_doc(d: Any, v: Any, ref: Any, diffs: Differences, where: str) -> None:
+def _compare_doc(
+    d: Any, v: Any, ref: Any, diffs: Differences, where: str, reranked: bool | None
+) -> None:
+    """``reranked`` None: not known (a client hid the header, or an ``_msearch`` item)."""
     if isinstance(d, dict) and isinstance(v, dict) and "responses" in d and "responses" in v:
         dr, vr = d["responses"], v["responses"]
         rr = ref.get("responses") if isinstance(ref, dict) else None
@@ -308,40 +326,68 @@ def _compare_doc(d: Any, v: Any, ref: Any, diffs: Differences, where: str) -> No
             return
         for i, (a, b) in enumerate(zip(dr, vr, strict=True)):
             r = rr[i] if isinstance(rr, list) and i < len(rr) else None
-            _compare_doc(a, b, r, diffs, f"{where}responses[{i}].")
+            item = False if reranked is False else None
+            _compare_doc(a, b, r, diffs, f"{where}responses[{i}].", item)
         rest_d = {k: x for k, x in d.items() if k != "responses"}
-        rest_v = {k: x for k, x in v.items() if k not in ("responses", "_rerank")}
+        rest_v = {k: x for k, x in v.items() if k != "responses"}
         if rest_d != rest_v:
             diffs.add(f"{where}msearch envelope differs")
         return
-    if not _is_reranked(v):
-        if isinstance(v, dict) and isinstance(d, dict):
-            v = {k: x for k, x in v.items() if k != "_rerank" or "_rerank" in d}
+    if reranked is False or (reranked is None and d == v):
         if d != v:
             diffs.add(f"{where}body differs: {_short(v)} != {_short(d)}")
+        return
+    if not isinstance(d, dict) or not isinstance(v, dict):
+        diffs.add(f"{where}body differs: {_short(v)} != {_short(d)}")
         return
     _compare_reranked(d, v, ref, diffs, where)
 
 
-def _compare_reranked(d: Any, v: Any, ref: Any, diffs: Differences, where: str) -> None:
-    v = {k: x for k, x in v.items() if k != "_rerank"}
-    d_hits = d.get("hits", {}) if isinstance(d, dict) else {}
+def _compare_reranked(
+    d: dict[str, Any], v: dict[str, Any], ref: Any, diffs: Differences, where: str
+) -> None:
+    d_hits = d.get("hits", {})
     v_hits = v.get("hits", {})
+    if not isinstance(d_hits, dict) or not isinstance(v_hits, dict):
+        diffs.add(f"{where}reranked answer without hits")
+        return
     outside_d = {**d, "hits": {k: x for k, x in d_hits.items() if k not in ("hits", "max_score")}}
     outside_v = {**v, "hits": {k: x for k, x in v_hits.items() if k not in ("hits", "max_score")}}
     if outside_d != outside_v:
         diffs.add(f"{where}reranked answer differs outside its hits")
-    page_d = d_hits.get("hits", []) if isinstance(d_hits, dict) else []
-    page_v = v_hits.get("hits", []) if isinstance(v_hits, dict) else []
+    page_d = d_hits.get("hits", [])
+    page_v = v_hits.get("hits", [])
     if len(page_d) != len(page_v):
         diffs.add(f"{where}page of {len(page_v)} hits, directly {len(page_d)}")
+    scores = [h.get("_score") for h in page_v if isinstance(h, dict)]
+    if all(isinstance(x, int | float) for x in scores) and any(
+        a < b for a, b in itertools.pairwise(scores)
+    ):
+        diffs.add(f"{where}_score rises down the page: {scores}")
     ref_hits = ref.get("hits", {}).get("hits", []) if isinstance(ref, dict) else None
-    pool = Counter(_hit_key(_plain_hit(h)) for h in (ref_hits if ref_hits is not None else page_d))
+    pool: dict[str, list[Any]] = {}
+    for h in ref_hits if ref_hits is not None else page_d:
+        pool.setdefault(_hit_key(_plain_hit(h)), []).append(h)
     for hit in page_v:
-        key = _hit_key(_plain_hit(hit))
-        if pool[key] <= 0:
+        same = pool.get(_hit_key(_plain_hit(hit))) or []
+        if not same:
             diffs.add(f"{where}hit not in the server's answer: {_short(hit)}")
-        pool[key] -= 1
+            continue
+        _compare_explanation(same.pop(0), hit, diffs, where)
+
+
+def _compare_explanation(server: Any, hit: Any, diffs: Differences, where: str) -> None:
+    """A served hit's ``_explanation`` explains its ``_score``, with the server's own
+    explanation of the hit among its details."""
+    if not isinstance(server, dict) or "_explanation" not in server:
+        if isinstance(hit, dict) and "_explanation" in hit:
+            diffs.add(f"{where}an _explanation the server did not give")
+        return
+    ours = hit.get("_explanation") if isinstance(hit, dict) else None
+    if not isinstance(ours, dict) or ours.get("value") != hit.get("_score"):
+        diffs.add(f"{where}_explanation does not explain the _score served: {_short(ours)}")
+    elif server["_explanation"] not in (ours.get("details") or []):
+        diffs.add(f"{where}the server's own _explanation is not kept: {_short(ours)}")
 
 
 def _short(value: Any) -> str:

@@ -487,7 +487,9 @@ def run(b: Bench) -> Section:
     es = LocalES.start(data_dir=b.work / "es-overload")
     b.stack.callback(es.close)
     load_corpus(es.url, data, INDEX, progress=False)
-    sc = b.sidecar("overload", es.url, BUNDLED_MODEL, {"rerank": {"cache": {"enabled": False}}})
+    # The annotations say how many hits each search had reranked (``Sample.k``).
+    rerank = {"cache": {"enabled": False}, "annotate": True}
+    sc = b.sidecar("overload", es.url, BUNDLED_MODEL, {"rerank": rerank})
     reqs = search_requests(data)
     capacities, levels, bm25, after = asyncio.run(measure(b, sc.url, es.url, reqs))
     caps = [capacity_of(c) or c.rate for c in capacities]

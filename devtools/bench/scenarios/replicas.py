@@ -1,4 +1,4 @@
-"""Scenario 12: replicas that share their state in Redis (``shared.url``) against replicas
+"""Scenario 13: replicas that share their state in Redis (``shared.url``) against replicas
 that do not, in one run.
 
 * Hit rate: three sidecars sharing a ``redis-server`` (Debian's, a process of its own) and
@@ -110,7 +110,7 @@ def _pct(values: Sequence[float], q: float) -> float:
 
 
 def run(b: Bench) -> Section:
-    sec = Section(12, f"{REPLICAS} replicas sharing state in Redis vs {REPLICAS} that do not")
+    sec = Section(13, f"{REPLICAS} replicas sharing state in Redis vs {REPLICAS} that do not")
     es_url, _ = b.start_fake("es-stub", "es", "--hits", "20")
     redis = b.stack.enter_context(RedisServer.run(b.work / "redis"))
     base = {"rerank": {"budget_ms": 20000}, "rollout": {"default": "on"}}
@@ -171,7 +171,7 @@ def run(b: Bench) -> Section:
     ]
     sec.goals.append(
         Goal(
-            "12 shared hit rate",
+            "13 shared hit rate",
             f"{REPLICAS} sharing Redis above {REPLICAS} apart, near the repeats' share",
             f"{shared_rate:.1%} vs {local_rate:.1%} (repeats {repeats:.1%})",
             shared_rate > local_rate and shared_rate >= 0.9 * repeats,
@@ -181,7 +181,7 @@ def run(b: Bench) -> Section:
     # on the same busy cores as the replicas), and the issue sets no bound on it.
     sec.goals.append(
         Goal(
-            "12 Redis-served hit",
+            "13 Redis-served hit",
             "added p50 vs an in-memory hit (measured)",
             f"{added:+.2f} ms (p95 {added95:+.2f} ms)",
             None,

@@ -12,10 +12,10 @@ async function main() {
   const call = async (name, fn) => {
     try {
       const resp = await fn();
-      steps.push({ name, status: resp.statusCode, body: resp.body });
+      steps.push({ name, status: resp.statusCode, body: resp.body, rerank: resp.headers["x-rerank"] || null });
     } catch (err) {
       if (err instanceof errors.ResponseError) {
-        steps.push({ name, status: err.meta.statusCode, body: err.meta.body });
+        steps.push({ name, status: err.meta.statusCode, body: err.meta.body, rerank: err.meta.headers["x-rerank"] || null });
       } else {
         steps.push({ name, status: 0, body: { error: err.name } });
       }
