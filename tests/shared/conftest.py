@@ -44,7 +44,13 @@ def redis(
 def replica_config(es_url: str, redis_url: str | None, **over: Any) -> dict[str, Any]:
     shared = {"shared": {"url": redis_url}} if redis_url else {}
     return merge(
-        base_config(es_url, admin={"token": ADMIN_TOKEN}, rerank={"window": WINDOW}, **shared),
+        # Annotated: the tests read each hit's original rank and rerank score (_rerank).
+        base_config(
+            es_url,
+            admin={"token": ADMIN_TOKEN},
+            rerank={"window": WINDOW, "annotate": True},
+            **shared,
+        ),
         over,
     )
 
