@@ -102,6 +102,10 @@ def slow_clients(never_pass: int, never_search: int, drip: int) -> list[SlowClie
     return out
 
 
+#: Where the slow clients connect from.
+SLOW_ADDRESS = "127.0.0.2"
+
+
 async def open_slow(client: SlowClient, port: int) -> None:
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -109,6 +113,10 @@ async def open_slow(client: SlowClient, port: int) -> None:
     sock.setblocking(False)
     client.sock = sock
     try:
+        # The slow clients are one client of their own (another loopback address): the
+        # sidecar shares its pools per client, and the ordinary traffic, from 127.0.0.1, is
+        # the others whose errors the scenario counts.
+        sock.bind((SLOW_ADDRESS, 0))
         await loop.sock_connect(sock, ("127.0.0.1", port))
         await loop.sock_sendall(sock, client.request)
         client.connected = True
