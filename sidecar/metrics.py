@@ -99,7 +99,7 @@ class _LiveCollector(Collector):
             "rerank_sidecar_queue_wait_seconds",
             "Seconds a search arriving now would wait for the model: the pairs ahead of it "
             "(with the model and waiting) at the learned cost; 0 while the cost is unknown. "
-            "The signal to scale replicas on (docker/k8s/hpa-queue.yaml)",
+            "The signal to scale replicas on (docker/k8s-scaling/hpa-queue.yaml)",
             self.live.queue_wait_s() or 0.0,
         )
         per_pair = self.live.seconds_per_pair()

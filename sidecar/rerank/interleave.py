@@ -21,6 +21,9 @@ from dataclasses import dataclass
 
 RERANK = "rerank"
 ES = "es"
+#: Hits past the window: the same in both lists, drafted by neither team, so a click on
+#: one credits neither.
+NEITHER = "none"
 
 
 @dataclass(frozen=True)

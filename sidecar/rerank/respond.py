@@ -25,7 +25,7 @@ from typing import Any
 from sidecar.rerank.doc_text import lookup
 from sidecar.rerank.explain import Explainer
 from sidecar.rerank.index_config import ScoreOptions
-from sidecar.rerank.interleave import ES, team_draft
+from sidecar.rerank.interleave import NEITHER, team_draft
 from sidecar.rerank.plan import SearchPlan
 from sidecar.rerank.source_filter import apply_source_filter
 
@@ -132,7 +132,7 @@ def rewrite(
     end = plan.from_ + plan.size
     cut = (window + rest)[plan.from_ : end]
     if teams is not None:
-        teams = (teams + [ES] * len(rest))[plan.from_ : end]
+        teams = (teams + [NEITHER] * len(rest))[plan.from_ : end]
     page_served = replace(served(plan, cut, plan.from_), teams=teams)
     for hit in cut:
         apply_source_filter(hit, plan.source_filter)

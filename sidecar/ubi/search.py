@@ -36,6 +36,8 @@ from sidecar.ubi.report import FROM, MODE, MODEL, OUTCOME, RULE, TEAMS, K
 from sidecar.ubi.schema import SHORT, utc
 
 _STRINGS = ("query_id", "client_id", "application", "object_id_field")
+#: The prefix of the query ids this sidecar makes.
+GENERATED = "sidecar-"
 
 
 @dataclass(frozen=True)
@@ -97,21 +99,25 @@ class UbiSearch:
         user_query = raw.get("user_query")
         if user_query is not None and not isinstance(user_query, str):
             raise IllegalArgument("[ext.ubi.user_query] must be a string")
+        query_id = raw.get("query_id")
         return Ask(
-            query_id=raw.get("query_id") or uuid.uuid4().hex,
+            query_id=query_id or GENERATED + uuid.uuid4().hex,
             client_id=raw.get("client_id") or self._client_id(client, headers),
             user_query=user_query,
             application=raw.get("application"),
             object_id_field=raw.get("object_id_field"),
             attributes=_attributes(raw.get("query_attributes")),
-            given=bool(raw.get("query_id")),
+            # An id this sidecar made and the client sent back (the next page of a search
+            # whose first page had none) counts as not given: the interleaving's coins then
+            # stay those of the first page, which were the query's.
+            given=bool(query_id) and not str(query_id).startswith(GENERATED),
         )
 
     def _client_id(self, client: str, headers: Any) -> str:
         material = f"{client}\n{self._identity.digest(headers)}".encode()
         return hmac.new(self._key, material, hashlib.sha256).hexdigest()[:32]
 
-    def _query_text(self, text: str) -> str | None:
+    def query_text(self, text: str) -> str | None:
         if self.config.query_text == "drop":
             return None
         if self.config.query_text == "hash":
@@ -141,7 +147,7 @@ class UbiSearch:
             "timestamp": utc(datetime.now(UTC)),
             "query_attributes": attributes,
         }
-        text = self._query_text(ask.user_query or query_text)
+        text = self.query_text(ask.user_query or query_text)
         if text is not None:
             document["user_query"] = text
         application = ask.application or self.config.application

@@ -137,6 +137,14 @@ class UbiService:
             documents = [validate(i, event).document for i, event in enumerate(parsed)]
         except EventError as exc:
             raise BadRequest(str(exc)) from exc
+        for document in documents:
+            # An event's query text is kept, hashed or dropped as the query log's is.
+            if isinstance(document.get("user_query"), str):
+                text = self.search.query_text(document["user_query"])
+                if text is None:
+                    del document["user_query"]
+                else:
+                    document["user_query"] = text
         lines = [dumps(d) for d in documents]
         if self.log.queued_bytes + sum(map(len, lines)) > self.log.max_bytes:
             raise ServiceUnavailable("the event queue is full; send the events again later")

@@ -228,6 +228,14 @@ async def test_interleaved_pages_without_a_query_id_continue_too(
         _, answer = await search(http, sc, body, "interleave", sample_index)
         pages += ids(answer)
     assert pages == ids(whole)
+    # A frontend that sends back the query_id the first page's answer carried (as UBI
+    # clients do): the list goes on from the first page's coins, still the query's.
+    _, first = await search(http, sc, multi_match(QUERY, size=5), "interleave", sample_index)
+    query_id = first["ext"]["ubi"]["query_id"]
+    body = multi_match(QUERY, size=5, **{"from": 5}) | {"ext": {"ubi": {"query_id": query_id}}}
+    _, second = await search(http, sc, body, "interleave", sample_index)
+    assert second["ext"]["ubi"]["query_id"] == query_id
+    assert ids(first) + ids(second) == ids(whole)
 
 
 async def test_msearch_logs_each_sub_search(

@@ -154,6 +154,43 @@ async def test_documents_es_rejects_are_counted(es: ESTarget, sample_index: str)
             assert state["written"] == 0
 
 
+@pytest.mark.parametrize("keep", ["hash", "drop"])
+async def test_query_text_hashed_or_dropped_in_queries_and_events(
+    es: ESTarget, sample_index: str, keep: str
+) -> None:
+    """``ubi.query_text`` holds for both indices: the text a search logs and the
+    ``user_query`` an event carries are stored hashed (the same text, the same hash) or not
+    at all, never as typed."""
+    secret = "divorce lawyer near me"
+    config = ubi_config(es.url, ubi={"query_text": keep})
+    ubi = config["ubi"]
+    async with aiohttp.ClientSession() as http, running_sidecar(config) as sc:
+        body = multi_match(QUERY, size=2) | {"ext": {"ubi": {"user_query": secret}}}
+        async with http.post(f"{sc.url}/{sample_index}/_search", json=body) as r:
+            assert r.status == 200
+            query_id = (await r.json())["ext"]["ubi"]["query_id"]
+        event = {"action_name": "search", "query_id": query_id, "timestamp": utc(now())}
+        async with http.post(
+            f"{sc.url}/_sidecar/ubi/events", json=event | {"user_query": secret}
+        ) as r:
+            assert r.status == 202
+        await sc.app[UBI].log.flushed()
+        async with http.post(f"{es.url}/{ubi['queries_index']},{ubi['events_index']}/_refresh"):
+            pass
+        stored = []
+        for index in (ubi["queries_index"], ubi["events_index"]):
+            async with http.get(f"{es.url}/{index}/_search", params={"size": "10"}) as r:
+                stored += [h["_source"] for h in (await r.json())["hits"]["hits"]]
+    assert len(stored) == 2
+    assert secret not in json.dumps(stored)
+    texts = {doc.get("user_query") for doc in stored}
+    if keep == "drop":
+        assert texts == {None}
+    else:
+        (digest,) = texts  # the search's and the event's: one text, one hash
+        assert isinstance(digest, str) and len(digest) == 32
+
+
 async def rollout(http: aiohttp.ClientSession, sc: RunningSidecar) -> dict[str, Any]:
     async with http.get(f"{sc.url}/_sidecar/admin/rollout", headers=ADMIN) as r:
         assert r.status == 200

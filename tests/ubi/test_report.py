@@ -97,3 +97,14 @@ def test_only_click_events_count() -> None:
     assert click_of(event) == Click("42", "2026-12-01T10:00:00.000Z")
     assert click_of({**event, "action_name": "impression"}) is None
     assert click_of({**event, "event_attributes": {}}) is None
+
+
+def test_a_click_past_the_window_credits_neither_team() -> None:
+    # Page 2 of a search interleaved over a window of 2: its hits were drafted by neither
+    # team (they are the same in both lists), so the click on one is a tie, never ES's win.
+    log = [
+        page("q", "interleave", ["a", "b"], teams=["rerank", "es"]),
+        page("q", "interleave", ["c", "d"], start=2, teams=["none", "none"]),
+    ]
+    result = report(fold(log), {"q": [click("c", 1)]})["interleaving"]
+    assert (result["rerank_wins"], result["es_wins"], result["ties"]) == (0, 0, 1)
