@@ -166,14 +166,17 @@ class RerankStep:
         return unknown[:MAX_MAPPED_FIELDS]
 
     def learn_fields(self, index: str, names: Sequence[str], status: int, raw: bytes) -> None:
-        """Remember ES's ``_mapping/field`` answer for ``names``: a field it does not map,
-        or an answer that is not one (the client may not read the mapping), is not text."""
-        body: Any = None
-        if status == 200:
-            try:
-                body = loads(raw)
-            except ValueError:
-                body = None
+        """Remember ES's ``_mapping/field`` answer for ``names``: a field it does not map is
+        not text. Only a 200 is remembered: a refusal (this client may not read the mapping)
+        or an overloaded ES says nothing of the fields, and must not decide for every other
+        client until it is forgotten; this search takes them as filters, the next asks
+        again."""
+        if status != 200:
+            return
+        try:
+            body = loads(raw)
+        except ValueError:
+            return
         self.windows.learn_fields(index, mapped_text(body, names))
 
     def refused(self, plan: SearchPlan, status: int, raw: bytes) -> bool:
