@@ -103,4 +103,7 @@ async def test_searchkit_pages(reports: tuple[dict[str, Any], dict[str, Any]]) -
     searches = [r for r in reports[1]["requests"] if "_msearch" in r["url"]]
     # Pages of seven from 0, 7 and 14 with a window of ten: the third starts past it.
     outcomes = [r["rerank"] for r in searches]
-    assert outcomes == ["applied", "applied", "skipped; reason=beyond_window"], searches
+    # The second page continues the order the first page served (issue 23's page orders):
+    # cached, or applied when it was not kept.
+    assert outcomes[0] == "applied" and outcomes[1] in ("applied", "cached"), searches
+    assert outcomes[2:] == ["skipped; reason=beyond_window"], searches
