@@ -262,7 +262,9 @@
     // Elasticsearch's own default; spelled out because not every ES-compatible server has it.
     const mm = fields.length ? { query, fields } : { query, fields: ["*"], lenient: true };
     const body = { query: { multi_match: mm }, size };
-    if (!rerank) body.rerank = { enabled: false };
+    // The reranked side asks for the _rerank annotations (opt-in): each hit's ES rank and
+    // scores, and the outcome's model and K, are what this tab shows.
+    body.rerank = rerank ? { explain: true } : { enabled: false };
     return body;
   }
 
