@@ -38,6 +38,7 @@ from devtools.bench.scenarios.overload import (
     Segment,
     capacity_of,
     clients_for,
+    counted_rerank,
     paced,
     queue_drained,
 )
@@ -210,7 +211,7 @@ def run(b: Bench) -> Section:
         f"{BUDGET_S * 1000:.0f} ms, window {WINDOW})",
     )
     es_url, _ = b.start_fake("es-stub-neighbour", "es", "--hits", str(WINDOW))
-    sc = b.sidecar("neighbour", es_url, BUNDLED_MODEL, {"rerank": {"cache": {"enabled": False}}})
+    sc = b.sidecar("neighbour", es_url, BUNDLED_MODEL, {"rerank": counted_rerank(b)})
     m = asyncio.run(measure(b, sc.url))
     cap, rate, ordinary, neighbour, watches = m.cap, m.rate, m.ordinary, m.neighbour, m.watches
     capacity = capacity_of(cap, WINDOW)

@@ -478,6 +478,17 @@ def k_histogram(seg: Segment) -> str:
     return ", ".join(parts)
 
 
+def counted_rerank(b: Bench) -> dict[str, Any]:
+    """The ``rerank`` settings of a sidecar whose answers are counted: the score cache off,
+    and the annotations that say how many hits each search had reranked (``Sample.k``).
+    They are opt-in since ``rerank.annotate`` came; a baseline tree from before it always
+    adds them (and refuses the key)."""
+    rerank: dict[str, Any] = {"cache": {"enabled": False}}
+    if b.tree is None:
+        rerank["annotate"] = True
+    return rerank
+
+
 def run(b: Bench) -> Section:
     sec = Section(
         8,
@@ -488,13 +499,7 @@ def run(b: Bench) -> Section:
     es = LocalES.start(data_dir=b.work / "es-overload")
     b.stack.callback(es.close)
     load_corpus(es.url, data, INDEX, progress=False)
-    # The annotations say how many hits each search had reranked (``Sample.k``). They are
-    # opt-in since rerank.annotate came; a baseline tree from before it always adds them
-    # (and refuses the key).
-    rerank: dict[str, Any] = {"cache": {"enabled": False}}
-    if b.tree is None:
-        rerank["annotate"] = True
-    sc = b.sidecar("overload", es.url, BUNDLED_MODEL, {"rerank": rerank})
+    sc = b.sidecar("overload", es.url, BUNDLED_MODEL, {"rerank": counted_rerank(b)})
     reqs = search_requests(data)
     capacities, levels, bm25, after = asyncio.run(measure(b, sc.url, es.url, reqs))
     caps = [capacity_of(c) or c.rate for c in capacities]
