@@ -61,7 +61,10 @@ def parse(text: str) -> BenchDoc:
         chunk = rest[a:b].strip("\n")
         match = SECTION.match(chunk)
         assert match is not None
-        doc.sections[int(match.group(1))] = chunk
+        number = int(match.group(1))
+        # A scenario run beside a baseline has two sections of one number: keep both.
+        earlier = doc.sections.get(number)
+        doc.sections[number] = chunk if earlier is None else f"{earlier}\n\n{chunk}"
     return doc
 
 
