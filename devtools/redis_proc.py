@@ -11,9 +11,7 @@ again on the same port (:meth:`RedisServer.stop`, :meth:`RedisServer.start`), pa
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -23,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from es_integration.local_es import free_port
+from es_integration.local_es import free_port, stop_group
 
 #: Debian's (``apt-get install redis-server``).
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -100,14 +98,7 @@ class RedisServer:
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout)
+        stop_group(self.proc, timeout)
         for sleeper in self._sleepers:
             sleeper.join(timeout)
 

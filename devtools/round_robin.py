@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devtools.bench.scenarios.split_front import host_port, nginx_binary
-from es_integration.local_es import free_port
+from es_integration.local_es import free_port, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "docker" / "nginx" / "replicas.conf"
@@ -135,11 +134,4 @@ class RoundRobin:
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout)
+            stop_group(self.proc, timeout)

@@ -27,8 +27,22 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 READY_TIMEOUT_S = 30.0
+
+
+def stop_group(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM to ``proc``'s process group (it was started in a session of its own), then
+    SIGKILL if it has not exited within ``timeout``; waits for it either way."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout)
 
 
 class LocalESError(RuntimeError):
@@ -141,14 +155,7 @@ class LocalES:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
+        stop_group(proc, timeout)
 
     def restart(self, timeout: float = READY_TIMEOUT_S) -> None:
         self.stop()

@@ -17,14 +17,19 @@ import contextlib
 import json
 import os
 import select
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from es_integration.local_es import READY_TIMEOUT_S, LocalESError, free_port, wait_ready
+from es_integration.local_es import (
+    READY_TIMEOUT_S,
+    LocalESError,
+    free_port,
+    stop_group,
+    wait_ready,
+)
 
 
 def osmem_binary() -> Path:
@@ -121,14 +126,7 @@ class LocalOpenSearch:
         if proc is None:
             return
         if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout)
+            stop_group(proc, timeout)
         if proc.stdout is not None:
             proc.stdout.close()
 

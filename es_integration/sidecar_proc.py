@@ -8,10 +8,8 @@ say ``{"rerank": {"budget_ms": 300}}`` and never spell environment variable name
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from es_integration.local_es import free_port
+from es_integration.local_es import free_port, stop_group
 from sidecar.config import build_config, merge, read_yaml
 
 
@@ -142,14 +140,7 @@ class SidecarProcess:
 
     def stop(self, timeout: float = 20.0) -> int | None:
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout)
+            stop_group(self.proc, timeout)
         return self.proc.returncode
 
     def __enter__(self) -> SidecarProcess:

@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -33,7 +32,7 @@ from devtools.bench.results import Goal, Section
 from devtools.bench.scenarios.common import QUERIES, search_body
 from devtools.bench.servers import Bench
 from devtools.machine import load_average, machine_description, now_text
-from es_integration.local_es import free_port
+from es_integration.local_es import free_port, stop_group
 
 ROOT = Path(__file__).resolve().parents[3]
 CONF = ROOT / "docker" / "nginx" / "split-front.conf"
@@ -204,14 +203,7 @@ class SplitFront:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM to nginx's process group (master and workers), then SIGKILL."""
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout)
+            stop_group(self.proc, timeout)
 
 
 # --- the benchmark -------------------------------------------------------------------------
