@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devtools.bench.scenarios.split_front import host_port, nginx_binary
+from devtools.bench.scenarios.split_front import host_port, launch_nginx, nginx_binary
 from es_integration.local_es import free_port, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,16 +96,7 @@ class RoundRobin:
         conf = render(upstreams, f"127.0.0.1:{port}", served_by=served_by)
         (dir / "replicas.conf").write_text(conf, encoding="utf-8")
         (dir / "nginx.conf").write_text(_main_conf(), encoding="utf-8")
-        base = [nginx, "-p", f"{dir}/", "-c", "nginx.conf", "-e", "logs/error.log"]
-        check = subprocess.run([*base, "-t"], capture_output=True, text=True, check=False)
-        if check.returncode != 0:
-            raise RoundRobinError(f"nginx -t failed:\n{check.stderr}")
-        proc = subprocess.Popen(
-            [*base, "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = launch_nginx(nginx, dir, RoundRobinError)
         front = cls(dir, port, proc)
         try:
             front._wait_ready(timeout)

@@ -57,6 +57,22 @@ def nginx_binary() -> str:
     return found
 
 
+def launch_nginx(nginx: str, dir: Path, error: type[Exception]) -> subprocess.Popen[bytes]:
+    """Check ``dir``'s ``nginx.conf`` with ``nginx -t`` (``error`` if it fails), then start
+    nginx in the foreground in a session of its own (its process group is stopped as one)."""
+    base = [nginx, "-p", f"{dir}/", "-c", "nginx.conf", "-e", "logs/error.log"]
+    check = subprocess.run([*base, "-t"], capture_output=True, text=True, check=False)
+    if check.returncode != 0:
+        raise error(f"nginx -t failed:\n{check.stderr}")
+    return subprocess.Popen(
+        [*base, "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        # Its messages go to logs/error.log (-e), from the first one on.
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def host_port(url: str) -> str:
     """``http://127.0.0.1:9200/`` -> ``127.0.0.1:9200``."""
     rest = url.split("://", 1)[-1]
@@ -144,17 +160,7 @@ class SplitFront:
         (dir / "nginx.conf").write_text(
             main_conf(access_log=access_log, workers=workers), encoding="utf-8"
         )
-        base = [nginx, "-p", f"{dir}/", "-c", "nginx.conf", "-e", "logs/error.log"]
-        check = subprocess.run([*base, "-t"], capture_output=True, text=True, check=False)
-        if check.returncode != 0:
-            raise SplitFrontError(f"nginx -t failed:\n{check.stderr}")
-        proc = subprocess.Popen(
-            [*base, "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL,
-            # Its messages go to logs/error.log (-e), from the first one on.
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = launch_nginx(nginx, dir, SplitFrontError)
         front = cls(dir, port, proc)
         try:
             front._wait_ready(workers, timeout)
