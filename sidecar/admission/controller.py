@@ -143,7 +143,12 @@ class AdmissionController:
         self.meter = meter
         self.ledger = ledger
         self.clock = ledger.clock
-        self.queue = FairQueue(ledger, MAX_IN_FLIGHT_PAIRS, held_elsewhere=held_elsewhere)
+        self.queue = FairQueue(
+            ledger,
+            MAX_IN_FLIGHT_PAIRS,
+            held_elsewhere=held_elsewhere,
+            answered_since=meter.answered_since,
+        )
         self.share = ThroughputShare(ledger) if share_throughput else None
         self._remote = remote
         self._probes: set[asyncio.Task[None]] = set()
@@ -196,7 +201,7 @@ class AdmissionController:
         """Places for ``todo`` in parts, taken now; None when the client (or the request)
         already has all the parts waiting it may have."""
         size = self._part
-        ahead = self.queue.ahead_of(asker.client, asker.request, len(todo), size)
+        ahead = math.ceil(self.queue.ahead_of(asker.client, asker.request, len(todo), size))
         places: list[Part] = []
         for j in range(0, len(todo), size):
             part = todo[j : j + size]
@@ -250,7 +255,7 @@ class AdmissionController:
             return None
         room = math.floor(self.meter.pairs_within(QUEUE_BUDGET_SHARE * remaining_s))
         asked = sum(window.missing)
-        ahead = self.queue.ahead_of(asker.client, asker.request, 0, self._part)
+        ahead = math.ceil(self.queue.ahead_of(asker.client, asker.request, 0, self._part))
         return max(share, room - ahead, min(window.floor, asked))
 
     # --- probes ---------------------------------------------------------------------------
@@ -299,11 +304,12 @@ class AdmissionController:
         breaker. The documents go in parts, each admitted on its own: a 1,000-document
         request takes its turns beside everyone else's parts instead of holding the model
         for all of its pairs. Two parts are out at once (one with the model, the next
-        waiting), each half of what the queue holds and at least :data:`PART_HITS` (a
-        remote server's at most what the queue holds). Past the first error the rest are
-        dropped. Not counted as demand: it is never capped."""
+        waiting), each half of what the queue holds (a remote server's: what the queue
+        holds): a search that arrives while one is with the model waits for about half
+        of :data:`IN_FLIGHT_S`. Past the first error the rest are dropped. Not counted as
+        demand: it is never capped."""
         self._size_queue()
-        half = max(PART_HITS, self.queue.max_pairs // 2)
+        half = max(1, self.queue.max_pairs // 2)
         size = MAX_IN_FLIGHT_PAIRS if self.remote else half
         out = asyncio.Semaphore(2)
 

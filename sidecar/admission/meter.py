@@ -165,6 +165,15 @@ class ModelMeter:
             return None
         return math.floor(seconds / answered)
 
+    def answered_since(self, since: float) -> float:
+        """Pairs the model is predicted to have answered of the work it had at ``since``
+        (its clock): from then, or from the end of its last piece of work if that came
+        later, at the rate its answers show. Unknown cost: none."""
+        answered = self.answered
+        if answered is None or answered <= 0:
+            return 0.0
+        return max(0.0, self._clock() - max(since, self.last_seen)) / answered
+
     def hang(self, pairs: int, elapsed_s: float) -> bool:
         """Whether ``pairs`` (those ahead included) with the model for ``elapsed_s``
         without an answer is a hang: :data:`HANG_FACTOR` times longer than the model's

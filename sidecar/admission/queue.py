@@ -16,9 +16,12 @@ The model is never idle while anyone waits. One request may have
 :data:`MAX_WAITING_PER_REQUEST` parts waiting and one client :data:`MAX_WAITING`; past
 that, new parts are refused at once (Overloaded), nobody else's.
 
-The queue predicts its own wait (:meth:`FairQueue.ahead_of`): the pairs it will admit
-before the last of a new request's parts, by admitting them, on a copy, by the rule it
-admits with.
+The queue predicts its own wait (:meth:`FairQueue.ahead_of`): the pairs with the model
+that are still to be answered, and those it will admit before the last of a new request's
+parts, by admitting them, on a copy, by the rule it admits with. Of the parts with the
+model, the oldest is under way: what the model has answered of it since it was admitted
+(``answered_since``, the meter's word) is not ahead of anyone. A search that arrives while
+a heavy client's part is half done waits for the other half, not the whole.
 
 A waiter that gives up (its deadline, or its client went away) leaves the queue: its
 future says so, no flag repeats it.
@@ -54,6 +57,8 @@ class Waiter:
     admitted: asyncio.Future[None]
     #: Pairs with the model when it was admitted (ahead of it).
     ahead: int = 0
+    #: When it was admitted (the ledger's clock).
+    admitted_at: float = math.nan
 
     @property
     def waiting(self) -> bool:
@@ -69,6 +74,7 @@ class FairQueue:
         max_waiting: int = MAX_WAITING,
         max_waiting_per_request: int = MAX_WAITING_PER_REQUEST,
         held_elsewhere: Callable[[], int] = lambda: 0,
+        answered_since: Callable[[float], float] = lambda _: 0.0,
     ) -> None:
         self.ledger = ledger
         self.max_pairs = max_pairs
@@ -76,8 +82,10 @@ class FairQueue:
         self.max_waiting_per_request = max_waiting_per_request
         #: Pairs the model holds that this queue did not admit (a worker's own queue).
         self._held_elsewhere = held_elsewhere
-        #: Pairs admitted and not yet released.
-        self.in_flight = 0
+        #: Pairs the model has answered since a time (of the work it had then).
+        self._answered_since = answered_since
+        #: Admitted and not yet released, oldest first.
+        self._admitted: dict[Waiter, None] = {}
         #: Client -> its waiting parts, oldest first.
         self._waiting: dict[str, list[Waiter]] = {}
         #: Request -> pairs admitted so far, while it has parts waiting.
@@ -93,11 +101,25 @@ class FairQueue:
         return sum(w.pairs for w in self._waiting.get(client, ()) if w.waiting)
 
     @property
+    def in_flight(self) -> int:
+        """Pairs admitted and not yet released."""
+        return sum(w.pairs for w in self._admitted)
+
+    @property
     def with_model(self) -> int:
         """Pairs with the model now."""
         return max(self.in_flight, self._held_elsewhere())
 
-    def ahead_of(self, client: str, request: str, pairs: int, part: int) -> int:
+    def still_with_model(self) -> float:
+        """Pairs with the model that are still to be answered: the oldest part is under
+        way, and what the model has answered of it is behind everyone."""
+        oldest = next(iter(self._admitted), None)
+        if oldest is None:
+            return self.with_model
+        done = min(oldest.pairs, max(0.0, self._answered_since(oldest.admitted_at)))
+        return self.with_model - done
+
+    def ahead_of(self, client: str, request: str, pairs: int, part: int) -> float:
         """Pairs that go to the model before the last of ``pairs`` new pairs of
         ``client``'s ``request`` (in parts of ``part``) is answered, them included (no new
         pairs: before the client's next turn): those with the model now, and those this
@@ -106,7 +128,7 @@ class FairQueue:
         step = max(1, part)
         mine = [min(step, pairs - j) for j in range(0, pairs, step)] or [0]
         plan = _Plan(self, client, request, mine)
-        total = self.with_model
+        total = self.still_with_model()
         while plan.mine_left:
             total += plan.admit_next()
         return total
@@ -158,7 +180,7 @@ class FairQueue:
     def leave(self, waiter: Waiter) -> None:
         """Give back an admitted waiter's capacity, or its place in the queue."""
         if waiter.admitted.done() and not waiter.admitted.cancelled():
-            self.in_flight -= waiter.pairs
+            self._admitted.pop(waiter, None)
         else:
             waiter.admitted.cancel()
             self._remove(waiter)
@@ -170,7 +192,8 @@ class FairQueue:
 
     def _take(self, waiter: Waiter) -> None:
         waiter.ahead = self.in_flight
-        self.in_flight += waiter.pairs
+        waiter.admitted_at = self.ledger.clock()
+        self._admitted[waiter] = None
         self.ledger.touch(waiter.client).used += waiter.pairs
         if waiter.request in self._request_used:
             self._request_used[waiter.request] += waiter.pairs

@@ -98,3 +98,19 @@ def test_capacity_says_what_fits_the_budget_and_warns_when_too_little_does() -> 
     warning = capacity.warning()
     assert warning is not None
     assert "fewer than rerank.min_window" in warning and "a GPU" in warning
+
+
+def test_what_the_model_answered_of_the_work_under_way() -> None:
+    """Counted from when the work was handed over, or from the end of the model's last
+    piece of work if that came later (the pass under way started then)."""
+    clock = Clock()
+    meter = ModelMeter(clock)
+    assert meter.answered_since(clock.now - 10) == 0.0, "unknown cost: nothing answered"
+    passes(meter, clock, (20, 1.0))  # 50 ms a pair; the pass ended now
+    handed_over = clock.now - 0.5  # before that pass ended
+    clock.now += 0.2
+    assert meter.answered_since(handed_over) == pytest.approx(4)
+    later = clock.now
+    clock.now += 0.1
+    assert meter.answered_since(later) == pytest.approx(2)
+    assert meter.answered_since(clock.now + 1) == 0.0

@@ -184,3 +184,28 @@ async def test_the_predicted_wait_is_what_the_queue_does(seed: int) -> None:
         ]
     # Answered before it was admitted, with the model then, and its own.
     assert answered + mine[-1].ahead + mine[-1].pairs == predicted
+
+
+async def test_the_part_under_way_counts_only_what_is_left_of_it() -> None:
+    """A search that arrives while another client's part is with the model waits for
+    what is left of that part (the model's word on what it answered since the part was
+    admitted), never less than the parts behind it, and never more than the part."""
+    clock = Clock()
+    answered = {"since": 0.0}
+
+    def answered_since(since: float) -> float:
+        assert since == 100.0, "the oldest part's admission time"
+        return answered["since"]
+
+    queue = FairQueue(ClientLedger(clock=clock), 10, answered_since=answered_since)
+    heavy = queue.enqueue("heavy", "api", 6)
+    behind = queue.enqueue("heavy", "api 2", 4)
+    assert queue.in_flight == 10
+    assert queue.ahead_of("light", "search", 10, 10) == 20
+    answered["since"] = 2.5
+    assert queue.ahead_of("light", "search", 10, 10) == 17.5
+    answered["since"] = 60.0  # a slow pass: the oldest part is all it can have answered
+    assert queue.ahead_of("light", "search", 10, 10) == 14
+    queue.leave(heavy)
+    queue.leave(behind)
+    assert queue.ahead_of("light", "search", 10, 10) == 10
