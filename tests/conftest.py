@@ -33,6 +33,7 @@ from es_integration.local_opensearch import LocalOpenSearch
 from es_integration.sidecar_proc import SidecarProcess
 from tests.support.apps import RunningSidecar, running_sidecar
 from tests.support.search import BUNDLED_MODEL, SAMPLE, base_config
+from tests.support.tally import Tally
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -123,6 +124,18 @@ def pytest_report_collectionfinish(
     ):
         return None
     return f"ES-backed tests: local ES only, container variant not collected: {NO_CONTAINER_REASON}"
+
+
+#: What the tests reported for the summary (this process's reports, or its workers').
+TALLY = Tally()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    TALLY.add(report)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    TALLY.write(terminalreporter)
 
 
 @pytest.fixture(scope="session")

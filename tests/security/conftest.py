@@ -4,8 +4,8 @@ Every check in tests/security goes through the ``probe`` fixture: ``probe.check(
 detail)`` counts one probe and, when ``ok`` is false, one unsafe finding. Checks do not stop
 the test, so a run against unfixed code counts every unsafe behaviour, not just the first;
 a test with any unsafe finding fails once its body is done, and a test that crashes counts
-as one more unsafe probe. The totals are printed at the end of every pytest run that
-collected this suite::
+as one more unsafe probe. The totals (tests/support/tally.py) are printed at the end of
+every pytest run that collected this suite::
 
     ===== security probes: 212 run, 0 unsafe =====
 """
@@ -19,15 +19,7 @@ import pytest
 
 from devtools.fakes import FaultModel
 from tests.support.secure_es import SecureES, secure_es
-
-
-@dataclass
-class ProbeTotals:
-    run: int = 0
-    unsafe: list[str] = field(default_factory=list)
-
-
-TOTALS = ProbeTotals()
+from tests.support.tally import PROBES
 
 
 @dataclass
@@ -38,17 +30,18 @@ class Probe:
 
     def check(self, what: str, ok: bool, detail: object = "") -> bool:
         self.run += 1
-        TOTALS.run += 1
         if not ok:
-            text = f"{what}: {detail}" if detail != "" else what
-            self.unsafe.append(text)
-            TOTALS.unsafe.append(f"{self.test}: {text}"[:400])
+            self.unsafe.append(f"{what}: {detail}" if detail != "" else what)
         return ok
 
 
 @pytest.fixture
 def probe(request: pytest.FixtureRequest) -> Iterator[Probe]:
-    yield Probe(request.node.nodeid.split("::", 1)[-1])
+    found = Probe(request.node.nodeid.split("::", 1)[-1])
+    yield found
+    # On the teardown report: every check, those of the test's other fixtures included.
+    unsafe = [f"{found.test}: {text}"[:400] for text in found.unsafe]
+    request.node.user_properties.append((PROBES, {"run": found.run, "unsafe": unsafe}))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -65,16 +58,6 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         listed = "\n  ".join(found.unsafe[:20])
         raise AssertionError(f"{len(found.unsafe)} of {found.run} probes unsafe:\n  {listed}")
     return result
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not TOTALS.run:
-        return
-    terminalreporter.write_sep(
-        "=", f"security probes: {TOTALS.run} run, {len(TOTALS.unsafe)} unsafe"
-    )
-    for line in TOTALS.unsafe[:200]:
-        terminalreporter.write_line(f"UNSAFE {line}")
 
 
 @pytest.fixture

@@ -1,11 +1,10 @@
-"""The differential suite's shared setup (one corpus, wire tap, fake model and sidecar per
-server, for the whole session) and its summary: case counts per server and group, the
-rerank outcomes, and every difference found, printed at the end of the pytest output."""
+"""The differential suite's shared setup: one corpus, wire tap, fake model and sidecar per
+server, for the whole session. (Its summary, printed at the end of the pytest output, is
+tests/support/tally.py's.)"""
 
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -18,10 +17,6 @@ from tests.support.apps import RunningSidecar, running_sidecar
 from tests.support.search import base_config
 from tests.support.wire_tap import WireTap, wire_tap
 from tests.wire.cases import CRUD, INDEX, WINDOW, corpus_docs, mapping
-from tests.wire.runner import Result
-
-#: server -> results, filled by the tests, printed by pytest_terminal_summary.
-REPORT: dict[str, list[Result]] = defaultdict(list)
 
 
 @dataclass
@@ -73,25 +68,3 @@ async def wire_env(es: ESTarget) -> AsyncIterator[WireEnv]:
         ) as sc,
     ):
         yield WireEnv(es, tap, sc)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not REPORT:
-        return
-    tr = terminalreporter
-    tr.section("wire differential suite")
-    for server, results in sorted(REPORT.items()):
-        diffs = [r for r in results if r.diffs]
-        groups = Counter(r.group for r in results)
-        outcomes = Counter(
-            "reranked" if r.outcome.split(";")[0] in ("applied", "cached") else r.outcome
-            for r in results
-        )
-        tr.write_line(
-            f"{server}: {len(results)} cases, {len(diffs)} with differences other than "
-            "reranked order"
-        )
-        tr.write_line("  by group: " + ", ".join(f"{g} {n}" for g, n in sorted(groups.items())))
-        tr.write_line("  outcomes: " + ", ".join(f"{o} {n}" for o, n in sorted(outcomes.items())))
-        for r in diffs[:20]:
-            tr.write_line(f"  DIFFERENCE {r.group}/{r.name}: {'; '.join(r.diffs.items)[:400]}")
