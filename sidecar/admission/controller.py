@@ -201,7 +201,11 @@ class AdmissionController:
         """Places for ``todo`` in parts, taken now; None when the client (or the request)
         already has all the parts waiting it may have."""
         size = self._part
-        ahead = math.ceil(self.queue.ahead_of(asker.client, asker.request, len(todo), size))
+        # All of what is with the model: a remote call that gets no answer bounds the cost
+        # by it (Grant._verdict), and a stalled server has answered none of it.
+        ahead = math.ceil(
+            self.queue.ahead_of(asker.client, asker.request, len(todo), size, progress=False)
+        )
         places: list[Part] = []
         for j in range(0, len(todo), size):
             part = todo[j : j + size]
@@ -304,12 +308,11 @@ class AdmissionController:
         breaker. The documents go in parts, each admitted on its own: a 1,000-document
         request takes its turns beside everyone else's parts instead of holding the model
         for all of its pairs. Two parts are out at once (one with the model, the next
-        waiting), each half of what the queue holds (a remote server's: what the queue
-        holds): a search that arrives while one is with the model waits for about half
-        of :data:`IN_FLIGHT_S`. Past the first error the rest are dropped. Not counted as
-        demand: it is never capped."""
+        waiting), each half of what the queue holds and at least :data:`PART_HITS` (a
+        remote server's at most what the queue holds). Past the first error the rest are
+        dropped. Not counted as demand: it is never capped."""
         self._size_queue()
-        half = max(1, self.queue.max_pairs // 2)
+        half = max(PART_HITS, self.queue.max_pairs // 2)
         size = MAX_IN_FLIGHT_PAIRS if self.remote else half
         out = asyncio.Semaphore(2)
 

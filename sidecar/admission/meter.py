@@ -168,11 +168,12 @@ class ModelMeter:
     def answered_since(self, since: float) -> float:
         """Pairs the model is predicted to have answered of the work it had at ``since``
         (its clock): from then, or from the end of its last piece of work if that came
-        later, at the rate its answers show. Unknown cost: none."""
-        answered = self.answered
-        if answered is None or answered <= 0:
+        later, at the cost the budget is planned with (margin included, so that no more
+        is counted as done than planning would predict). Unknown cost: none."""
+        per_pair = self.per_pair
+        if per_pair is None or per_pair <= 0:
             return 0.0
-        return max(0.0, self._clock() - max(since, self.last_seen)) / answered
+        return max(0.0, self._clock() - max(since, self.last_seen)) / (per_pair * SAFETY)
 
     def hang(self, pairs: int, elapsed_s: float) -> bool:
         """Whether ``pairs`` (those ahead included) with the model for ``elapsed_s``

@@ -57,7 +57,7 @@ class Waiter:
     admitted: asyncio.Future[None]
     #: Pairs with the model when it was admitted (ahead of it).
     ahead: int = 0
-    #: When it was admitted (the ledger's clock).
+    #: When it was admitted (the ledger's clock, which is the meter's: the monotonic one).
     admitted_at: float = math.nan
 
     @property
@@ -117,18 +117,21 @@ class FairQueue:
         if oldest is None:
             return self.with_model
         done = min(oldest.pairs, max(0.0, self._answered_since(oldest.admitted_at)))
-        return self.with_model - done
+        return max(self.in_flight - done, self._held_elsewhere())
 
-    def ahead_of(self, client: str, request: str, pairs: int, part: int) -> float:
+    def ahead_of(
+        self, client: str, request: str, pairs: int, part: int, *, progress: bool = True
+    ) -> float:
         """Pairs that go to the model before the last of ``pairs`` new pairs of
         ``client``'s ``request`` (in parts of ``part``) is answered, them included (no new
         pairs: before the client's next turn): those with the model now, and those this
         queue will admit first. Worked out by admitting, on a copy of who waits with what
-        use, by the rule :meth:`_next` admits with."""
+        use, by the rule :meth:`_next` admits with. ``progress=False``: all of what is with
+        the model, answered or not."""
         step = max(1, part)
         mine = [min(step, pairs - j) for j in range(0, pairs, step)] or [0]
         plan = _Plan(self, client, request, mine)
-        total = self.still_with_model()
+        total = self.still_with_model() if progress else self.with_model
         while plan.mine_left:
             total += plan.admit_next()
         return total

@@ -108,9 +108,9 @@ def test_what_the_model_answered_of_the_work_under_way() -> None:
     assert meter.answered_since(clock.now - 10) == 0.0, "unknown cost: nothing answered"
     passes(meter, clock, (20, 1.0))  # 50 ms a pair; the pass ended now
     handed_over = clock.now - 0.5  # before that pass ended
-    clock.now += 0.2
+    clock.now += 0.2 * SAFETY
     assert meter.answered_since(handed_over) == pytest.approx(4)
     later = clock.now
-    clock.now += 0.1
+    clock.now += 0.1 * SAFETY
     assert meter.answered_since(later) == pytest.approx(2)
     assert meter.answered_since(clock.now + 1) == 0.0

@@ -204,6 +204,7 @@ async def test_the_part_under_way_counts_only_what_is_left_of_it() -> None:
     assert queue.ahead_of("light", "search", 10, 10) == 20
     answered["since"] = 2.5
     assert queue.ahead_of("light", "search", 10, 10) == 17.5
+    assert queue.ahead_of("light", "search", 10, 10, progress=False) == 20, "all of it"
     answered["since"] = 60.0  # a slow pass: the oldest part is all it can have answered
     assert queue.ahead_of("light", "search", 10, 10) == 14
     queue.leave(heavy)
