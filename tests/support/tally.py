@@ -2,7 +2,7 @@
 cases and the security probes.
 
 A test records its figures on its own report (``user_properties``), and the summary adds
-up the reports it is given. Reports are what pytest-xdist's workers send to the process
+up the teardown reports it is given. Reports are what pytest-xdist's workers send to the process
 that prints the summary, so the totals are the same run serially or on several workers.
 """
 
@@ -34,6 +34,10 @@ class Tally:
     unsafe: list[str] = field(default_factory=list)
 
     def add(self, report: pytest.TestReport) -> None:
+        # Each report of a test carries what the test recorded so far; the teardown report
+        # carries all of it (a fixture's teardown included), once.
+        if report.when != "teardown":
+            return
         for key, value in report.user_properties:
             found = cast(Any, value)  # what the tests below recorded under the key
             if key == WIRE:
