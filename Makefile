@@ -141,13 +141,15 @@ image: image-base docker/wheels/.torch-$(TORCH_VERSION)
 	$(IMAGE_BUILD) --build-arg TORCH_INDEX_URL=$(if $(wildcard $(TORCH_WHEEL_GLOB)),,$(TORCH_INDEX_URL)) \
 		--build-arg EXTRAS=bundled -t $(IMAGE):cpu-bundled .
 
+# The virtualenv and the Node clients are installed side by side (both mostly download).
 # `image` before pytest: tests/docker/test_image.py runs what it built (and builds it, run
-# alone). mypy runs beside the rest (ruff, the Node clients, the images, pytest), on CPU they
-# leave idle while they wait on downloads and on the processes they start; its output
-# follows pytest's, and either failing fails the target.
-test: $(STAMP) $(CHROMEDRIVER) $(NGINX) $(REDIS)
+# alone). mypy runs beside the rest (ruff, the images, pytest), on CPU they leave idle while
+# they wait on downloads and on the processes they start; its output follows pytest's, and
+# either failing fails the target.
+test: $(CHROMEDRIVER) $(NGINX) $(REDIS)
+	$(MAKE) --no-print-directory --jobs=2 --output-sync=target $(STAMP) $(FRONTENDS)
 	$(MYPY) > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
-	$(MAKE) --no-print-directory ruff $(NODE_CLIENT) $(FRONTENDS) image && \
+	$(MAKE) --no-print-directory ruff image && \
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); \
 	tests=$$?; wait $$mypy; typed=$$?; echo "$(MYPY)"; cat $(VENV)/mypy.log; \
 	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]

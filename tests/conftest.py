@@ -22,7 +22,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -31,9 +31,13 @@ from es_integration.corpus import load_sample, sample_queries_path
 from es_integration.local_es import LocalES
 from es_integration.local_opensearch import LocalOpenSearch
 from es_integration.sidecar_proc import SidecarProcess
-from tests.support.apps import RunningSidecar, running_sidecar
 from tests.support.search import BUNDLED_MODEL, SAMPLE, base_config
 from tests.support.tally import Tally
+
+if TYPE_CHECKING:
+    # The app (torch, transformers) is imported where a fixture needs it: the process of
+    # pytest-xdist that only hands out tests and prints never does.
+    from tests.support.apps import RunningSidecar
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -202,6 +206,8 @@ def demo_queries() -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 async def bundled(es: ESTarget, sample_index: str) -> AsyncIterator[RunningSidecar]:
     """An in-process sidecar with the bundled MiniLM in front of the session's ES."""
+    from tests.support.apps import running_sidecar
+
     async with running_sidecar(base_config(es.url)) as sc:
         yield sc
 
