@@ -14,8 +14,7 @@ STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 DATASET ?=
 PYTEST_ARGS ?=
 # pytest-xdist processes for `make test`, each test file whole on one of them (module
-# fixtures start once), the slowest files first (tests/conftest.py: SLOW_FIRST; xdist's own
-# reordering, by the number of tests in a file, left the slow files of few tests for last). Run serially, the suite kept 1.3 of this machine's 2 cores busy
+# fixtures start once). Run serially, the suite kept 1.3 of this machine's 2 cores busy
 # (it waits on the processes it starts: ES, sidecars, chromium, podman); on two workers, 1.7.
 # TEST_WORKERS=0 runs it in one process, as it does against a cluster of one's own (ES_URL):
 # the tests would share its indices. (PYTEST_ARGS=--pdb or -s need TEST_WORKERS=0 too.)
@@ -146,16 +145,12 @@ image: image-base docker/wheels/.torch-$(TORCH_VERSION)
 # `image` before pytest: tests/docker/test_image.py runs what it built (and builds it, run
 # alone). mypy runs beside the rest (ruff, the images, pytest), on CPU they leave idle while
 # they wait on downloads and on the processes they start; its output follows pytest's, and
-# either failing fails the target. The app is imported once beside the image build, so that
-# its modules (torch, transformers, ...) are compiled before pytest's workers start, rather
-# than by both of them at once.
+# either failing fails the target.
 test: $(CHROMEDRIVER) $(NGINX) $(REDIS)
 	$(MAKE) --no-print-directory --jobs=2 --output-sync=target $(STAMP) $(FRONTENDS)
 	$(MYPY) > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
-	HF_HUB_OFFLINE=1 $(BIN)/python -c 'import sidecar.app' & compiled=$$!; \
-	$(MAKE) --no-print-directory ruff image && wait $$compiled && \
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
-	  $(PYTEST_ARGS); \
+	$(MAKE) --no-print-directory ruff image && \
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); \
 	tests=$$?; wait $$mypy; typed=$$?; echo "$(MYPY)"; cat $(VENV)/mypy.log; \
 	[ $$tests -eq 0 ] && [ $$typed -eq 0 ]
 

@@ -128,43 +128,6 @@ def pytest_report_header(config: pytest.Config, start_path: Path) -> str | None:
     return f"ES-backed tests: local ES only, container variant not collected: {NO_CONTAINER_REASON}"
 
 
-#: The test files that took longest (seconds on one pytest-xdist worker, measured on this
-#: project's 2-core machine), longest first. They are handed out first, so that the two
-#: workers end together on short files rather than one waiting for the other's long one.
-SLOW_FIRST = (
-    "tests/eval/test_eval.py",  # 93
-    "tests/models/test_qwen3_real.py",  # 70
-    "tests/reliability/test_model_faults.py",  # 47
-    "tests/reliability/test_fuzz.py",  # 42
-    "tests/docker/test_image.py",  # 40 (the images built before)
-    "tests/docker/test_compose_podman.py",  # 42
-    "tests/ui/test_ui.py",  # 39
-    "tests/shared/test_outage.py",  # 35
-    "tests/integration/test_drop_in.py",  # 34
-    "tests/reliability/test_es_faults.py",  # 30
-    "tests/rerank/test_rollout.py",  # 30
-    "tests/integration/test_demo.py",  # 30
-    "tests/ubi/test_live_ops.py",  # 26
-    "tests/eval/test_bench.py",  # 26
-    "tests/shared/test_replicas.py",  # 24
-    "tests/ops/test_process_output.py",  # 24
-    "tests/reliability/test_soak.py",  # 16
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slowest files first, in :data:`SLOW_FIRST`'s order, then the rest as collected
-    (``make test`` hands files out in this order: ``--no-loadscope-reorder``)."""
-    rank = {path: i for i, path in enumerate(SLOW_FIRST)}
-    root = Path(__file__).resolve().parent.parent
-
-    def key(item: pytest.Item) -> int:
-        path = Path(str(item.fspath)).resolve()
-        return rank.get(path.relative_to(root).as_posix(), len(rank))
-
-    items.sort(key=key)  # stable: within a file, and among the rest, the collected order
-
-
 #: What the tests reported for the summary (this process's reports, or its workers').
 TALLY = Tally()
 
