@@ -114,9 +114,9 @@ class FairQueue:
         """Pairs with the model that are still to be answered: the oldest part is under
         way, and what the model has answered of it is behind everyone."""
         oldest = next(iter(self._admitted), None)
-        if oldest is None:
-            return self.with_model
-        done = min(oldest.pairs, max(0.0, self._answered_since(oldest.admitted_at)))
+        done = 0.0
+        if oldest is not None:
+            done = min(oldest.pairs, max(0.0, self._answered_since(oldest.admitted_at)))
         return max(self.in_flight - done, self._held_elsewhere())
 
     def ahead_of(
