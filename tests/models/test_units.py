@@ -3,7 +3,9 @@ the pass planner, config checks."""
 
 from __future__ import annotations
 
+import collections
 import itertools
+import time
 from pathlib import Path
 
 import pytest
@@ -123,6 +125,23 @@ def test_pass_costs_are_measured_on_the_real_model(bert1_dir: Path) -> None:
     assert cost(0) >= 0
     assert cost(8 * len(item.ids)) >= cost(len(item.ids)) > 0
     assert cost.describe().count("tok") >= 2  # 1, 2, 4, 8 rows unless a pass was too slow
+
+
+def test_large_calibration_passes_are_timed_once() -> None:
+    # A stand-in pass that takes at least 0.5 ms a row (a sleep is never shorter).
+    calls: collections.Counter[int] = collections.Counter()
+
+    def forward(items: list[Item]) -> None:
+        calls[len(items)] += 1
+        time.sleep(0.0005 * len(items))
+
+    cost = measure_costs(forward, Item([1, 2, 3]), max_rows=4096, max_tokens=10**6,
+                         time_limit_s=0.4)  # fmt: skip
+    # 512 rows take at least half the limit: once. 1024 rows take more than the limit: once,
+    # and the last size timed.
+    assert calls[512] == 1 and calls[1024] == 1 and 2048 not in calls
+    assert calls[2] == 3  # small passes: the median of three
+    assert cost(1024 * 3) >= 0.512
 
 
 def test_chunk_overlap_is_checked_only_where_chunks_are_made() -> None:

@@ -219,6 +219,12 @@ def measure_costs(
     """Time passes of 1, 2, 4, ... copies of ``item`` (up to ``max_rows`` rows and
     ``max_tokens`` padded tokens, and while one pass stays under ``time_limit_s``).
 
+    Each size is timed ``repeats`` times (the median), or fewer once its passes have taken
+    half of ``time_limit_s``: a large pass's time is barely moved by a scheduler's hiccup,
+    and repeating it would double the start-up (the largest sizes cost the most). A hiccup
+    can only make a size look slower, so one timing errs on the side of smaller batches,
+    and real passes correct the point (:meth:`PassCost.observe`).
+
     The fixed cost is where the line through the 1- and 2-row passes meets 0 tokens. On a
     device with spare parallelism (a GPU) larger passes are barely slower, the fixed cost
     dominates, and batches stay whole. ``observe`` is told of every timed pass (rows, padded
@@ -226,8 +232,8 @@ def measure_costs(
     """
 
     def timed(items: list[Item]) -> float:
-        runs = []
-        for _ in range(repeats):
+        runs: list[float] = []
+        while len(runs) < repeats and sum(runs) < time_limit_s / 2:
             started = time.perf_counter()
             forward(items)
             runs.append(time.perf_counter() - started)
