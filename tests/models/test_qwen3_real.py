@@ -18,7 +18,6 @@ from transformers import PreTrainedTokenizerFast
 
 from devtools.tiny_models import qwen_tiktoken_path
 from sidecar.config import ModelConfig, ModelTuning, TuningConfig, WorkerConfig
-from sidecar.scoring.detect import resolve_model
 from sidecar.scoring.factory import create_scorer
 from sidecar.scoring.hf.qwen3 import Qwen3Backend
 from sidecar.scoring.local.backend import Item
@@ -155,14 +154,12 @@ async def served(qwen3_dir: Path) -> AsyncIterator[dict[bool, LocalScorer]]:
 
 
 @pytest.fixture(scope="module")
-def backends(qwen3_dir: Path) -> dict[bool, Qwen3Backend]:
-    """What ``served`` runs, loaded on its own: the tokens it builds, its forward passes."""
+def backends(served: dict[bool, LocalScorer]) -> dict[bool, Qwen3Backend]:
+    """What ``served`` runs: the tokens it builds, its forward passes."""
     loaded: dict[bool, Qwen3Backend] = {}
-    model = _model(qwen3_dir)
-    for reuse in (True, False):
-        backend = Qwen3Backend(model, resolve_model(model), _tuning(reuse).model)
-        backend.load()
-        loaded[reuse] = backend
+    for reuse, scorer in served.items():
+        assert isinstance(scorer.backend, Qwen3Backend)
+        loaded[reuse] = scorer.backend
     return loaded
 
 

@@ -72,6 +72,11 @@ class LocalScorer:
         self.info: ModelInfo = backend.info
 
     @property
+    def backend(self) -> LocalBackend:
+        """What the worker runs: the loaded model (read it; score through the scorer)."""
+        return self._backend
+
+    @property
     def ready(self) -> bool:
         return self._ready and self._worker.alive
 
