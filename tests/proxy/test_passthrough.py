@@ -80,10 +80,13 @@ async def upstream() -> AsyncIterator[tuple[Recorder, TestServer]]:
     await server.close()
 
 
-async def _sidecar_for(url: str, read_s: float = 0.5) -> TestServer:
+async def _sidecar_for(url: str, read_s: float = 30.0) -> TestServer:
+    # Timeouts far above any answer's time: the bundled model loads in this process's
+    # threads meanwhile, and a stalled event loop must not look like a slow upstream (the
+    # timeout itself: test_slow_es_is_504_es_shaped).
     config = build_config(
         {
-            "es": {"url": url, "timeouts": {"connect_s": 0.5, "read_s": read_s}},
+            "es": {"url": url, "timeouts": {"connect_s": 30.0, "read_s": read_s}},
             "tuning": {"http": {"max_body_bytes": 1024 * 1024}},
             "model": {"name": BUNDLED_MODEL},
         }
@@ -242,21 +245,24 @@ async def test_unreachable_es_is_502_es_shaped() -> None:
         await srv.close()
 
 
-async def test_slow_es_is_504_es_shaped(
-    upstream: tuple[Recorder, TestServer], sidecar_url: str
-) -> None:
-    rec, _ = upstream
+async def test_slow_es_is_504_es_shaped(upstream: tuple[Recorder, TestServer]) -> None:
+    rec, up = upstream
     rec.delay_s = 2.0
-    async with aiohttp.ClientSession() as s:
-        for path in ("/slow", "/idx/_search"):
-            resp = await s.get(sidecar_url + path)
-            assert resp.status == 504
-            body = await resp.json()
-            assert body == {
-                "error": {
-                    "root_cause": [body["error"]["root_cause"][0]],
-                    "type": "upstream_timeout_exception",
-                    "reason": "Elasticsearch did not answer in time",
-                },
-                "status": 504,
-            }
+    srv = await _sidecar_for(str(up.make_url("/")), read_s=0.5)
+    sidecar_url = str(srv.make_url("")).rstrip("/")
+    try:
+        async with aiohttp.ClientSession() as s:
+            for path in ("/slow", "/idx/_search"):
+                resp = await s.get(sidecar_url + path)
+                assert resp.status == 504
+                body = await resp.json()
+                assert body == {
+                    "error": {
+                        "root_cause": [body["error"]["root_cause"][0]],
+                        "type": "upstream_timeout_exception",
+                        "reason": "Elasticsearch did not answer in time",
+                    },
+                    "status": 504,
+                }
+    finally:
+        await srv.close()
