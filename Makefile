@@ -129,9 +129,13 @@ image-base: $(CONTAINER_TOOLS)
 
 # The host's CPU torch wheel (pip's own sources first, then the torch index), so the build
 # needs no torch index; without it the build asks TORCH_INDEX_URL.
+# (One after the other: asked together, an unreachable torch index costs pip's retries even
+# when its own sources have the wheel.)
+TORCH_DOWNLOAD := $(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: \
+	--dest docker/wheels torch==$(TORCH_VERSION)+cpu
+
 docker/wheels/.torch-$(TORCH_VERSION): | $(STAMP)
-	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --dest docker/wheels \
-		torch==$(TORCH_VERSION)+cpu --extra-index-url $(TORCH_INDEX_URL) \
+	$(TORCH_DOWNLOAD) 2>/dev/null || $(TORCH_DOWNLOAD) --extra-index-url $(TORCH_INDEX_URL) \
 		|| echo "no torch==$(TORCH_VERSION)+cpu wheel here: the build asks $(TORCH_INDEX_URL)"
 	touch $@
 
