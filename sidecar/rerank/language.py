@@ -140,22 +140,6 @@ def _languages(codes: frozenset[str]) -> list[Language]:
     return out
 
 
-@lru_cache(maxsize=4)
-def detector_for(languages: frozenset[str]) -> LanguageDetector:
-    """The detector for ``languages``, built once per process: it never changes once built
-    and detection takes no lock, while building it costs seconds of CPU and about 80 MB.
-    A model loaded again (its retries, another app in the same process) reuses it."""
-    detector = (
-        LanguageDetectorBuilder.from_languages(*_languages(languages))
-        .with_preloaded_language_models()
-        .build()
-    )
-    # The first detection per script is slow (lazy tables); pay for it at start-up.
-    for sample in ("a short english sentence", "ein kurzer Satz", "一个句子", "جملة قصيرة"):
-        detector.compute_language_confidence_values(sample)
-    return detector
-
-
 class LanguageGate:
     def __init__(self, languages: tuple[str, ...]) -> None:
         self.languages = frozenset(code.lower() for code in languages)
@@ -168,8 +152,16 @@ class LanguageGate:
 
     def load(self) -> None:
         """Build the detector (about 80 MB, under a second); call off the event loop."""
-        if self.active and self._detector is None:
-            self._detector = detector_for(self.languages)
+        if not self.active or self._detector is not None:
+            return
+        self._detector = (
+            LanguageDetectorBuilder.from_languages(*_languages(self.languages))
+            .with_preloaded_language_models()
+            .build()
+        )
+        # The first detection per script is slow (lazy tables); pay for it at start-up.
+        for sample in ("a short english sentence", "ein kurzer Satz", "一个句子", "جملة قصيرة"):
+            self._detector.compute_language_confidence_values(sample)
 
     def _detect_uncached(self, text: str) -> str | None:
         if self._detector is None:

@@ -268,19 +268,6 @@ def test_the_language_gate_allows_what_it_cannot_judge() -> None:
     assert not LanguageGate(()).active, "[] is every language: no gate at all"
 
 
-def test_one_detector_per_process_and_language_set() -> None:
-    from sidecar.rerank.language import LanguageGate, detector_for
-
-    # Built once (seconds of CPU, ~80 MB): a model loaded again reuses it.
-    assert detector_for(frozenset({"en"})) is detector_for(frozenset({"en"}))
-    assert detector_for(frozenset({"en"})) is not detector_for(frozenset({"en", "de"}))
-    first, second = LanguageGate(("en",)), LanguageGate(("EN",))
-    first.load()
-    second.load()
-    for query in ("Passwort zurücksetzen", "printer not working", "wachtwoord vergeten"):
-        assert first.allows(query) == second.allows(query), query
-
-
 #: Short questions (1-4 words) in scripts no language of an English model is written in. The
 #: detector alone let some through (``من كتب هاملت`` "who wrote Hamlet", Greek, Hebrew and
 #: Thai are not confidently detected), and the English model ranked them worse than ES.
