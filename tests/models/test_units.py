@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from sidecar.scoring.detect import resolve_model
 from sidecar.scoring.hf.chunking import first_chunks, windows
 from sidecar.scoring.hf.device import attention_implementation, resolve_device, resolve_dtype
 from sidecar.scoring.hf.seqcls import SeqClsBackend
+from sidecar.scoring.local import passes
 from sidecar.scoring.local.backend import Item, max_per_document
 from sidecar.scoring.local.collate import collate
 from sidecar.scoring.local.passes import PassCost, measure_costs, plan_passes
@@ -127,21 +127,25 @@ def test_pass_costs_are_measured_on_the_real_model(bert1_dir: Path) -> None:
     assert cost.describe().count("tok") >= 2  # 1, 2, 4, 8 rows unless a pass was too slow
 
 
-def test_large_calibration_passes_are_timed_once() -> None:
-    # A stand-in pass that takes at least 0.5 ms a row (a sleep is never shorter).
+def test_large_calibration_passes_are_timed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pass of n rows takes exactly n ms on a clock the stand-in model advances.
+    now = [0.0]
     calls: collections.Counter[int] = collections.Counter()
 
     def forward(items: list[Item]) -> None:
         calls[len(items)] += 1
-        time.sleep(0.0005 * len(items))
+        now[0] += 0.001 * len(items)
 
+    monkeypatch.setattr(passes.time, "perf_counter", lambda: now[0])
     cost = measure_costs(forward, Item([1, 2, 3]), max_rows=4096, max_tokens=10**6,
                          time_limit_s=0.4)  # fmt: skip
-    # 512 rows take at least half the limit: once. 1024 rows take more than the limit: once,
+    # Up to 64 rows, three runs take under half the limit (0.2 s): the median of three.
+    assert [calls[rows] for rows in (2, 4, 64)] == [3, 3, 3]
+    assert calls[128] == 2  # 0.128 s, then 0.256 s: half the limit is spent
+    # 256 rows take half the limit at once: once. 512 rows take more than the limit: once,
     # and the last size timed.
-    assert calls[512] == 1 and calls[1024] == 1 and 2048 not in calls
-    assert calls[2] == 3  # small passes: the median of three
-    assert cost(1024 * 3) >= 0.512
+    assert calls[256] == 1 and calls[512] == 1 and 1024 not in calls
+    assert cost(512 * 3) == pytest.approx(0.512)
 
 
 def test_chunk_overlap_is_checked_only_where_chunks_are_made() -> None:

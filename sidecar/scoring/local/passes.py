@@ -220,10 +220,12 @@ def measure_costs(
     ``max_tokens`` padded tokens, and while one pass stays under ``time_limit_s``).
 
     Each size is timed ``repeats`` times (the median), or fewer once its passes have taken
-    half of ``time_limit_s``: a large pass's time is barely moved by a scheduler's hiccup,
-    and repeating it would double the start-up (the largest sizes cost the most). A hiccup
-    can only make a size look slower, so one timing errs on the side of smaller batches,
-    and real passes correct the point (:meth:`PassCost.observe`).
+    half of ``time_limit_s``: the largest sizes cost the most, and repeating them tripled
+    the start-up's passes (3.5 s of the bundled model's start on a 2-core CPU, 1.7 s now).
+    A large pass's time is barely moved by a scheduler's hiccup; a hiccup can only make a
+    size look slower, and real passes correct each point (:meth:`PassCost.observe`). The
+    model meter sees fewer large passes, so the capacity it reports right after start-up
+    leans towards the smaller passes' higher cost per pair until searches correct it.
 
     The fixed cost is where the line through the 1- and 2-row passes meets 0 tokens. On a
     device with spare parallelism (a GPU) larger passes are barely slower, the fixed cost
@@ -233,7 +235,7 @@ def measure_costs(
 
     def timed(items: list[Item]) -> float:
         runs: list[float] = []
-        while len(runs) < repeats and sum(runs) < time_limit_s / 2:
+        while not runs or (len(runs) < repeats and sum(runs) < time_limit_s / 2):
             started = time.perf_counter()
             forward(items)
             runs.append(time.perf_counter() - started)
