@@ -56,11 +56,13 @@ from sidecar.metrics import LiveFigures, Metrics
 from sidecar.procstat import LoopClock
 from sidecar.rerank.engine import RerankEngine
 from sidecar.rerank.identity import IdentityRule
+from sidecar.rerank.language import LanguageGate
 from sidecar.rerank.rollout import Rollout
 from sidecar.rerank.shadow import ShadowRunner
 from sidecar.rerank.step import RerankStep
 from sidecar.routes import setup_routes
 from sidecar.scoring.base import Scorer
+from sidecar.scoring.bundled import declared_languages
 from sidecar.scoring.detect import validate_model
 from sidecar.scoring.factory import create_scorer
 from sidecar.scoring.slot import ScorerSlot
@@ -150,6 +152,22 @@ def _report_capacity(app: web.Application) -> None:
         log.warning("%s", warning)
 
 
+async def _load_language_models(languages: tuple[str, ...]) -> None:
+    """lingua loads its language models once per process, and holds the GIL while it does
+    (3 s for the bundled model's on a 2-core CPU): the event loop would stand still. Loaded
+    here, before the port opens, no request waits behind them; the language gate built
+    when the model is warm finds them loaded."""
+    if not languages:
+        return
+    started = time.monotonic()
+    await asyncio.to_thread(LanguageGate(languages).load)
+    log.info(
+        "language detection for %s loaded in %.1fs",
+        ", ".join(languages),
+        time.monotonic() - started,
+    )
+
+
 def _admission(
     config: SidecarConfig, slot: ScorerSlot, breaker_clock: Callable[[], float]
 ) -> AdmissionController:
@@ -168,6 +186,7 @@ async def _rerank_ctx(app: web.Application) -> AsyncIterator[None]:
     # A configuration that cannot work stops start-up here (exit 2), before the port opens;
     # anything else about the model is the background loader's to retry.
     await asyncio.to_thread(validate_model, config.model)
+    await _load_language_models(declared_languages(config.model))
     app[SCORER] = slot = ScorerSlot(config.model)
     app[ADMISSION] = admission = _admission(config, slot, app[BREAKER_CLOCK])
     slot.add_batch_observer(admission.meter.observe)

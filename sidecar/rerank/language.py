@@ -14,8 +14,9 @@ Measured on this project's sample queries and the 50 MS MARCO queries: lingua's
 low-accuracy mode over all 75 languages calls a third of the short English queries Latin,
 Tagalog or Esperanto with confidence over 0.5; high-accuracy mode over a candidate set of
 widely used languages makes no such mistake and keeps Chinese, Arabic, German and French at
-confidence >= 0.9. It costs about 300 MB and a second to build, so it is built only when
-the model declares its languages.
+confidence >= 0.9. Its language models cost about 300 MB and 3 s of CPU, with the GIL
+held, to load; lingua loads them once per process. So they are loaded only when the model
+declares its languages, and before the port opens (``sidecar.app``).
 
 Before detection, the gate asks the question that needs no guess: could this be a language
 the model reads? A query none of whose letters is in a script one of the model's languages
@@ -151,7 +152,8 @@ class LanguageGate:
         return bool(self.languages)
 
     def load(self) -> None:
-        """Build the detector (about 80 MB, under a second); call off the event loop."""
+        """Build the detector (its language models, the first time in a process: seconds
+        with the GIL held); call off the event loop."""
         if not self.active or self._detector is not None:
             return
         self._detector = (

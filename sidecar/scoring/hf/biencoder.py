@@ -75,9 +75,7 @@ class BiEncoderBackend(HFBackend[_Loaded]):
         model, quantization = self._quantized(model)
         limits = [self._config.max_length, layout.max_seq_length, tokenizer_limit(tokenizer)]
         # Unset: the bundled model declares its own; an explicit [] means every language.
-        languages = self._config.languages
-        if languages is None:
-            languages = bundled.LANGUAGES if self._resolved.bundled else ()
+        languages = bundled.declared_languages(self._config)
         extra: dict[str, str] = {"pooling": layout.pooling, "quantization": quantization}
         if self._resolved.bundled:
             extra["bundled"] = bundled.DIST
