@@ -159,13 +159,17 @@ async def _load_language_models(languages: tuple[str, ...]) -> None:
     when the model is warm finds them loaded."""
     if not languages:
         return
+    named = ", ".join(languages)
+    log.info("loading language detection for %s", named)
     started = time.monotonic()
-    await asyncio.to_thread(LanguageGate(languages).load)
-    log.info(
-        "language detection for %s loaded in %.1fs",
-        ", ".join(languages),
-        time.monotonic() - started,
-    )
+    try:
+        await asyncio.to_thread(LanguageGate(languages).load)
+    except Exception:
+        # Not a reason to serve nothing: the gate is built again once the model is warm,
+        # where a failure is retried with the model's load.
+        log.warning("language detection for %s not loaded before start", named, exc_info=True)
+        return
+    log.info("language detection for %s loaded in %.1fs", named, time.monotonic() - started)
 
 
 def _admission(

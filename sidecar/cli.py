@@ -87,6 +87,13 @@ async def serve(config: SidecarConfig) -> int:
         # since 3.9 is to let the handler run on).
         handler_cancellation=True,
     )
+    loop = asyncio.get_running_loop()
+    # Before start-up, which takes seconds before the port opens (the language models): a
+    # stop asked for meanwhile is honoured when it ends. Unhandled, SIGTERM would kill the
+    # process with no "stopped" (or be ignored, as PID 1 of a container), and SIGINT would
+    # raise KeyboardInterrupt.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lifecycle.stop.set)
     await runner.setup()
     site = web.TCPSite(
         runner,
@@ -105,9 +112,6 @@ async def serve(config: SidecarConfig) -> int:
     for sock_name in runner.addresses:
         log.info("listening on %s, forwarding to %s", sock_name, public_url(config.es.url))
 
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lifecycle.stop.set)
     loop.add_signal_handler(signal.SIGHUP, _reload_rules, app)
     await lifecycle.stop.wait()
     log.info(

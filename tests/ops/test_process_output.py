@@ -31,6 +31,7 @@ from es_integration.sidecar_proc import SidecarProcess, write_config
 from sidecar.config import ModelConfig, build_config
 from sidecar.errors import ModelLoadError
 from sidecar.scoring.detect import resolve_model
+from tests.support.search import BUNDLED_MODEL
 
 #: A hub address that can never resolve (RFC 2606): a real DNS failure, with no traffic.
 UNREACHABLE_HUB = "http://hub.invalid"
@@ -141,3 +142,37 @@ def test_sigterm_during_a_model_load_stops_within_the_grace_period(tmp_path: Pat
     assert [r["msg"] for r in records if r["logger"] == "sidecar"][-1].startswith(
         "exiting without waiting for create_scorer"
     )
+
+
+def test_sigterm_before_the_port_opens_stops_cleanly(tmp_path: Path) -> None:
+    """Start-up takes seconds before the port opens (the bundled model's language models
+    load first, "loading language detection" is the signal): SIGTERM then is honoured
+    when start-up ends, with exit 0 and the log's "stopped", within the grace period."""
+    config_path = tmp_path / "sidecar.yaml"
+    config = write_config(config_path, "http://127.0.0.1:9", free_port(), model=BUNDLED_MODEL)
+    grace_s = build_config(config).server.shutdown_timeout_s
+    seen: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "serve", "--config", str(config_path)],
+        stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                seen.append(line)
+                if json.loads(line)["msg"].startswith("loading language detection for en"):
+                    break
+            else:
+                pytest.fail("the process ended before its start-up began:\n" + "".join(seen))
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=grace_s)
+            seen += proc.stdout.readlines()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert code == 0, "".join(seen)
+    said = [r["msg"] for r in _json_lines("".join(seen))]
+    assert said[-1] == "stopped", said
