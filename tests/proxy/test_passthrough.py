@@ -7,6 +7,7 @@ see exactly what the sidecar sends: headers, path, query string and body bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import io
 import socket
@@ -80,7 +81,9 @@ async def upstream() -> AsyncIterator[tuple[Recorder, TestServer]]:
     await server.close()
 
 
-async def _sidecar_for(url: str, read_s: float = 30.0) -> TestServer:
+@contextlib.asynccontextmanager
+async def _sidecar(url: str, read_s: float = 30.0) -> AsyncIterator[str]:
+    """An in-process sidecar in front of ``url``; yields its base URL."""
     # Timeouts far above any answer's time: the bundled model loads in this process's
     # threads meanwhile, and a stalled event loop must not look like a slow upstream (the
     # timeout itself: test_slow_es_is_504_es_shaped).
@@ -93,15 +96,17 @@ async def _sidecar_for(url: str, read_s: float = 30.0) -> TestServer:
     )
     srv = TestServer(create_app(config), host="127.0.0.1")
     await srv.start_server()
-    return srv
+    try:
+        yield str(srv.make_url("")).rstrip("/")
+    finally:
+        await srv.close()
 
 
 @pytest.fixture
 async def sidecar_url(upstream: tuple[Recorder, TestServer]) -> AsyncIterator[str]:
     _, up = upstream
-    srv = await _sidecar_for(str(up.make_url("/")))
-    yield str(srv.make_url("")).rstrip("/")
-    await srv.close()
+    async with _sidecar(str(up.make_url("/"))) as url:
+        yield url
 
 
 async def test_headers_path_and_query_pass_through(
@@ -174,23 +179,21 @@ async def test_large_bodies_stream_past_the_buffer_limit(
     answers once it has read the whole body, so the read timeout is the upload's length:
     a generous one, as this is about streaming, not about how fast this machine is."""
     rec, up = upstream
-    srv = await _sidecar_for(str(up.make_url("/")), read_s=60)
-    sidecar_url = str(srv.make_url("")).rstrip("/")
     chunk = b'{"index":{}}\n{"t":"' + b"y" * 1000 + b'"}\n'
 
     async def gen() -> AsyncIterator[bytes]:
         for _ in range(12 * 1024):
             yield chunk
 
-    try:
-        async with aiohttp.ClientSession() as s:
-            resp = await s.post(sidecar_url + "/_bulk", data=gen())
-            assert resp.status == 200
-            assert (await resp.json())["len"] == len(chunk) * 12 * 1024
-            resp = await s.get(sidecar_url + "/big")
-            assert len(await resp.read()) == 64 * 65536
-    finally:
-        await srv.close()
+    async with (
+        _sidecar(str(up.make_url("/")), read_s=60) as sidecar_url,
+        aiohttp.ClientSession() as s,
+    ):
+        resp = await s.post(sidecar_url + "/_bulk", data=gen())
+        assert resp.status == 200
+        assert (await resp.json())["len"] == len(chunk) * 12 * 1024
+        resp = await s.get(sidecar_url + "/big")
+        assert len(await resp.read()) == 64 * 65536
     assert len(rec.seen[-2].body) == len(chunk) * 12 * 1024
 
 
@@ -231,38 +234,35 @@ def _closed_port() -> int:
 
 
 async def test_unreachable_es_is_502_es_shaped() -> None:
-    srv = await _sidecar_for(f"http://127.0.0.1:{_closed_port()}")
-    try:
-        async with aiohttp.ClientSession() as s:
-            for path in ("/", "/idx/_search"):
-                resp = await s.get(str(srv.make_url(path)))
-                assert resp.status == 502
-                body = await resp.json()
-                assert body["status"] == 502
-                assert set(body["error"]) >= {"type", "reason"}
-                assert "Traceback" not in body["error"]["reason"]
-    finally:
-        await srv.close()
+    async with (
+        _sidecar(f"http://127.0.0.1:{_closed_port()}") as sidecar_url,
+        aiohttp.ClientSession() as s,
+    ):
+        for path in ("/", "/idx/_search"):
+            resp = await s.get(sidecar_url + path)
+            assert resp.status == 502
+            body = await resp.json()
+            assert body["status"] == 502
+            assert set(body["error"]) >= {"type", "reason"}
+            assert "Traceback" not in body["error"]["reason"]
 
 
 async def test_slow_es_is_504_es_shaped(upstream: tuple[Recorder, TestServer]) -> None:
     rec, up = upstream
     rec.delay_s = 2.0
-    srv = await _sidecar_for(str(up.make_url("/")), read_s=0.5)
-    sidecar_url = str(srv.make_url("")).rstrip("/")
-    try:
-        async with aiohttp.ClientSession() as s:
-            for path in ("/slow", "/idx/_search"):
-                resp = await s.get(sidecar_url + path)
-                assert resp.status == 504
-                body = await resp.json()
-                assert body == {
-                    "error": {
-                        "root_cause": [body["error"]["root_cause"][0]],
-                        "type": "upstream_timeout_exception",
-                        "reason": "Elasticsearch did not answer in time",
-                    },
-                    "status": 504,
-                }
-    finally:
-        await srv.close()
+    async with (
+        _sidecar(str(up.make_url("/")), read_s=0.5) as sidecar_url,
+        aiohttp.ClientSession() as s,
+    ):
+        for path in ("/slow", "/idx/_search"):
+            resp = await s.get(sidecar_url + path)
+            assert resp.status == 504
+            body = await resp.json()
+            assert body == {
+                "error": {
+                    "root_cause": [body["error"]["root_cause"][0]],
+                    "type": "upstream_timeout_exception",
+                    "reason": "Elasticsearch did not answer in time",
+                },
+                "status": 504,
+            }
