@@ -19,7 +19,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +96,57 @@ def test_offline_a_model_missing_from_the_cache_is_still_said_to_be_missing(
         resolve_model(ModelConfig(name=HUB_MODEL))
 
 
+@dataclass(frozen=True)
+class Stopped:
+    code: int
+    #: From SIGTERM to the exit.
+    seconds: float
+    #: stdout and stderr in one stream, as a container runtime keeps them.
+    output: str
+
+
+def _sigterm_when(
+    tmp_path: Path,
+    model: str,
+    env: dict[str, str],
+    signal_at: Callable[[dict[str, Any]], bool],
+) -> Stopped:
+    """Run ``serve`` with ``model``, send SIGTERM at the first log record ``signal_at``
+    matches, and wait for the exit (at most the stop grace period)."""
+    config_path = tmp_path / "sidecar.yaml"
+    config = write_config(config_path, "http://127.0.0.1:9", free_port(), model=model)
+    grace_s = build_config(config).server.shutdown_timeout_s
+    seen: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "serve", "--config", str(config_path)],
+        stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                seen.append(line)
+                if signal_at(json.loads(line)):
+                    break
+            else:
+                pytest.fail("the process ended before the signal's moment:\n" + "".join(seen))
+            proc.send_signal(signal.SIGTERM)
+            sent = time.monotonic()
+            code = proc.wait(timeout=grace_s)
+            stopped_s = time.monotonic() - sent
+            seen += proc.stdout.readlines()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return Stopped(code, stopped_s, "".join(seen))
+
+
 def test_sigterm_during_a_model_load_stops_within_the_grace_period(tmp_path: Path) -> None:
     """The default model from a hub that cannot be reached: huggingface_hub retries each
     file for 23 s inside the load's thread. SIGTERM arrives while it does (its retry
     warnings are the signal); the process must stop within server.shutdown_timeout_s."""
-    config_path = tmp_path / "sidecar.yaml"
-    config = write_config(config_path, "http://127.0.0.1:9", free_port(), model=HUB_MODEL)
-    grace_s = build_config(config).server.shutdown_timeout_s
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "0",
@@ -109,36 +154,17 @@ def test_sigterm_during_a_model_load_stops_within_the_grace_period(tmp_path: Pat
         "HF_HOME": str(tmp_path / "hf"),
     }
     env.pop("CI", None)  # transformers lets its records propagate only under CI=true
-    seen: list[str] = []
-    with subprocess.Popen(
-        [sys.executable, "-m", "sidecar", "serve", "--config", str(config_path)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
-    ) as proc:
-        try:
-            assert proc.stderr is not None and proc.stdout is not None
-            for line in proc.stderr:
-                seen.append(line)
-                record = json.loads(line)
-                # The load is under way: huggingface_hub retries the hub, and says so as JSON.
-                if record["logger"].startswith("huggingface_hub") and "Retry" in record["msg"]:
-                    break
-            else:
-                pytest.fail("the process ended before its model load began:\n" + "".join(seen))
-            proc.send_signal(signal.SIGTERM)
-            sent = time.monotonic()
-            code = proc.wait(timeout=grace_s)
-            stopped_s = time.monotonic() - sent
-            seen += proc.stderr.readlines() + proc.stdout.readlines()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert code == 0, "".join(seen)
+    stopped = _sigterm_when(
+        tmp_path,
+        HUB_MODEL,
+        env,
+        # The load is under way: huggingface_hub retries the hub, and says so as JSON.
+        lambda r: r["logger"].startswith("huggingface_hub") and "Retry" in r["msg"],
+    )
+    assert stopped.code == 0, stopped.output
     # Well inside any grace period (issue 23: within 5 s): the load is abandoned.
-    assert stopped_s < 5.0, f"stopped {stopped_s:.1f}s after SIGTERM"
-    records = _json_lines("".join(seen))
+    assert stopped.seconds < 5.0, f"stopped {stopped.seconds:.1f}s after SIGTERM"
+    records = _json_lines(stopped.output)
     assert [r["msg"] for r in records if r["logger"] == "sidecar"][-1].startswith(
         "exiting without waiting for create_scorer"
     )
@@ -148,31 +174,12 @@ def test_sigterm_before_the_port_opens_stops_cleanly(tmp_path: Path) -> None:
     """Start-up takes seconds before the port opens (the bundled model's language models
     load first, "loading language detection" is the signal): SIGTERM then is honoured
     when start-up ends, with exit 0 and the log's "stopped", within the grace period."""
-    config_path = tmp_path / "sidecar.yaml"
-    config = write_config(config_path, "http://127.0.0.1:9", free_port(), model=BUNDLED_MODEL)
-    grace_s = build_config(config).server.shutdown_timeout_s
-    seen: list[str] = []
-    with subprocess.Popen(
-        [sys.executable, "-m", "sidecar", "serve", "--config", str(config_path)],
-        stderr=subprocess.STDOUT,
-        stdout=subprocess.PIPE,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        text=True,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                seen.append(line)
-                if json.loads(line)["msg"].startswith("loading language detection for en"):
-                    break
-            else:
-                pytest.fail("the process ended before its start-up began:\n" + "".join(seen))
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=grace_s)
-            seen += proc.stdout.readlines()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert code == 0, "".join(seen)
-    said = [r["msg"] for r in _json_lines("".join(seen))]
+    stopped = _sigterm_when(
+        tmp_path,
+        BUNDLED_MODEL,
+        {**os.environ, "HF_HUB_OFFLINE": "1"},
+        lambda r: r["msg"].startswith("loading language detection for en"),
+    )
+    assert stopped.code == 0, stopped.output
+    said = [r["msg"] for r in _json_lines(stopped.output)]
     assert said[-1] == "stopped", said
